@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# A local Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager.
+# No scheduler and no kubelet: pods stay Pending, but Deployments, ReplicaSets, StatefulSets and
+# DaemonSets are really reconciled, so a pod-template change produces a real rollout.
+#
+#   cluster.sh run DIR    start in DIR, print "ready KUBECONFIG" and stay in the foreground until
+#                         stdin closes or a signal arrives; then stop everything and remove DIR.
+#                         (The test support holds stdin open: if the test process dies in any way,
+#                         the pipe closes and the control plane goes with it.)
+#   cluster.sh up DIR     start in DIR in the background and print the KUBECONFIG path.
+#   cluster.sh down DIR   stop what `up` started and remove DIR.
+#
+# Every process listens on free loopback ports only. Admin credentials: a static token for user
+# `admin` in group `system:masters`; further tokens can be listed in $KUBE_RELOADER_EXTRA_TOKENS
+# (lines of the apiserver's token file format: token,user,uid,"group1,group2").
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+log() { printf 'cluster: %s\n' "$*" >&2; }
+die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
+
+cmd=${1:-}
+dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: cluster.sh run|up|down DIR"
+
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  die "no free loopback port found"
+}
+
+stop_all() {
+  local pids
+  pids=$(cat "$dir"/*.pid 2>/dev/null || true)
+  [ -n "$pids" ] || return 0
+  # shellcheck disable=SC2086
+  kill -TERM $pids 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    local alive=""
+    for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && break
+    sleep 0.1
+  done
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
+  rm -f "$dir"/*.pid
+}
+
+start_all() {
+  local bin_dir
+  bin_dir=$("$here/testenv.sh" | tail -n 1) || die "provisioning the control plane binaries failed (hack/testenv.sh)"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  local etcd_port peer_port api_port
+  etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
+
+  openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null || die "openssl genrsa failed"
+  openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null || die "openssl rsa failed"
+  local token
+  token=$(openssl rand -hex 24)
+  {
+    echo "$token,admin,admin,\"system:masters\""
+    [ -n "${KUBE_RELOADER_EXTRA_TOKENS:-}" ] && printf '%s\n' "$KUBE_RELOADER_EXTRA_TOKENS"
+  } > "$dir/tokens.csv"
+
+  etcd --name default --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "default=http://127.0.0.1:$peer_port" \
+    --log-level warn > "$dir/etcd.log" 2>&1 &
+  echo $! > "$dir/etcd.pid"
+
+  "$bin_dir/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0 \
+    --cert-dir "$dir/certs" \
+    --authorization-mode RBAC --token-auth-file "$dir/tokens.csv" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
+    --disable-admission-plugins ServiceAccount \
+    --service-cluster-ip-range 10.96.0.0/24 \
+    --endpoint-reconciler-type none \
+    --v 1 > "$dir/kube-apiserver.log" 2>&1 &
+  echo $! > "$dir/kube-apiserver.pid"
+
+  local server="https://127.0.0.1:$api_port"
+  write_kubeconfig "$dir/kubeconfig" "$server" "$token"
+
+  local ready=""
+  for _ in $(seq 1 600); do
+    kill -0 "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null || break
+    kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null || break
+    if [ -f "$dir/certs/apiserver.crt" ] &&
+      [ "$(kubectl --kubeconfig "$dir/kubeconfig" get --raw /readyz 2>/dev/null)" = ok ] &&
+      kubectl --kubeconfig "$dir/kubeconfig" get namespace default >/dev/null 2>&1; then
+      ready=1
+      break
+    fi
+    sleep 0.2
+  done
+  if [ -z "$ready" ]; then
+    tail -n 20 "$dir/etcd.log" "$dir/kube-apiserver.log" >&2 || true
+    stop_all
+    die "kube-apiserver did not become ready (logs above, full logs in $dir)"
+  fi
+
+  "$bin_dir/kube-controller-manager" --kubeconfig "$dir/kubeconfig" \
+    --controllers deployment,replicaset,statefulset,daemonset,garbagecollector \
+    --leader-elect=false --port 0 --secure-port 0 --use-service-account-credentials=false \
+    --kube-api-qps 200 --kube-api-burst 400 \
+    --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 --concurrent-statefulset-syncs 10 \
+    --v 1 > "$dir/kube-controller-manager.log" 2>&1 &
+  echo $! > "$dir/kube-controller-manager.pid"
+  # A bad flag or kubeconfig makes it exit at once: catch that here rather than as test time-outs.
+  sleep 0.5
+  if ! kill -0 "$(cat "$dir/kube-controller-manager.pid")" 2>/dev/null; then
+    tail -n 20 "$dir/kube-controller-manager.log" >&2 || true
+    stop_all
+    die "kube-controller-manager exited at start (log above)"
+  fi
+}
+
+write_kubeconfig() {
+  cat > "$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: $2
+    certificate-authority: $dir/certs/apiserver.crt
+users:
+- name: admin
+  user:
+    token: $3
+contexts:
+- name: local
+  context:
+    cluster: local
+    user: admin
+    namespace: default
+current-context: local
+EOF
+}
+
+case "$cmd" in
+  run)
+    trap 'stop_all; rm -rf "$dir"; exit 0' TERM INT HUP
+    start_all
+    echo "ready $dir/kubeconfig"
+    # Wait for stdin to close; `read` returns non-zero at EOF.
+    while read -r _; do :; done
+    stop_all
+    rm -rf "$dir"
+    ;;
+  up)
+    [ -f "$dir/kubeconfig" ] && [ -f "$dir/kube-apiserver.pid" ] &&
+      kill -0 "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null && { echo "$dir/kubeconfig"; exit 0; }
+    start_all
+    echo "$dir/kubeconfig"
+    ;;
+  down)
+    [ -d "$dir" ] || exit 0
+    stop_all
+    rm -rf "$dir"
+    ;;
+  *) die "unknown command $cmd (run, up or down)" ;;
+esac

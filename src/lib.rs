@@ -1,0 +1,3 @@
+//! kube-reloader: rolls Deployments, StatefulSets and DaemonSets when the ConfigMaps and Secrets
+//! they use change.
+#![forbid(unsafe_code)]

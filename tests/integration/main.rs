@@ -1,0 +1,6 @@
+//! Integration tests of kube-reloader against a real control plane (see `support`).
+//! One binary for all of them: one build, one shared control plane, a namespace per test.
+
+mod support;
+
+mod environment;

@@ -1,0 +1,207 @@
+//! Test support: a real control plane (etcd, kube-apiserver, kube-controller-manager) on loopback.
+//!
+//! One control plane serves the whole test binary, started on first use. All integration tests
+//! live in this one binary (one build, one link), and every test works in a namespace of its own,
+//! so sharing is safe and saves the ~10 s start-up per test that 2 cores would otherwise pay
+//! dozens of times. Tests that need cluster-wide state of their own start a private control plane
+//! with [`ControlPlane::start`].
+//!
+//! Lifetime: the control plane runs under `hack/cluster.sh run`, which stops every process it
+//! started and removes its directory as soon as its stdin closes. We hold the write end of that
+//! pipe for as long as the test process lives, so however the process ends (success, panic,
+//! abort, SIGKILL) the kernel closes it and nothing outlives the run.
+
+#![allow(dead_code)]
+
+pub mod workloads;
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running control plane. Stopped when dropped, or when the test process exits.
+pub struct ControlPlane {
+    pub kubeconfig: PathBuf,
+    child: Mutex<Child>,
+    // Closing this pipe tells `cluster.sh run` to stop everything.
+    stdin: Mutex<Option<ChildStdin>>,
+}
+
+impl ControlPlane {
+    /// Starts a control plane of its own (provisioning binaries if needed). Fails with the
+    /// reason, never silently.
+    pub fn start() -> Result<Self, String> {
+        Self::start_with_tokens("")
+    }
+
+    /// Like [`start`](Self::start), with extra lines for the apiserver's static token file
+    /// (`token,user,uid,"groups"`), e.g. to act as a ServiceAccount.
+    pub fn start_with_tokens(extra_tokens: &str) -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!("kube-reloader-cp-{}", unique_suffix()));
+        let mut child = Command::new(repo_root().join("hack/cluster.sh"))
+            .arg("run")
+            .arg(&dir)
+            .env("KUBE_RELOADER_EXTRA_TOKENS", extra_tokens)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot run hack/cluster.sh: {e}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+        let mut kubeconfig = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| format!("reading hack/cluster.sh output: {e}"))?;
+            if let Some(path) = line.strip_prefix("ready ") {
+                kubeconfig = Some(PathBuf::from(path));
+                break;
+            }
+        }
+        let Some(kubeconfig) = kubeconfig else {
+            let status = child.wait().map_err(|e| e.to_string())?;
+            return Err(format!(
+                "the control plane did not start (hack/cluster.sh exited with {status}; its output above says why)"
+            ));
+        };
+        Ok(Self {
+            kubeconfig,
+            child: Mutex::new(child),
+            stdin: Mutex::new(stdin),
+        })
+    }
+
+    /// A fresh client for the admin user. Make one per test: a client is bound to the tokio
+    /// runtime it first runs on, and every `#[tokio::test]` has its own.
+    pub async fn client(&self) -> Client {
+        client_for(&self.kubeconfig).await
+    }
+
+    /// The directory holding the kubeconfig, certificates and component logs.
+    pub fn dir(&self) -> &Path {
+        self.kubeconfig.parent().expect("kubeconfig has a parent")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Ok(mut stdin) = self.stdin.lock() {
+            stdin.take();
+        }
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("readable kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("valid kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// The control plane shared by every test in this binary.
+pub fn shared() -> &'static ControlPlane {
+    static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+    match SHARED.get_or_init(ControlPlane::start) {
+        Ok(cp) => cp,
+        Err(e) => panic!("test control plane unavailable: {e}"),
+    }
+}
+
+fn unique_suffix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// A namespace of a test's own on the shared control plane, with an admin client.
+pub struct TestNs {
+    pub name: String,
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+}
+
+impl TestNs {
+    /// Creates namespace `<prefix>-<unique>` on the shared control plane.
+    pub async fn new(prefix: &str) -> Self {
+        Self::on(shared(), prefix).await
+    }
+
+    /// Creates a namespace on the given control plane.
+    pub async fn on(cp: &ControlPlane, prefix: &str) -> Self {
+        let client = cp.client().await;
+        let name = format!("{}-{}", prefix, unique_suffix().replace('-', ""))
+            .chars()
+            .take(63)
+            .collect::<String>();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}
+        }))
+        .expect("namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        Self {
+            name,
+            client,
+            kubeconfig: cp.kubeconfig.clone(),
+        }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Builds a typed object from JSON (test fixtures read best as manifests).
+pub fn from_json<K: serde::de::DeserializeOwned>(v: serde_json::Value) -> K {
+    serde_json::from_value(v).expect("valid fixture")
+}

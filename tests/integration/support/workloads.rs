@@ -1,0 +1,243 @@
+//! Workload fixtures and the observable signs of a real rollout, per kind.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use kube::api::{ListParams, PostParams};
+use serde_json::{Value, json};
+
+use super::{TestNs, from_json, wait_for};
+
+/// The three workload kinds kube-reloader rolls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet];
+}
+
+/// A manifest of `kind` named `name`, with workload annotations and a pod spec.
+pub fn manifest(kind: Kind, name: &str, annotations: Value, pod_spec: Value) -> Value {
+    let mut spec = json!({
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": pod_spec,
+        },
+    });
+    // No replicas: without a scheduler pods would only pile up as Pending. A Deployment still
+    // gets a ReplicaSet per pod template, a StatefulSet or DaemonSet a ControllerRevision.
+    match kind {
+        Kind::Deployment => spec["replicas"] = json!(0),
+        Kind::StatefulSet => {
+            spec["replicas"] = json!(0);
+            spec["serviceName"] = json!(name);
+        }
+        Kind::DaemonSet => {}
+    }
+    let kind_name = format!("{kind:?}");
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": kind_name,
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": spec,
+    })
+}
+
+/// A pod spec with one container `app` and the given extra container fields and volumes.
+pub fn pod_spec(container_extra: Value, volumes: Value) -> Value {
+    let mut c = json!({"name": "app", "image": "registry.invalid/app:1"});
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), container_extra.as_object()) {
+        for (k, v) in extra {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    json!({"containers": [c], "volumes": volumes})
+}
+
+/// Creates the workload in the test namespace.
+pub async fn create(ns: &TestNs, kind: Kind, manifest: Value) {
+    let pp = PostParams::default();
+    match kind {
+        Kind::Deployment => drop(
+            ns.api::<Deployment>()
+                .create(&pp, &from_json(manifest))
+                .await
+                .expect("create"),
+        ),
+        Kind::StatefulSet => drop(
+            ns.api::<StatefulSet>()
+                .create(&pp, &from_json(manifest))
+                .await
+                .expect("create"),
+        ),
+        Kind::DaemonSet => drop(
+            ns.api::<DaemonSet>()
+                .create(&pp, &from_json(manifest))
+                .await
+                .expect("create"),
+        ),
+    }
+}
+
+/// The workload as JSON (metadata and spec of any kind, read the same way).
+pub async fn get(ns: &TestNs, kind: Kind, name: &str) -> Value {
+    let v = match kind {
+        Kind::Deployment => {
+            serde_json::to_value(ns.api::<Deployment>().get(name).await.expect("get"))
+        }
+        Kind::StatefulSet => {
+            serde_json::to_value(ns.api::<StatefulSet>().get(name).await.expect("get"))
+        }
+        Kind::DaemonSet => {
+            serde_json::to_value(ns.api::<DaemonSet>().get(name).await.expect("get"))
+        }
+    };
+    v.expect("serializable")
+}
+
+/// A workload annotation, or the pod template's when `template` is set.
+pub async fn annotation(
+    ns: &TestNs,
+    kind: Kind,
+    name: &str,
+    key: &str,
+    template: bool,
+) -> Option<String> {
+    let v = get(ns, kind, name).await;
+    let meta = if template {
+        &v["spec"]["template"]["metadata"]
+    } else {
+        &v["metadata"]
+    };
+    meta["annotations"][key].as_str().map(str::to_string)
+}
+
+/// Names of the objects `kind`/`name` owns among `items` (owner references, as its controller set them).
+fn owned<'a, T: kube::Resource + 'a>(
+    items: impl IntoIterator<Item = &'a T>,
+    kind: Kind,
+    name: &str,
+) -> usize {
+    let kind = format!("{kind:?}");
+    items
+        .into_iter()
+        .filter(|o| {
+            o.meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.kind == kind && r.name == name)
+        })
+        .count()
+}
+
+/// Pod-template revisions the workload's controller has made: ReplicaSets of a Deployment,
+/// ControllerRevisions of a StatefulSet or DaemonSet. One per distinct pod template.
+///
+/// Not `metadata.generation`: the 1.20 apiserver bumps it on metadata-only updates too (even
+/// `kubectl annotate`), so it counts writes, not rollouts.
+async fn revisions(ns: &TestNs, kind: Kind, name: &str) -> usize {
+    match kind {
+        Kind::Deployment => {
+            let rs = ns
+                .api::<ReplicaSet>()
+                .list(&ListParams::default())
+                .await
+                .expect("list ReplicaSets");
+            owned(&rs.items, kind, name)
+        }
+        Kind::StatefulSet | Kind::DaemonSet => {
+            let cr = ns
+                .api::<ControllerRevision>()
+                .list(&ListParams::default())
+                .await
+                .expect("list ControllerRevisions");
+            owned(&cr.items, kind, name)
+        }
+    }
+}
+
+/// Whether the workload's controller has processed its current spec.
+async fn settled(ns: &TestNs, kind: Kind, name: &str) -> bool {
+    let (generation, observed) = match kind {
+        Kind::Deployment => {
+            let d = ns.api::<Deployment>().get(name).await.expect("get");
+            (
+                d.metadata.generation,
+                d.status.and_then(|s| s.observed_generation),
+            )
+        }
+        Kind::StatefulSet => {
+            let d = ns.api::<StatefulSet>().get(name).await.expect("get");
+            (
+                d.metadata.generation,
+                d.status.and_then(|s| s.observed_generation),
+            )
+        }
+        Kind::DaemonSet => {
+            let d = ns.api::<DaemonSet>().get(name).await.expect("get");
+            (
+                d.metadata.generation,
+                d.status.and_then(|s| s.observed_generation),
+            )
+        }
+    };
+    generation.is_some() && generation == observed
+}
+
+/// What the workload's controller has made of its pod template so far: the number of
+/// ReplicaSets (Deployment), the update revision (StatefulSet) or the number of
+/// ControllerRevisions (DaemonSet). It changes exactly when the pod template changes.
+pub async fn revision(ns: &TestNs, kind: Kind, name: &str) -> Option<String> {
+    match kind {
+        Kind::StatefulSet => {
+            let s = ns.api::<StatefulSet>().get(name).await.expect("get");
+            s.status?.update_revision
+        }
+        _ => {
+            let n = revisions(ns, kind, name).await;
+            (n > 0).then(|| n.to_string())
+        }
+    }
+}
+
+/// Waits until the workload's controller has caught up with its current spec and returns its
+/// revision.
+pub async fn settled_revision(ns: &TestNs, kind: Kind, name: &str) -> String {
+    wait_for(
+        &format!("{kind:?} {name} to be reconciled by kube-controller-manager"),
+        Duration::from_secs(60),
+        || async {
+            if settled(ns, kind, name).await {
+                revision(ns, kind, name).await
+            } else {
+                None
+            }
+        },
+    )
+    .await
+}
+
+/// Rollouts since creation: pod-template revisions beyond the first, counted once the workload's
+/// controller has caught up with the current spec.
+pub async fn rollouts(ns: &TestNs, kind: Kind, name: &str) -> u64 {
+    wait_for(
+        &format!("{kind:?} {name} to settle"),
+        Duration::from_secs(60),
+        || async {
+            if !settled(ns, kind, name).await {
+                return None;
+            }
+            let n = revisions(ns, kind, name).await;
+            (n > 0).then(|| n as u64 - 1)
+        },
+    )
+    .await
+}

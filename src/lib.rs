@@ -1,3 +1,19 @@
 //! kube-reloader: rolls Deployments, StatefulSets and DaemonSets when the ConfigMaps and Secrets
-//! they use change.
+//! they use change. See README.md for the product, docs/ for details.
+//!
+//! Pure rules: [`digest`], [`references`], [`optin`], [`decision`], [`ratelimit`].
+//! The shell: [`configs`] (watched objects), [`index`], [`reconcile`], [`controller`], [`key`].
 #![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod configs;
+pub mod controller;
+pub mod decision;
+pub mod digest;
+pub mod index;
+pub mod key;
+pub mod optin;
+pub mod ratelimit;
+pub mod reconcile;
+pub mod references;
+pub mod workload;

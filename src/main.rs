@@ -1,6 +1,26 @@
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("kube-reloader: the controller is not built yet");
-    std::process::exit(2);
+use std::io::IsTerminal;
+
+use clap::Parser;
+use kube_reloader::cli::Args;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&args.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+
+    if let Err(e) = kube_reloader::controller::run(args).await {
+        tracing::error!("{e}");
+        eprintln!("kube-reloader: {e}");
+        std::process::exit(1);
+    }
 }

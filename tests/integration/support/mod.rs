@@ -13,6 +13,8 @@
 
 #![allow(dead_code)]
 
+pub mod objects;
+pub mod reloader;
 pub mod workloads;
 
 use std::future::Future;

@@ -1,0 +1,188 @@
+//! Command-line flags. Every flag has an environment variable twin, `KUBE_RELOADER_…`.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Rolls Deployments, StatefulSets and DaemonSets when the ConfigMaps and Secrets they use change.
+///
+/// Workloads opt in with annotations (`kube-reloader.io/auto: "true"`, or stakater Reloader's);
+/// see docs/annotations.md. The Kubernetes connection is configured as kubectl's is: KUBECONFIG
+/// or ~/.kube/config, or the in-cluster service account.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kube-reloader", version, about, long_about)]
+pub struct Args {
+    /// Watch only this namespace (repeatable, or comma-separated). Default: all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "KUBE_RELOADER_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Never watch this namespace (repeatable, or comma-separated).
+    #[arg(
+        long = "ignore-namespace",
+        env = "KUBE_RELOADER_IGNORE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub ignore_namespaces: Vec<String>,
+
+    /// Namespace of the controller itself, where its digest key Secret lives.
+    /// Default: $POD_NAMESPACE, else `kube-reloader`.
+    #[arg(long, env = "KUBE_RELOADER_CONTROLLER_NAMESPACE")]
+    pub controller_namespace: Option<String>,
+
+    /// Name of the Secret holding the key that Secret digests are made with (created with 32
+    /// random bytes if absent).
+    #[arg(
+        long,
+        env = "KUBE_RELOADER_KEY_SECRET",
+        default_value = "kube-reloader-key"
+    )]
+    pub key_secret: String,
+
+    /// Changes to a workload's configs within this window after the first are rolled out together.
+    #[arg(long, env = "KUBE_RELOADER_DEBOUNCE", default_value = "2s", value_parser = parse_duration)]
+    pub debounce: Duration,
+
+    /// At most one rollout per workload in this interval; later changes are merged into the next
+    /// rollout, never dropped.
+    #[arg(long, env = "KUBE_RELOADER_MIN_ROLLOUT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub min_rollout_interval: Duration,
+
+    /// Rollouts per second across all workloads, sustained (token bucket rate).
+    #[arg(long, env = "KUBE_RELOADER_MAX_ROLLOUTS_PER_SECOND", default_value_t = 5.0, value_parser = parse_rate)]
+    pub max_rollouts_per_second: f64,
+
+    /// Rollouts that may happen at once before the rate limit applies (token bucket size).
+    #[arg(long, env = "KUBE_RELOADER_ROLLOUT_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rollout_burst: u32,
+
+    /// Honour stakater Reloader's annotations (`reloader.stakater.com/…`), so manifests written for
+    /// Reloader work unchanged.
+    #[arg(long, env = "KUBE_RELOADER_RELOADER_COMPAT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reloader_compat: bool,
+
+    /// Also watch Secrets of type helm.sh/release.v1 and kubernetes.io/service-account-token
+    /// (skipped by default: they are large or numerous, and never mounted as configuration).
+    #[arg(long, env = "KUBE_RELOADER_WATCH_ALL_SECRET_TYPES")]
+    pub watch_all_secret_types: bool,
+
+    /// Log filter when RUST_LOG is not set: error, warn, info, debug or trace.
+    #[arg(long, env = "KUBE_RELOADER_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl Args {
+    /// The controller's own namespace.
+    pub fn controller_namespace(&self) -> String {
+        self.controller_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| "kube-reloader".to_string())
+    }
+}
+
+/// Parses `1500ms`, `2s`, `1m30s`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m or h)"))?;
+        let (num, tail) = rest.split_at(digits);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: {num:?} is not a number"))?;
+        let secs = match unit {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        };
+        total += Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
+        rest = next;
+    }
+    Ok(total)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("2s", 2000),
+            ("1500ms", 1500),
+            ("1m30s", 90_000),
+            ("1h", 3_600_000),
+            ("0.5", 500),
+            ("0s", 0),
+        ];
+        for (s, ms) in ok {
+            assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        for s in ["", "s", "2x", "-1s", "1m-"] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_env_twins() {
+        let a = Args::try_parse_from(["kube-reloader"]).unwrap();
+        assert_eq!(a.debounce, Duration::from_secs(2));
+        assert_eq!(a.min_rollout_interval, Duration::from_secs(10));
+        assert!(a.reloader_compat);
+        assert!(a.namespaces.is_empty());
+        let a = Args::try_parse_from([
+            "kube-reloader",
+            "--namespace",
+            "a,b",
+            "--namespace=c",
+            "--reloader-compat=false",
+        ])
+        .unwrap();
+        assert_eq!(a.namespaces, ["a", "b", "c"]);
+        assert!(!a.reloader_compat);
+        // Every flag has a KUBE_RELOADER_ environment variable.
+        use clap::CommandFactory;
+        for arg in Args::command().get_arguments() {
+            if matches!(arg.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            let env = arg.get_env().map(|e| e.to_string_lossy().to_string());
+            assert!(
+                env.as_deref()
+                    .is_some_and(|e| e.starts_with("KUBE_RELOADER_")),
+                "--{} has no KUBE_RELOADER_ env var",
+                arg.get_id()
+            );
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! What kube-reloader knows of every watched ConfigMap and Secret: its per-key digests and the
+//! few annotations the rules read. Content is digested as each object arrives and then dropped,
+//! so memory does not grow with the size of the data watched.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher as make_watcher};
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+
+use crate::digest::{ContentDigest, SecretKey};
+use crate::optin::{Annotations, ConfigFlags, ConfigView};
+use crate::references::ConfigKind;
+
+/// (namespace, kind, name) of a ConfigMap or Secret.
+pub type ConfigKey = (String, ConfigKind, String);
+
+/// All that is kept of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSummary {
+    pub digest: ContentDigest,
+    pub flags: ConfigFlags,
+}
+
+/// A watched kind of config object.
+pub trait ConfigObject:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: ConfigKind;
+    /// Every key of `data` and `binaryData` with its bytes.
+    fn entries(&self) -> Vec<(&str, &[u8])>;
+}
+
+impl ConfigObject for ConfigMap {
+    const KIND: ConfigKind = ConfigKind::ConfigMap;
+    fn entries(&self) -> Vec<(&str, &[u8])> {
+        let text = self.data.iter().flatten();
+        let binary = self.binary_data.iter().flatten();
+        text.map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .chain(binary.map(|(k, v)| (k.as_str(), v.0.as_slice())))
+            .collect()
+    }
+}
+
+impl ConfigObject for Secret {
+    const KIND: ConfigKind = ConfigKind::Secret;
+    fn entries(&self) -> Vec<(&str, &[u8])> {
+        // `stringData` is write-only: the API server merges it into `data`.
+        self.data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.0.as_slice()))
+            .collect()
+    }
+}
+
+/// The store of every watched object's summary, shared by the watchers and the reconciles.
+pub struct ConfigStore {
+    objects: RwLock<BTreeMap<ConfigKey, ConfigSummary>>,
+    /// Watch streams that have not delivered their first complete list yet.
+    unsynced: AtomicUsize,
+    synced: watch::Sender<bool>,
+}
+
+impl ConfigStore {
+    /// A store that becomes ready once `streams` watch streams have each listed once.
+    pub fn new(streams: usize) -> Self {
+        Self {
+            objects: RwLock::default(),
+            unsynced: AtomicUsize::new(streams),
+            synced: watch::Sender::new(streams == 0),
+        }
+    }
+
+    /// Waits until every watch stream has delivered its initial list. Before that, an object not
+    /// in the store may simply not have been listed yet, and counting it absent would roll.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        // The sender lives as long as the store, so this only ends when synced.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    fn mark_stream_synced(&self) {
+        if self.unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
+            tracing::info!(
+                configmaps = self.count(ConfigKind::ConfigMap),
+                secrets = self.count(ConfigKind::Secret),
+                "initial lists complete; reconciling workloads"
+            );
+            self.synced.send_replace(true);
+        }
+    }
+
+    pub fn get(&self, namespace: &str, kind: ConfigKind, name: &str) -> Option<ConfigSummary> {
+        let objects = self.objects.read().unwrap_or_else(|e| e.into_inner());
+        objects
+            .get(&(namespace.to_string(), kind, name.to_string()))
+            .cloned()
+    }
+
+    /// Number of objects held, by kind.
+    pub fn count(&self, kind: ConfigKind) -> usize {
+        let objects = self.objects.read().unwrap_or_else(|e| e.into_inner());
+        objects.keys().filter(|(_, k, _)| *k == kind).count()
+    }
+
+    /// Approximate heap bytes held by the digests (for the memory benchmark).
+    pub fn heap_bytes(&self) -> usize {
+        let objects = self.objects.read().unwrap_or_else(|e| e.into_inner());
+        objects
+            .iter()
+            .map(|((ns, _, n), s)| ns.len() + n.len() + s.digest.heap_bytes())
+            .sum()
+    }
+
+    /// Inserts or replaces one object; true when what the rules see of it changed.
+    fn upsert(&self, key: ConfigKey, summary: ConfigSummary) -> bool {
+        let mut objects = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        objects.insert(key, summary.clone()) != Some(summary)
+    }
+
+    fn remove(&self, key: &ConfigKey) -> bool {
+        let mut objects = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        objects.remove(key).is_some()
+    }
+
+    /// Replaces every object of `kind` within `scope` (a namespace, or all when `None`) with a
+    /// complete list, and returns the keys whose summary changed, appeared or disappeared.
+    fn replace(
+        &self,
+        kind: ConfigKind,
+        scope: Option<&str>,
+        listed: BTreeMap<ConfigKey, ConfigSummary>,
+    ) -> Vec<ConfigKey> {
+        let mut objects = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        let in_scope = |(ns, k, _): &ConfigKey| *k == kind && scope.is_none_or(|s| s == ns);
+        let gone: Vec<ConfigKey> = objects
+            .keys()
+            .filter(|k| in_scope(k) && !listed.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut changed = Vec::new();
+        for key in gone {
+            objects.remove(&key);
+            changed.push(key);
+        }
+        for (key, summary) in listed {
+            if objects.get(&key) != Some(&summary) {
+                changed.push(key.clone());
+                objects.insert(key, summary);
+            }
+        }
+        changed
+    }
+
+    /// A view of one namespace for the opt-in rules.
+    pub fn view<'a>(&'a self, namespace: &'a str) -> NamespaceView<'a> {
+        NamespaceView {
+            store: self,
+            namespace,
+        }
+    }
+}
+
+/// The objects of one namespace, as [`crate::optin`] sees them.
+pub struct NamespaceView<'a> {
+    store: &'a ConfigStore,
+    namespace: &'a str,
+}
+
+impl ConfigView for NamespaceView<'_> {
+    fn flags(&self, kind: ConfigKind, name: &str) -> Option<ConfigFlags> {
+        self.store.get(self.namespace, kind, name).map(|s| s.flags)
+    }
+
+    fn names(&self, kind: ConfigKind) -> Vec<String> {
+        let objects = self.store.objects.read().unwrap_or_else(|e| e.into_inner());
+        let from = (self.namespace.to_string(), kind, String::new());
+        objects
+            .range(from..)
+            .take_while(|((ns, k, _), _)| ns == self.namespace && *k == kind)
+            .map(|((_, _, n), _)| n.clone())
+            .collect()
+    }
+}
+
+/// Digests an object; Secrets under `key`.
+pub fn summarize<K: ConfigObject>(
+    obj: &K,
+    key: &SecretKey,
+    reloader_compat: bool,
+) -> ConfigSummary {
+    let secret_key = (K::KIND == ConfigKind::Secret).then_some(key);
+    let annotations: Annotations = obj.annotations().clone();
+    ConfigSummary {
+        digest: ContentDigest::new(secret_key, obj.entries()),
+        flags: ConfigFlags::from_annotations(&annotations, reloader_compat),
+    }
+}
+
+fn key_of<K: ConfigObject>(obj: &K) -> ConfigKey {
+    (obj.namespace().unwrap_or_default(), K::KIND, obj.name_any())
+}
+
+/// Watches one kind within one scope, keeping `store` current, and reports every change of what
+/// the rules see to `changed` (content, the ignore/match annotations, existence).
+pub async fn watch<K: ConfigObject>(
+    api: Api<K>,
+    config: watcher::Config,
+    scope: Option<String>,
+    store: std::sync::Arc<ConfigStore>,
+    key: SecretKey,
+    reloader_compat: bool,
+    changed: impl Fn(Vec<ConfigKey>),
+) {
+    let mut stream = make_watcher(api, config).default_backoff().boxed();
+    let mut listing: Option<BTreeMap<ConfigKey, ConfigSummary>> = None;
+    let mut synced_once = false;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => listing = Some(BTreeMap::new()),
+            Ok(Event::InitApply(obj)) => {
+                if let Some(l) = listing.as_mut() {
+                    l.insert(key_of(&obj), summarize(&obj, &key, reloader_compat));
+                }
+            }
+            Ok(Event::InitDone) => {
+                let listed = listing.take().unwrap_or_default();
+                let n = listed.len();
+                let diff = store.replace(K::KIND, scope.as_deref(), listed);
+                tracing::debug!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), objects = n, changed = diff.len(), "listed");
+                if !synced_once {
+                    synced_once = true;
+                    store.mark_stream_synced();
+                }
+                if !diff.is_empty() {
+                    changed(diff);
+                }
+            }
+            Ok(Event::Apply(obj)) => {
+                let k = key_of(&obj);
+                if store.upsert(k.clone(), summarize(&obj, &key, reloader_compat)) {
+                    changed(vec![k]);
+                }
+            }
+            Ok(Event::Delete(obj)) => {
+                let k = key_of(&obj);
+                if store.remove(&k) {
+                    changed(vec![k]);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), error = %e,
+                    "watch failed; retrying with backoff (check the controller's RBAC: it needs list and watch on this kind)");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(v: &str) -> ConfigSummary {
+        ConfigSummary {
+            digest: ContentDigest::new(None, [("k", v.as_bytes())]),
+            flags: ConfigFlags::default(),
+        }
+    }
+
+    fn key(ns: &str, name: &str) -> ConfigKey {
+        (ns.into(), ConfigKind::ConfigMap, name.into())
+    }
+
+    #[test]
+    fn relist_reports_only_differences_within_scope() {
+        let store = ConfigStore::new(1);
+        assert!(!store.is_synced());
+        store.upsert(key("a", "same"), summary("1"));
+        store.upsert(key("a", "edited"), summary("1"));
+        store.upsert(key("a", "deleted"), summary("1"));
+        store.upsert(key("b", "other-ns"), summary("1"));
+        let listed = BTreeMap::from([
+            (key("a", "same"), summary("1")),
+            (key("a", "edited"), summary("2")),
+            (key("a", "new"), summary("1")),
+        ]);
+        let mut changed = store.replace(ConfigKind::ConfigMap, Some("a"), listed);
+        changed.sort();
+        assert_eq!(
+            changed,
+            vec![key("a", "deleted"), key("a", "edited"), key("a", "new")]
+        );
+        assert!(store.get("b", ConfigKind::ConfigMap, "other-ns").is_some());
+        store.mark_stream_synced();
+        assert!(store.is_synced());
+    }
+
+    #[test]
+    fn upsert_of_the_same_summary_is_no_change() {
+        let store = ConfigStore::new(0);
+        assert!(store.upsert(key("a", "x"), summary("1")));
+        assert!(!store.upsert(key("a", "x"), summary("1")));
+        assert!(store.upsert(key("a", "x"), summary("2")));
+    }
+
+    #[test]
+    fn view_lists_names_of_one_namespace_and_kind() {
+        let store = ConfigStore::new(0);
+        store.upsert(key("a", "x"), summary("1"));
+        store.upsert(key("a", "y"), summary("1"));
+        store.upsert(key("ab", "z"), summary("1"));
+        store.upsert(("a".into(), ConfigKind::Secret, "s".into()), summary("1"));
+        assert_eq!(store.view("a").names(ConfigKind::ConfigMap), ["x", "y"]);
+        assert_eq!(store.view("a").names(ConfigKind::Secret), ["s"]);
+    }
+
+    #[test]
+    fn configmap_entries_include_binary_data() {
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "c", "namespace": "n"},
+            "data": {"a": "1"},
+            "binaryData": {"b": "AAE="}
+        }))
+        .unwrap();
+        let entries = cm.entries();
+        assert_eq!(entries, vec![("a", &b"1"[..]), ("b", &[0u8, 1][..])]);
+    }
+}

@@ -1,0 +1,348 @@
+//! Wiring: the digest key, the ConfigMap/Secret watchers feeding the store, the reverse-index
+//! router, and one kube-runtime Controller per workload kind and watched scope.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::controller::{Controller, Error as ControllerError};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use thiserror::Error;
+
+use crate::cli::Args;
+use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore};
+use crate::index::Index;
+use crate::key::{self, KeyError};
+use crate::ratelimit::TokenBucket;
+use crate::reconcile::{self, Context, Settings};
+use crate::workload::{Workload, WorkloadKind, WorkloadRef};
+
+/// Secret types never watched unless `--watch-all-secret-types`: Helm release records are large
+/// and numerous, service-account tokens are managed by Kubernetes; neither is app configuration.
+pub const SKIPPED_SECRET_TYPES: [&str; 2] =
+    ["helm.sh/release.v1", "kubernetes.io/service-account-token"];
+
+/// Page size of initial lists: bounds the transient memory of listing large ConfigMaps.
+const LIST_PAGE_SIZE: u32 = 100;
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("cannot configure the Kubernetes client: {0} (set KUBECONFIG, or run in a cluster)")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("--namespace and --ignore-namespace leave no namespace to watch")]
+    NothingToWatch,
+}
+
+/// The namespaces to watch, one scope each; `None` stands for all namespaces.
+pub fn scopes(namespaces: &[String], ignored: &[String]) -> Vec<Option<String>> {
+    if namespaces.is_empty() {
+        return vec![None];
+    }
+    let mut seen = HashSet::new();
+    namespaces
+        .iter()
+        .filter(|n| !n.is_empty() && !ignored.contains(n) && seen.insert(n.as_str()))
+        .map(|n| Some(n.clone()))
+        .collect()
+}
+
+/// Field selector excluding ignored namespaces (and, for Secrets, skipped types).
+pub fn field_selector(ignored: &[String], secret_types: &[&str]) -> Option<String> {
+    let parts: Vec<String> = ignored
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("metadata.namespace!={n}"))
+        .chain(secret_types.iter().map(|t| format!("type!={t}")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(","))
+}
+
+fn api_for<K>(client: &Client, scope: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The kube-runtime trigger type is per kind; the router carries (namespace, name) for any kind.
+type Trigger = (String, String);
+
+pub struct RouterBuilder {
+    debounce: Duration,
+    senders: HashMap<(WorkloadKind, Option<String>), mpsc::UnboundedSender<Trigger>>,
+}
+
+impl RouterBuilder {
+    fn channel(
+        &mut self,
+        kind: WorkloadKind,
+        scope: Option<String>,
+    ) -> mpsc::UnboundedReceiver<Trigger> {
+        let (tx, rx) = mpsc::unbounded();
+        self.senders.insert((kind, scope), tx);
+        rx
+    }
+}
+
+/// Delivers config changes to the controllers of the workloads they concern, after the debounce
+/// window. The window is fixed from the first change, not extended by later ones, so a config
+/// rewritten continuously still gets rolled out.
+pub struct TriggerRouter {
+    debounce: Duration,
+    pending: Mutex<HashSet<WorkloadRef>>,
+    senders: HashMap<(WorkloadKind, Option<String>), mpsc::UnboundedSender<Trigger>>,
+}
+
+impl TriggerRouter {
+    /// Schedules a reconcile of every workload the changed objects concern.
+    pub fn changed(self: &Arc<Self>, keys: Vec<ConfigKey>, index: &Index) {
+        for key in keys {
+            for workload in index.affected(&key) {
+                self.schedule(workload);
+            }
+        }
+    }
+
+    fn schedule(self: &Arc<Self>, workload: WorkloadRef) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if !pending.insert(workload.clone()) {
+                return;
+            }
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(me.debounce).await;
+            me.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&workload);
+            let sender = me
+                .senders
+                .get(&(workload.kind, Some(workload.namespace.clone())))
+                .or_else(|| me.senders.get(&(workload.kind, None)));
+            if let Some(tx) = sender {
+                let _ = tx.unbounded_send((workload.namespace, workload.name));
+            }
+        });
+    }
+}
+
+fn run_controller<K: Workload>(
+    api: Api<K>,
+    config: watcher::Config,
+    triggers: mpsc::UnboundedReceiver<Trigger>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> {
+    let triggers = triggers.map(|(ns, name)| ObjectRef::<K>::new(&name).within(&ns));
+    let index_ctx = Arc::clone(&ctx);
+    Controller::new(api, config)
+        .reconcile_on(triggers)
+        .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+        .for_each(move |result| {
+            match result {
+                Ok(_) => {}
+                // A workload deleted since a config change was routed to it.
+                Err(ControllerError::ObjectNotFound(obj)) => {
+                    index_ctx.index.remove(&WorkloadRef {
+                        kind: K::KIND,
+                        namespace: obj.namespace.clone().unwrap_or_default(),
+                        name: obj.name.clone(),
+                    });
+                }
+                Err(ControllerError::ReconcilerFailed(..)) => {} // logged by error_policy
+                Err(e) => tracing::warn!(kind = %K::KIND, error = %e, "controller error"),
+            }
+            futures::future::ready(())
+        })
+}
+
+fn spawn_config_watch<K: ConfigObject>(
+    client: &Client,
+    scope: &Option<String>,
+    selector: Option<String>,
+    ctx: &Arc<Context>,
+    router: &Arc<TriggerRouter>,
+) {
+    let mut config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
+    if let Some(s) = selector {
+        config = config.fields(&s);
+    }
+    let api = api_for::<K>(client, scope);
+    let (store, key, compat) = (
+        Arc::clone(&ctx.configs),
+        ctx.key.clone(),
+        ctx.settings.reloader_compat,
+    );
+    let (router, ctx) = (Arc::clone(router), Arc::clone(ctx));
+    let scope = scope.clone();
+    tokio::spawn(async move {
+        configs::watch::<K>(api, config, scope, store, key, compat, |keys| {
+            router.changed(keys, &ctx.index)
+        })
+        .await
+    });
+}
+
+/// Runs the controller until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> Result<(), RunError> {
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let controller_ns = args.controller_namespace();
+    let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
+    let scopes = scopes(&args.namespaces, &args.ignore_namespaces);
+    if scopes.is_empty() {
+        return Err(RunError::NothingToWatch);
+    }
+    tracing::info!(
+        namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
+        ignored = ?args.ignore_namespaces,
+        controller_namespace = %controller_ns,
+        key_id = key.id(),
+        reloader_compat = args.reloader_compat,
+        "starting"
+    );
+
+    let store = Arc::new(ConfigStore::new(scopes.len() * 2));
+    let reporter = Reporter {
+        controller: "kube-reloader".to_string(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        store,
+        key,
+        Recorder::new(client.clone(), reporter),
+        Settings {
+            reloader_compat: args.reloader_compat,
+            min_rollout_interval: args.min_rollout_interval,
+        },
+        TokenBucket::new(
+            args.max_rollouts_per_second,
+            args.rollout_burst,
+            Instant::now(),
+        ),
+    ));
+
+    let mut builder = RouterBuilder {
+        debounce: args.debounce,
+        senders: HashMap::new(),
+    };
+    let workload_selector = field_selector(&args.ignore_namespaces, &[]);
+    let workload_config = || {
+        let c = watcher::Config::default();
+        match &workload_selector {
+            Some(s) => c.fields(s),
+            None => c,
+        }
+    };
+    let mut controllers = Vec::new();
+    for scope in &scopes {
+        for kind in WorkloadKind::ALL {
+            let rx = builder.channel(kind, scope.clone());
+            let ctx = Arc::clone(&ctx);
+            let fut = match kind {
+                WorkloadKind::Deployment => run_controller::<Deployment>(
+                    api_for(&client, scope),
+                    workload_config(),
+                    rx,
+                    ctx,
+                )
+                .boxed(),
+                WorkloadKind::StatefulSet => run_controller::<StatefulSet>(
+                    api_for(&client, scope),
+                    workload_config(),
+                    rx,
+                    ctx,
+                )
+                .boxed(),
+                WorkloadKind::DaemonSet => {
+                    run_controller::<DaemonSet>(api_for(&client, scope), workload_config(), rx, ctx)
+                        .boxed()
+                }
+            };
+            controllers.push(tokio::spawn(fut));
+        }
+    }
+    let router = Arc::new(TriggerRouter {
+        debounce: builder.debounce,
+        pending: Mutex::default(),
+        senders: builder.senders,
+    });
+
+    let skipped: &[&str] = if args.watch_all_secret_types {
+        &[]
+    } else {
+        &SKIPPED_SECRET_TYPES
+    };
+    for scope in &scopes {
+        let cm_selector = field_selector(&args.ignore_namespaces, &[]);
+        spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx, &router);
+        let secret_selector = field_selector(&args.ignore_namespaces, skipped);
+        spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx, &router);
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    for c in controllers {
+        c.abort();
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn scopes_from_flags() {
+        assert_eq!(scopes(&[], &s(&["x"])), vec![None]);
+        assert_eq!(
+            scopes(&s(&["a", "b", "a", "x"]), &s(&["x"])),
+            vec![Some("a".to_string()), Some("b".to_string())]
+        );
+        assert!(scopes(&s(&["x"]), &s(&["x"])).is_empty());
+    }
+
+    #[test]
+    fn field_selectors() {
+        assert_eq!(field_selector(&[], &[]), None);
+        assert_eq!(
+            field_selector(&s(&["kube-system"]), &SKIPPED_SECRET_TYPES).as_deref(),
+            Some(
+                "metadata.namespace!=kube-system,type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"
+            )
+        );
+    }
+}

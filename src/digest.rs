@@ -1,0 +1,444 @@
+//! Content digests of ConfigMaps and Secrets, and the digest of a workload's configuration.
+//!
+//! Only `data` and `binaryData` enter a digest, so labels, annotations, resourceVersion or
+//! managedFields never cause a rollout. Every key's value is digested on its own, once, when the
+//! object is seen; afterwards only the per-key digests are kept (32 bytes per key, whatever the size
+//! of the value), which is what lets a workload that reads only some keys be digested over just
+//! those keys.
+//!
+//! Encoding: every variable-length field is prefixed by its length (u64, big-endian), so no two
+//! different contents produce the same byte stream by concatenation. Secrets are digested with
+//! HMAC-SHA256 under the installation's key, so a recorded digest reveals nothing guessable about a
+//! secret value; ConfigMaps use plain SHA-256.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest as _, Sha256};
+
+use crate::references::{ConfigKind, Keys};
+
+/// A SHA-256 or HMAC-SHA256 output.
+pub type Hash = [u8; 32];
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The secret key Secrets are digested under, with a short public id.
+#[derive(Clone)]
+pub struct SecretKey {
+    key: Vec<u8>,
+    id: String,
+}
+
+impl SecretKey {
+    /// Minimum key length accepted, in bytes.
+    pub const MIN_LEN: usize = 32;
+
+    /// Wraps key material. The id is derived from the key (a one-way function of it), so it changes
+    /// exactly when the key does and reveals nothing about it.
+    pub fn new(key: Vec<u8>) -> Self {
+        let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC accepts keys of any length");
+        mac.update(b"kube-reloader key id");
+        let id = hex(&mac.finalize().into_bytes()[..4]);
+        Self { key, id }
+    }
+
+    /// The short public identifier recorded next to digests that involve Secrets.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("SecretKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn put_len_prefixed(out: &mut impl FnMut(&[u8]), bytes: &[u8]) {
+    out(&(bytes.len() as u64).to_be_bytes());
+    out(bytes);
+}
+
+/// Digest of one key/value pair of a ConfigMap (`secret_key` None) or Secret.
+pub fn key_digest(secret_key: Option<&SecretKey>, key: &str, value: &[u8]) -> Hash {
+    match secret_key {
+        None => {
+            let mut h = Sha256::new();
+            let mut put = |b: &[u8]| h.update(b);
+            put_len_prefixed(&mut put, key.as_bytes());
+            put_len_prefixed(&mut put, value);
+            h.finalize().into()
+        }
+        Some(k) => {
+            let mut mac =
+                HmacSha256::new_from_slice(&k.key).expect("HMAC accepts keys of any length");
+            let mut put = |b: &[u8]| mac.update(b);
+            put_len_prefixed(&mut put, key.as_bytes());
+            put_len_prefixed(&mut put, value);
+            mac.finalize().into_bytes().into()
+        }
+    }
+}
+
+/// The per-key digests of one ConfigMap or Secret: all that is kept of its content.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContentDigest {
+    /// Sorted by key (a `data` key and a `binaryData` key never coincide: the API server rejects it).
+    keys: Vec<(Box<str>, Hash)>,
+}
+
+impl ContentDigest {
+    /// Digests every key of `data` and `binaryData`.
+    pub fn new<'a>(
+        secret_key: Option<&SecretKey>,
+        entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Self {
+        let mut keys: Vec<(Box<str>, Hash)> = entries
+            .into_iter()
+            .map(|(k, v)| (Box::from(k), key_digest(secret_key, k, v)))
+            .collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        keys.dedup_by(|a, b| a.0 == b.0);
+        Self { keys }
+    }
+
+    fn get(&self, key: &str) -> Option<&Hash> {
+        self.keys
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &self.keys[i].1)
+    }
+
+    /// Digest over the selected keys. A selected key the object lacks is encoded as missing, so
+    /// adding it later is a change.
+    pub fn select(&self, keys: &Keys) -> Hash {
+        let mut h = Sha256::new();
+        let mut put = |b: &[u8]| h.update(b);
+        match keys {
+            Keys::All => {
+                for (k, d) in &self.keys {
+                    put_len_prefixed(&mut put, k.as_bytes());
+                    put(&[1]);
+                    put(d);
+                }
+            }
+            Keys::Only(only) => {
+                for k in only {
+                    put_len_prefixed(&mut put, k.as_bytes());
+                    match self.get(k) {
+                        Some(d) => {
+                            put(&[1]);
+                            put(d);
+                        }
+                        None => put(&[0]),
+                    }
+                }
+            }
+        }
+        h.finalize().into()
+    }
+
+    /// Approximate heap bytes held, for the memory benchmark.
+    pub fn heap_bytes(&self) -> usize {
+        self.keys.capacity() * std::mem::size_of::<(Box<str>, Hash)>()
+            + self.keys.iter().map(|(k, _)| k.len()).sum::<usize>()
+    }
+}
+
+/// One tracked object's contribution to a workload digest.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub kind: ConfigKind,
+    pub name: String,
+    /// Digest of the keys the workload uses; `None` when the object does not exist.
+    pub digest: Option<Hash>,
+}
+
+/// The digest of everything a workload tracks, as recorded in its annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadDigest {
+    /// Hex SHA-256 over the sorted entries.
+    pub hash: String,
+    /// Id of the secret key, present when at least one Secret is tracked.
+    pub key_id: Option<String>,
+    /// Short per-object digests, to name what changed between two digests.
+    pub parts: BTreeMap<String, String>,
+}
+
+/// The short digest recorded for a tracked object that does not exist.
+pub const ABSENT: &str = "absent";
+
+/// Length of the per-object short digests in [`WorkloadDigest::parts`] (hex characters).
+const PART_LEN: usize = 10;
+
+impl WorkloadDigest {
+    /// Digests the sorted entries. `key_id` is recorded when a Secret is among them.
+    pub fn new(mut entries: Vec<Entry>, key_id: &str) -> Self {
+        entries.sort();
+        entries.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+        let mut h = Sha256::new();
+        let mut parts = BTreeMap::new();
+        for e in &entries {
+            let mut put = |b: &[u8]| h.update(b);
+            put_len_prefixed(&mut put, e.kind.as_str().as_bytes());
+            put_len_prefixed(&mut put, e.name.as_bytes());
+            let part = match &e.digest {
+                Some(d) => {
+                    put(&[1]);
+                    put(d);
+                    hex(d)[..PART_LEN].to_string()
+                }
+                None => {
+                    put(&[0]);
+                    ABSENT.to_string()
+                }
+            };
+            parts.insert(format!("{}/{}", e.kind.as_str(), e.name), part);
+        }
+        let has_secret = entries.iter().any(|e| e.kind == ConfigKind::Secret);
+        Self {
+            hash: hex(&h.finalize()),
+            key_id: has_secret.then(|| key_id.to_string()),
+            parts,
+        }
+    }
+
+    /// The value of the `config-hash` annotation: `<hex>` or `<hex>@<key id>`.
+    pub fn hash_annotation(&self) -> String {
+        match &self.key_id {
+            Some(id) => format!("{}@{}", self.hash, id),
+            None => self.hash.clone(),
+        }
+    }
+
+    /// The value of the `tracked` annotation: `Kind/name=short,…`, sorted.
+    pub fn parts_annotation(&self) -> String {
+        self.parts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A digest as recorded on a workload by an earlier reconcile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub hash: String,
+    pub key_id: Option<String>,
+    pub parts: BTreeMap<String, String>,
+}
+
+impl Recorded {
+    /// Parses the `config-hash` and `tracked` annotation values. `None` when there is no usable
+    /// baseline (absent or not written by us), which the caller treats as first sight.
+    pub fn parse(hash: Option<&str>, tracked: Option<&str>) -> Option<Self> {
+        let hash = hash?;
+        let (hash, key_id) = match hash.split_once('@') {
+            Some((h, id)) => (h, Some(id.to_string())),
+            None => (hash, None),
+        };
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let parts = tracked
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some(Self {
+            hash: hash.to_string(),
+            key_id,
+            parts,
+        })
+    }
+
+    /// Names of the objects whose short digest differs between this record and `now`.
+    pub fn changed(&self, now: &WorkloadDigest) -> Vec<String> {
+        let mut names: Vec<String> = now
+            .parts
+            .iter()
+            .filter(|(k, v)| self.parts.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        names.extend(
+            self.parts
+                .keys()
+                .filter(|k| !now.parts.contains_key(*k))
+                .cloned(),
+        );
+        names.sort();
+        names
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn cd(entries: &[(&str, &str)]) -> ContentDigest {
+        ContentDigest::new(None, entries.iter().map(|(k, v)| (*k, v.as_bytes())))
+    }
+
+    fn only(keys: &[&str]) -> Keys {
+        Keys::Only(keys.iter().map(|k| k.to_string()).collect::<BTreeSet<_>>())
+    }
+
+    #[test]
+    fn concatenation_does_not_collide() {
+        let a = cd(&[("ab", "c")]).select(&Keys::All);
+        let b = cd(&[("a", "bc")]).select(&Keys::All);
+        let c = cd(&[("a", "b"), ("c", "")]).select(&Keys::All);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(b, c);
+    }
+
+    #[test]
+    fn key_order_does_not_matter() {
+        let a = cd(&[("x", "1"), ("y", "2")]);
+        let b = cd(&[("y", "2"), ("x", "1")]);
+        assert_eq!(a.select(&Keys::All), b.select(&Keys::All));
+    }
+
+    #[test]
+    fn value_change_changes_digest() {
+        assert_ne!(
+            cd(&[("x", "1")]).select(&Keys::All),
+            cd(&[("x", "2")]).select(&Keys::All)
+        );
+    }
+
+    #[test]
+    fn unused_key_change_does_not_change_selection() {
+        let before = cd(&[("used", "1"), ("other", "a")]);
+        let after = cd(&[("used", "1"), ("other", "b")]);
+        assert_eq!(
+            before.select(&only(&["used"])),
+            after.select(&only(&["used"]))
+        );
+        assert_ne!(before.select(&Keys::All), after.select(&Keys::All));
+    }
+
+    #[test]
+    fn selected_key_appearing_is_a_change() {
+        let before = cd(&[("other", "a")]);
+        let after = cd(&[("other", "a"), ("used", "")]);
+        assert_ne!(
+            before.select(&only(&["used"])),
+            after.select(&only(&["used"]))
+        );
+    }
+
+    #[test]
+    fn secret_digest_is_keyed_and_not_plain_sha256() {
+        let k1 = SecretKey::new(vec![1; 32]);
+        let k2 = SecretKey::new(vec![2; 32]);
+        let plain = key_digest(None, "password", b"hunter2");
+        let s1 = key_digest(Some(&k1), "password", b"hunter2");
+        let s2 = key_digest(Some(&k2), "password", b"hunter2");
+        assert_ne!(plain, s1);
+        assert_ne!(s1, s2);
+        assert_eq!(s1, key_digest(Some(&k1), "password", b"hunter2"));
+        assert_ne!(k1.id(), k2.id());
+        assert_eq!(k1.id().len(), 8);
+        assert!(!format!("{k1:?}").contains("[1, 1"));
+    }
+
+    fn entry(kind: ConfigKind, name: &str, digest: Option<Hash>) -> Entry {
+        Entry {
+            kind,
+            name: name.to_string(),
+            digest,
+        }
+    }
+
+    #[test]
+    fn workload_digest_is_order_independent_and_tracks_absence() {
+        let d = cd(&[("k", "v")]).select(&Keys::All);
+        let a = WorkloadDigest::new(
+            vec![
+                entry(ConfigKind::ConfigMap, "a", Some(d)),
+                entry(ConfigKind::Secret, "b", None),
+            ],
+            "kid",
+        );
+        let b = WorkloadDigest::new(
+            vec![
+                entry(ConfigKind::Secret, "b", None),
+                entry(ConfigKind::ConfigMap, "a", Some(d)),
+            ],
+            "kid",
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.key_id.as_deref(), Some("kid"));
+        let created = WorkloadDigest::new(
+            vec![
+                entry(ConfigKind::ConfigMap, "a", Some(d)),
+                entry(ConfigKind::Secret, "b", Some(d)),
+            ],
+            "kid",
+        );
+        assert_ne!(a.hash, created.hash);
+        // A ConfigMap and a Secret of the same name are different objects.
+        let cm = WorkloadDigest::new(vec![entry(ConfigKind::ConfigMap, "x", Some(d))], "kid");
+        let sec = WorkloadDigest::new(vec![entry(ConfigKind::Secret, "x", Some(d))], "kid");
+        assert_ne!(cm.hash, sec.hash);
+        assert_eq!(cm.key_id, None);
+    }
+
+    #[test]
+    fn recorded_round_trip_and_changed_names() {
+        let d1 = cd(&[("k", "1")]).select(&Keys::All);
+        let d2 = cd(&[("k", "2")]).select(&Keys::All);
+        let before = WorkloadDigest::new(
+            vec![
+                entry(ConfigKind::ConfigMap, "a", Some(d1)),
+                entry(ConfigKind::Secret, "s", Some(d1)),
+            ],
+            "kid",
+        );
+        let rec = Recorded::parse(
+            Some(&before.hash_annotation()),
+            Some(&before.parts_annotation()),
+        )
+        .unwrap();
+        assert_eq!(rec.hash, before.hash);
+        assert_eq!(rec.key_id.as_deref(), Some("kid"));
+        let after = WorkloadDigest::new(
+            vec![
+                entry(ConfigKind::ConfigMap, "a", Some(d2)),
+                entry(ConfigKind::Secret, "s", Some(d1)),
+                entry(ConfigKind::ConfigMap, "new", None),
+            ],
+            "kid",
+        );
+        assert_eq!(rec.changed(&after), vec!["ConfigMap/a", "ConfigMap/new"]);
+    }
+
+    #[test]
+    fn recorded_rejects_foreign_values() {
+        assert_eq!(Recorded::parse(None, None), None);
+        assert_eq!(Recorded::parse(Some("abc"), None), None);
+        assert_eq!(Recorded::parse(Some(&"z".repeat(64)), None), None);
+        assert!(Recorded::parse(Some(&"a".repeat(64)), None).is_some());
+    }
+}

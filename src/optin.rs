@@ -1,0 +1,617 @@
+//! Opt-in: which ConfigMaps and Secrets a workload asked to be rolled for, parsed from its
+//! annotations (ours and, unless turned off, stakater Reloader's). See docs/annotations.md.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use thiserror::Error;
+
+use crate::references::{ConfigKind, Keys, References};
+
+/// Our annotations.
+pub mod ours {
+    pub const AUTO: &str = "kube-reloader.io/auto";
+    pub const CONFIGMAPS: &str = "kube-reloader.io/configmaps";
+    pub const SECRETS: &str = "kube-reloader.io/secrets";
+    pub const IGNORE: &str = "kube-reloader.io/ignore";
+}
+
+/// stakater Reloader's annotations.
+pub mod reloader {
+    pub const AUTO: &str = "reloader.stakater.com/auto";
+    pub const CONFIGMAP_AUTO: &str = "configmap.reloader.stakater.com/auto";
+    pub const SECRET_AUTO: &str = "secret.reloader.stakater.com/auto";
+    pub const CONFIGMAP_RELOAD: &str = "configmap.reloader.stakater.com/reload";
+    pub const SECRET_RELOAD: &str = "secret.reloader.stakater.com/reload";
+    pub const SEARCH: &str = "reloader.stakater.com/search";
+    pub const MATCH: &str = "reloader.stakater.com/match";
+    pub const IGNORE: &str = "reloader.stakater.com/ignore";
+    pub const CONFIGMAPS_EXCLUDE: &str = "configmaps.exclude.reloader.stakater.com/reload";
+    pub const SECRETS_EXCLUDE: &str = "secrets.exclude.reloader.stakater.com/reload";
+
+    /// The annotations whose presence on the workload's metadata stops Reloader from reading the
+    /// pod template's annotations instead.
+    pub const WORKLOAD_LEVEL: [&str; 6] = [
+        AUTO,
+        CONFIGMAP_AUTO,
+        SECRET_AUTO,
+        CONFIGMAP_RELOAD,
+        SECRET_RELOAD,
+        SEARCH,
+    ];
+}
+
+pub type Annotations = BTreeMap<String, String>;
+
+/// A malformed opt-in annotation. The workload is left alone until it is fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("annotation {annotation}={value:?} is invalid: {expected}")]
+pub struct InvalidAnnotation {
+    pub annotation: String,
+    pub value: String,
+    pub expected: String,
+}
+
+/// A name in a list: ours are exact names; Reloader's are regular expressions anchored at both
+/// ends. A Reloader entry with no regex syntax in it is an exact name too, so it can be tracked
+/// before the object exists.
+#[derive(Debug, Clone)]
+pub enum NamePattern {
+    Exact(String),
+    Regex(Regex),
+}
+
+impl NamePattern {
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePattern::Exact(n) => n == name,
+            NamePattern::Regex(r) => r.is_match(name),
+        }
+    }
+}
+
+/// What a workload opted into.
+#[derive(Debug, Clone, Default)]
+pub struct OptIn {
+    /// Track every ConfigMap the pod template references.
+    pub auto_configmaps: bool,
+    /// Track every Secret the pod template references.
+    pub auto_secrets: bool,
+    /// Reloader's search mode: track referenced objects that carry `reloader.stakater.com/match`.
+    pub search: bool,
+    /// Track objects with these names, referenced or not, with all their keys.
+    pub named: Vec<(ConfigKind, NamePattern)>,
+    /// Never track these (Reloader's exclude lists).
+    pub excluded: Vec<(ConfigKind, String)>,
+}
+
+impl OptIn {
+    /// Whether anything can be tracked at all.
+    pub fn is_empty(&self) -> bool {
+        !self.auto_configmaps && !self.auto_secrets && !self.search && self.named.is_empty()
+    }
+
+    fn auto(&self, kind: ConfigKind) -> bool {
+        match kind {
+            ConfigKind::ConfigMap => self.auto_configmaps,
+            ConfigKind::Secret => self.auto_secrets,
+        }
+    }
+
+    fn is_excluded(&self, kind: ConfigKind, name: &str) -> bool {
+        self.excluded.iter().any(|(k, n)| *k == kind && n == name)
+    }
+}
+
+fn parse_bool(annotations: &Annotations, key: &str) -> Result<Option<bool>, InvalidAnnotation> {
+    match annotations.get(key).map(String::as_str) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(InvalidAnnotation {
+            annotation: key.to_string(),
+            value: other.to_string(),
+            expected: "use \"true\" or \"false\"".to_string(),
+        }),
+    }
+}
+
+fn parse_list(
+    annotations: &Annotations,
+    key: &str,
+    regex: bool,
+) -> Result<Vec<NamePattern>, InvalidAnnotation> {
+    let Some(value) = annotations.get(key) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        let invalid = |why: &str| InvalidAnnotation {
+            annotation: key.to_string(),
+            value: value.clone(),
+            expected: format!("entry {item:?} {why}; use a comma-separated list of names"),
+        };
+        if item.is_empty() {
+            // Tolerate a trailing comma, but not an empty list or empty entries in the middle.
+            if value.trim().ends_with(',') && !value.trim().trim_end_matches(',').is_empty() {
+                continue;
+            }
+            return Err(invalid("is empty"));
+        }
+        if !regex {
+            if !is_object_name(item) {
+                return Err(invalid("is not a valid object name"));
+            }
+            out.push(NamePattern::Exact(item.to_string()));
+        } else if is_object_name(item) && !item.contains('.') {
+            // Letters, digits and '-' have no special meaning in a regex: an exact name.
+            out.push(NamePattern::Exact(item.to_string()));
+        } else {
+            let re = Regex::new(&format!("^(?:{item})$"))
+                .map_err(|_| invalid("is not a valid regular expression"))?;
+            out.push(NamePattern::Regex(re));
+        }
+    }
+    Ok(out)
+}
+
+/// A DNS subdomain name, as ConfigMap and Secret names are (dots are regex syntax, so names with
+/// dots in Reloader lists are treated as patterns, which match themselves).
+fn is_object_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Parses a workload's opt-in. `None` when it did not opt in (or opted out). With
+/// `reloader_compat`, Reloader's annotations count too, read from the pod template's annotations
+/// when none of them sits on the workload's own metadata, as Reloader does.
+pub fn parse(
+    metadata: &Annotations,
+    template: &Annotations,
+    reloader_compat: bool,
+) -> Result<Option<OptIn>, InvalidAnnotation> {
+    let mut opt = OptIn::default();
+
+    if parse_bool(metadata, ours::AUTO)? == Some(true) {
+        opt.auto_configmaps = true;
+        opt.auto_secrets = true;
+    }
+    for (key, kind) in [
+        (ours::CONFIGMAPS, ConfigKind::ConfigMap),
+        (ours::SECRETS, ConfigKind::Secret),
+    ] {
+        for p in parse_list(metadata, key, false)? {
+            opt.named.push((kind, p));
+        }
+    }
+
+    if reloader_compat {
+        use reloader::*;
+        let on_metadata = WORKLOAD_LEVEL.iter().any(|k| metadata.contains_key(*k));
+        let a = if on_metadata || template.is_empty() {
+            metadata
+        } else {
+            template
+        };
+        if parse_bool(a, AUTO)? == Some(true) {
+            opt.auto_configmaps = true;
+            opt.auto_secrets = true;
+        }
+        if parse_bool(a, CONFIGMAP_AUTO)? == Some(true) {
+            opt.auto_configmaps = true;
+        }
+        if parse_bool(a, SECRET_AUTO)? == Some(true) {
+            opt.auto_secrets = true;
+        }
+        if parse_bool(a, SEARCH)? == Some(true) {
+            opt.search = true;
+        }
+        for (key, kind) in [
+            (CONFIGMAP_RELOAD, ConfigKind::ConfigMap),
+            (SECRET_RELOAD, ConfigKind::Secret),
+        ] {
+            for p in parse_list(a, key, true)? {
+                opt.named.push((kind, p));
+            }
+        }
+        // The exclude lists are read from the workload's metadata only, as Reloader does.
+        for (key, kind) in [
+            (CONFIGMAPS_EXCLUDE, ConfigKind::ConfigMap),
+            (SECRETS_EXCLUDE, ConfigKind::Secret),
+        ] {
+            for p in parse_list(metadata, key, false)? {
+                if let NamePattern::Exact(name) = p {
+                    opt.excluded.push((kind, name));
+                }
+            }
+        }
+    }
+
+    Ok((!opt.is_empty()).then_some(opt))
+}
+
+/// What the rules need to know about one existing ConfigMap or Secret.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConfigFlags {
+    /// `kube-reloader.io/ignore: "true"`, or Reloader's ignore with compatibility on.
+    pub ignored: bool,
+    /// `reloader.stakater.com/match: "true"` (Reloader's search mode).
+    pub matched: bool,
+}
+
+impl ConfigFlags {
+    /// Reads the flags from an object's annotations.
+    pub fn from_annotations(annotations: &Annotations, reloader_compat: bool) -> Self {
+        let is_true = |k: &str| annotations.get(k).map(String::as_str) == Some("true");
+        Self {
+            ignored: is_true(ours::IGNORE) || (reloader_compat && is_true(reloader::IGNORE)),
+            matched: reloader_compat && is_true(reloader::MATCH),
+        }
+    }
+}
+
+/// The objects of a workload's namespace, as the rules see them.
+pub trait ConfigView {
+    /// The flags of an existing object, `None` when it does not exist.
+    fn flags(&self, kind: ConfigKind, name: &str) -> Option<ConfigFlags>;
+    /// Names of the existing objects of a kind (to match Reloader's regular expressions).
+    fn names(&self, kind: ConfigKind) -> Vec<String>;
+}
+
+/// One object a workload tracks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracked {
+    pub kind: ConfigKind,
+    pub name: String,
+    pub keys: Keys,
+}
+
+/// The tracked objects (ignored ones left out), sorted by kind and name.
+pub fn tracked(opt: &OptIn, refs: &References, view: &dyn ConfigView) -> Vec<Tracked> {
+    let mut out: BTreeMap<(ConfigKind, String), Keys> = BTreeMap::new();
+    let mut add = |kind: ConfigKind, name: &str, keys: Keys| {
+        if opt.is_excluded(kind, name) {
+            return;
+        }
+        if view.flags(kind, name).is_some_and(|f| f.ignored) {
+            return;
+        }
+        match out.get_mut(&(kind, name.to_string())) {
+            Some(k) => k.merge(keys),
+            None => {
+                out.insert((kind, name.to_string()), keys);
+            }
+        }
+    };
+    for ((kind, name), usage) in refs {
+        let searched = opt.search && view.flags(*kind, name).is_some_and(|f| f.matched);
+        if opt.auto(*kind) || searched {
+            add(*kind, name, usage.keys.clone());
+        }
+    }
+    for (kind, pattern) in &opt.named {
+        match pattern {
+            NamePattern::Exact(name) => add(*kind, name, Keys::All),
+            NamePattern::Regex(_) => {
+                for name in view.names(*kind) {
+                    if pattern.matches(&name) {
+                        add(*kind, &name, Keys::All);
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .map(|((kind, name), keys)| Tracked { kind, name, keys })
+        .collect()
+}
+
+/// Whether the opt-in names objects by pattern, so that any new object of the namespace may need
+/// a look.
+pub fn has_patterns(opt: &OptIn) -> bool {
+    opt.named
+        .iter()
+        .any(|(_, p)| matches!(p, NamePattern::Regex(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::references::Usage;
+    use std::collections::BTreeSet;
+
+    fn ann(pairs: &[(&str, &str)]) -> Annotations {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[derive(Default)]
+    struct View(BTreeMap<(ConfigKind, String), ConfigFlags>);
+
+    impl View {
+        fn with(mut self, kind: ConfigKind, name: &str, flags: ConfigFlags) -> Self {
+            self.0.insert((kind, name.to_string()), flags);
+            self
+        }
+    }
+
+    impl ConfigView for View {
+        fn flags(&self, kind: ConfigKind, name: &str) -> Option<ConfigFlags> {
+            self.0.get(&(kind, name.to_string())).copied()
+        }
+        fn names(&self, kind: ConfigKind) -> Vec<String> {
+            self.0
+                .keys()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n.clone())
+                .collect()
+        }
+    }
+
+    fn refs(items: &[(ConfigKind, &str, Keys)]) -> References {
+        items
+            .iter()
+            .map(|(k, n, keys)| {
+                (
+                    (*k, n.to_string()),
+                    Usage {
+                        keys: keys.clone(),
+                        sites: vec![],
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn names(t: &[Tracked]) -> Vec<String> {
+        t.iter().map(|t| format!("{}/{}", t.kind, t.name)).collect()
+    }
+
+    use ConfigKind::{ConfigMap as CM, Secret as S};
+
+    fn sample_refs() -> References {
+        refs(&[
+            (CM, "app", Keys::All),
+            (
+                S,
+                "db",
+                Keys::Only(BTreeSet::from(["password".to_string()])),
+            ),
+        ])
+    }
+
+    fn run(meta: &[(&str, &str)], tmpl: &[(&str, &str)], view: &View) -> Option<Vec<String>> {
+        let opt = parse(&ann(meta), &ann(tmpl), true).expect("valid");
+        opt.map(|o| names(&tracked(&o, &sample_refs(), view)))
+    }
+
+    /// (what, workload annotations, template annotations, tracked objects or None for no opt-in)
+    type OptInCase = (
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        Vec<(&'static str, &'static str)>,
+        Option<Vec<&'static str>>,
+    );
+
+    #[test]
+    fn table_of_opt_ins() {
+        let view = View::default()
+            .with(CM, "app", ConfigFlags::default())
+            .with(CM, "extra-1", ConfigFlags::default())
+            .with(CM, "extra-2", ConfigFlags::default())
+            .with(S, "db", ConfigFlags::default());
+        let cases: Vec<OptInCase> = vec![
+            ("nothing", vec![], vec![], None),
+            (
+                "ours auto",
+                vec![(ours::AUTO, "true")],
+                vec![],
+                Some(vec!["ConfigMap/app", "Secret/db"]),
+            ),
+            ("ours auto false", vec![(ours::AUTO, "false")], vec![], None),
+            (
+                "ours named",
+                vec![(ours::CONFIGMAPS, " extra-1 , other ")],
+                vec![],
+                Some(vec!["ConfigMap/extra-1", "ConfigMap/other"]),
+            ),
+            (
+                "ours secrets",
+                vec![(ours::SECRETS, "x")],
+                vec![],
+                Some(vec!["Secret/x"]),
+            ),
+            (
+                "reloader auto",
+                vec![(reloader::AUTO, "true")],
+                vec![],
+                Some(vec!["ConfigMap/app", "Secret/db"]),
+            ),
+            (
+                "reloader cm auto",
+                vec![(reloader::CONFIGMAP_AUTO, "true")],
+                vec![],
+                Some(vec!["ConfigMap/app"]),
+            ),
+            (
+                "reloader secret auto",
+                vec![(reloader::SECRET_AUTO, "true")],
+                vec![],
+                Some(vec!["Secret/db"]),
+            ),
+            (
+                "reloader auto false",
+                vec![(reloader::AUTO, "false")],
+                vec![],
+                None,
+            ),
+            (
+                "reloader auto false + list",
+                vec![
+                    (reloader::AUTO, "false"),
+                    (reloader::CONFIGMAP_RELOAD, "app"),
+                ],
+                vec![],
+                Some(vec!["ConfigMap/app"]),
+            ),
+            (
+                "reloader regex list",
+                vec![(reloader::CONFIGMAP_RELOAD, "extra-.*")],
+                vec![],
+                Some(vec!["ConfigMap/extra-1", "ConfigMap/extra-2"]),
+            ),
+            (
+                "regex is anchored",
+                vec![(reloader::CONFIGMAP_RELOAD, "xtra-1")],
+                vec![],
+                Some(vec!["ConfigMap/xtra-1"]),
+            ),
+            (
+                "regex anchored, partial",
+                vec![(reloader::CONFIGMAP_RELOAD, "extra")],
+                vec![],
+                Some(vec!["ConfigMap/extra"]),
+            ),
+            (
+                "reloader secret list",
+                vec![(reloader::SECRET_RELOAD, "db,other")],
+                vec![],
+                Some(vec!["Secret/db", "Secret/other"]),
+            ),
+            (
+                "template fallback",
+                vec![],
+                vec![(reloader::AUTO, "true")],
+                Some(vec!["ConfigMap/app", "Secret/db"]),
+            ),
+            (
+                "metadata wins over template",
+                vec![(reloader::SECRET_AUTO, "true")],
+                vec![(reloader::AUTO, "true")],
+                Some(vec!["Secret/db"]),
+            ),
+            (
+                "ours never read from template",
+                vec![],
+                vec![(ours::AUTO, "true")],
+                None,
+            ),
+            (
+                "exclude",
+                vec![
+                    (reloader::AUTO, "true"),
+                    (reloader::CONFIGMAPS_EXCLUDE, "app"),
+                ],
+                vec![],
+                Some(vec!["Secret/db"]),
+            ),
+            (
+                "exclude secrets",
+                vec![
+                    (reloader::AUTO, "true"),
+                    (reloader::SECRETS_EXCLUDE, "db, x"),
+                ],
+                vec![],
+                Some(vec!["ConfigMap/app"]),
+            ),
+            (
+                "search without match",
+                vec![(reloader::SEARCH, "true")],
+                vec![],
+                Some(vec![]),
+            ),
+        ];
+        for (what, meta, tmpl, want) in cases {
+            let got = run(&meta, &tmpl, &view);
+            let want = want.map(|w| w.into_iter().map(String::from).collect::<Vec<_>>());
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn search_tracks_matched_referenced_objects() {
+        let matched = ConfigFlags {
+            matched: true,
+            ..Default::default()
+        };
+        let view = View::default()
+            .with(CM, "app", matched)
+            .with(S, "db", ConfigFlags::default())
+            .with(CM, "unreferenced", matched);
+        assert_eq!(
+            run(&[(reloader::SEARCH, "true")], &[], &view),
+            Some(vec!["ConfigMap/app".to_string()])
+        );
+    }
+
+    #[test]
+    fn ignored_objects_are_not_tracked() {
+        let ignored = ConfigFlags {
+            ignored: true,
+            ..Default::default()
+        };
+        let view = View::default().with(CM, "app", ignored);
+        assert_eq!(
+            run(&[(ours::AUTO, "true")], &[], &view),
+            Some(vec!["Secret/db".to_string()])
+        );
+    }
+
+    #[test]
+    fn key_precision_is_kept_and_named_lists_take_all_keys() {
+        let view = View::default();
+        let opt = parse(&ann(&[(ours::AUTO, "true")]), &ann(&[]), true)
+            .unwrap()
+            .unwrap();
+        let t = tracked(&opt, &sample_refs(), &view);
+        assert!(matches!(&t[1].keys, Keys::Only(k) if k.len() == 1));
+        let opt = parse(
+            &ann(&[(ours::AUTO, "true"), (ours::SECRETS, "db")]),
+            &ann(&[]),
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        let t = tracked(&opt, &sample_refs(), &view);
+        assert_eq!(t[1].keys, Keys::All);
+    }
+
+    #[test]
+    fn malformed_values_are_errors_naming_the_annotation() {
+        for (k, v) in [
+            (ours::AUTO, "yes"),
+            (ours::AUTO, "True"),
+            (ours::AUTO, ""),
+            (ours::CONFIGMAPS, "a,,b"),
+            (ours::CONFIGMAPS, ""),
+            (ours::CONFIGMAPS, "Not_A_Name"),
+            (reloader::AUTO, "1"),
+            (reloader::CONFIGMAP_RELOAD, "bad(["),
+        ] {
+            let err = parse(&ann(&[(k, v)]), &ann(&[]), true).expect_err(k);
+            assert_eq!(err.annotation, k);
+            assert!(err.to_string().contains(k), "{err}");
+        }
+        // Whitespace and a trailing comma are tolerated.
+        assert!(parse(&ann(&[(ours::CONFIGMAPS, " a ,b, ")]), &ann(&[]), true).is_ok());
+    }
+
+    #[test]
+    fn compatibility_off_ignores_reloader_annotations() {
+        let meta = ann(&[(reloader::AUTO, "true")]);
+        assert!(parse(&meta, &ann(&[]), false).unwrap().is_none());
+        // Not even a malformed one is looked at.
+        let meta = ann(&[(reloader::AUTO, "maybe")]);
+        assert!(parse(&meta, &ann(&[]), false).unwrap().is_none());
+        let flags = ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), false);
+        assert!(!flags.ignored);
+        let flags = ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), true);
+        assert!(flags.ignored);
+    }
+}

@@ -1,0 +1,344 @@
+//! One reconcile for every workload kind: compare the digest of what the workload tracks with the
+//! baseline it records, and record a baseline or roll it out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::configs::ConfigStore;
+use crate::decision::{Decision, decide};
+use crate::digest::{Entry, Recorded, SecretKey, WorkloadDigest};
+use crate::index::Index;
+use crate::optin::{self, Annotations};
+use crate::ratelimit::{TokenBucket, cooldown};
+use crate::references::references;
+use crate::workload::{Workload, WorkloadRef};
+
+/// Annotations kube-reloader writes.
+pub mod written {
+    /// On the workload's metadata: the digest it was last reconciled to (its baseline). On the pod
+    /// template: the digest of the last rollout.
+    pub const CONFIG_HASH: &str = "kube-reloader.io/config-hash";
+    /// On the workload's metadata: a short digest per tracked object, to name what changed.
+    pub const TRACKED: &str = "kube-reloader.io/tracked";
+    /// On the workload's metadata: when the last rollout was made (RFC 3339).
+    pub const RELOADED_AT: &str = "kube-reloader.io/reloaded-at";
+}
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "kube-reloader";
+
+/// Behaviour settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub reloader_compat: bool,
+    pub min_rollout_interval: Duration,
+}
+
+/// Everything a reconcile needs, shared.
+pub struct Context {
+    pub client: Client,
+    pub configs: Arc<ConfigStore>,
+    pub index: Index,
+    pub key: SecretKey,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    pub bucket: Mutex<TokenBucket>,
+    /// resourceVersion a workload had just before our last write to it. Until the watch delivers
+    /// the written version, a reconcile would see the old baseline and roll a second time.
+    pending_writes: Mutex<HashMap<WorkloadRef, String>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        configs: Arc<ConfigStore>,
+        key: SecretKey,
+        recorder: Recorder,
+        settings: Settings,
+        bucket: TokenBucket,
+    ) -> Self {
+        Self {
+            client,
+            configs,
+            index: Index::default(),
+            key,
+            recorder,
+            settings,
+            bucket: Mutex::new(bucket),
+            pending_writes: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("writing the config-hash annotations of {workload} failed: {source}")]
+    Write {
+        workload: WorkloadRef,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+fn workload_ref<K: Workload>(obj: &K) -> WorkloadRef {
+    WorkloadRef {
+        kind: K::KIND,
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+    }
+}
+
+/// The reconcile, in kube-runtime's shape.
+pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.configs.wait_synced().await;
+    let wref = workload_ref(obj.as_ref());
+
+    // Skip a copy of the object older than our own last write (see `pending_writes`).
+    {
+        let mut pending = ctx.pending_writes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(before) = pending.get(&wref) {
+            if obj.resource_version().as_ref() == Some(before) {
+                return Ok(Action::requeue(Duration::from_millis(500)));
+            }
+            pending.remove(&wref);
+        }
+    }
+
+    let empty = Annotations::new();
+    let template = obj.template();
+    let template_annotations = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .unwrap_or(&empty);
+    let opt = match optin::parse(
+        obj.annotations(),
+        template_annotations,
+        ctx.settings.reloader_compat,
+    ) {
+        Ok(Some(opt)) => opt,
+        Ok(None) => {
+            ctx.index.remove(&wref);
+            return Ok(Action::await_change());
+        }
+        Err(invalid) => {
+            ctx.index.remove(&wref);
+            tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+                "{invalid}; the workload is left alone until the annotation is fixed");
+            publish(
+                &ctx,
+                obj.as_ref(),
+                EventType::Warning,
+                "InvalidAnnotation",
+                format!("{invalid}. kube-reloader leaves this workload alone until it is fixed."),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let refs = template
+        .and_then(|t| t.spec.as_ref())
+        .map(references)
+        .unwrap_or_default();
+    let view = ctx.configs.view(&wref.namespace);
+    let tracked = optin::tracked(&opt, &refs, &view);
+
+    // Index every referenced and every listed name, so that a change of either reaches us.
+    let mut candidates: BTreeSet<_> = refs.keys().cloned().collect();
+    for (kind, pattern) in &opt.named {
+        if let optin::NamePattern::Exact(name) = pattern {
+            candidates.insert((*kind, name.clone()));
+        }
+    }
+    ctx.index.set(&wref, candidates, optin::has_patterns(&opt));
+
+    let entries = tracked
+        .iter()
+        .map(|t| Entry {
+            kind: t.kind,
+            name: t.name.clone(),
+            digest: ctx
+                .configs
+                .get(&wref.namespace, t.kind, &t.name)
+                .map(|s| s.digest.select(&t.keys)),
+        })
+        .collect();
+    let current = WorkloadDigest::new(entries, ctx.key.id());
+    let annotations = obj.annotations();
+    let recorded = Recorded::parse(
+        annotations.get(written::CONFIG_HASH).map(String::as_str),
+        annotations.get(written::TRACKED).map(String::as_str),
+    );
+    let decision = decide(recorded.as_ref(), &current);
+
+    let template_hash = template_annotations.get(written::CONFIG_HASH).cloned();
+    let last_rollout = annotations.get(written::RELOADED_AT).cloned();
+    match decision {
+        Decision::Nothing => {
+            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = tracked.len(), "up to date");
+            Ok(Action::await_change())
+        }
+        Decision::Hold { deleted } => {
+            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, deleted = %deleted.join(", "),
+                "tracked objects were deleted; keeping the baseline and rolling nothing until they are back or something else changes");
+            Ok(Action::await_change())
+        }
+        Decision::Baseline | Decision::Rebaseline => {
+            write(
+                &ctx,
+                obj.as_ref(),
+                &wref,
+                &current,
+                template_hash,
+                last_rollout,
+            )
+            .await?;
+            let what = if decision == Decision::Baseline {
+                "recorded the baseline (first sight: nothing rolled)"
+            } else {
+                "recorded a new baseline: the digest key changed, so Secret digests cannot be compared (nothing rolled)"
+            };
+            tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = tracked.len(), "{what}");
+            Ok(Action::await_change())
+        }
+        Decision::Roll { changed } => {
+            let last = last_rollout
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(SystemTime::from);
+            if let Some(wait) = cooldown(last, SystemTime::now(), ctx.settings.min_rollout_interval)
+            {
+                tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, ?wait,
+                    "change pending: waiting for --min-rollout-interval since the last rollout");
+                return Ok(Action::requeue(wait));
+            }
+            let token = ctx
+                .bucket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .try_take(Instant::now());
+            if let Err(wait) = token {
+                tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, ?wait,
+                    "change pending: global rollout rate limit (--max-rollouts-per-second)");
+                return Ok(Action::requeue(wait));
+            }
+            let now = Timestamp::from_second(Timestamp::now().as_second())
+                .unwrap_or_else(|_| Timestamp::now());
+            write(
+                &ctx,
+                obj.as_ref(),
+                &wref,
+                &current,
+                Some(current.hash_annotation()),
+                Some(now.to_string()),
+            )
+            .await?;
+            let what = if changed.is_empty() {
+                "its tracked configuration".to_string()
+            } else {
+                changed.join(", ")
+            };
+            tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what, "rolled out");
+            publish(
+                &ctx,
+                obj.as_ref(),
+                EventType::Normal,
+                "Reloaded",
+                format!("Rolled out because {what} changed."),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// Server-side applies exactly the fields kube-reloader owns. Every apply names all of them: a
+/// field this manager applied before and leaves out now would be removed, and removing the
+/// template annotation would roll the pods.
+async fn write<K: Workload>(
+    ctx: &Context,
+    obj: &K,
+    wref: &WorkloadRef,
+    current: &WorkloadDigest,
+    template_hash: Option<String>,
+    reloaded_at: Option<String>,
+) -> Result<(), Error> {
+    let mut meta = BTreeMap::from([
+        (written::CONFIG_HASH, current.hash_annotation()),
+        (written::TRACKED, current.parts_annotation()),
+    ]);
+    if let Some(at) = reloaded_at {
+        meta.insert(written::RELOADED_AT, at);
+    }
+    let mut patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": wref.name, "namespace": wref.namespace, "annotations": meta},
+    });
+    if let Some(hash) = template_hash {
+        patch["spec"] =
+            json!({"template": {"metadata": {"annotations": {written::CONFIG_HASH: hash}}}});
+    }
+    let before = obj.resource_version();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &wref.namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let updated = api
+        .patch(&wref.name, &params, &Patch::Apply(&patch))
+        .await
+        .map_err(|source| Error::Write {
+            workload: wref.clone(),
+            source,
+        })?;
+    if let Some(rv) = before.filter(|rv| updated.resource_version().as_ref() != Some(rv)) {
+        ctx.pending_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(wref.clone(), rv);
+    }
+    Ok(())
+}
+
+async fn publish<K: Workload>(
+    ctx: &Context,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: if reason == "Reloaded" {
+            "Rollout"
+        } else {
+            "Reconcile"
+        }
+        .to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(kind = %K::KIND, namespace = obj.namespace().unwrap_or_default(), name = obj.name_any(),
+            error = %e, "could not publish Event {reason} (the controller needs create and patch on events.k8s.io events)");
+    }
+}
+
+/// On error: log, Event the workload, and retry with a delay.
+pub fn error_policy<K: Workload>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let wref = workload_ref(obj.as_ref());
+    tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, error = %error, "reconcile failed; retrying in 10s");
+    let note = error.to_string();
+    tokio::spawn(async move {
+        publish(&ctx, obj.as_ref(), EventType::Warning, "WriteFailed", note).await;
+    });
+    Action::requeue(Duration::from_secs(10))
+}

@@ -1,0 +1,106 @@
+//! The kube-reloader binary, run as a user would run it, against the test control plane.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{TestNs, wait_for};
+
+/// A running kube-reloader process, watching one test namespace. Killed when dropped.
+pub struct Reloader {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Reloader {
+    /// Starts kube-reloader for `ns` (also its controller namespace, where its key Secret lives),
+    /// with a short debounce and rollout interval unless `args` set them.
+    pub fn start(ns: &TestNs, args: &[&str]) -> Self {
+        let mut all: Vec<String> = vec![
+            format!("--namespace={}", ns.name),
+            format!("--controller-namespace={}", ns.name),
+        ];
+        if !args.iter().any(|a| a.starts_with("--debounce")) {
+            all.push("--debounce=500ms".into());
+        }
+        if !args.iter().any(|a| a.starts_with("--min-rollout-interval")) {
+            all.push("--min-rollout-interval=1s".into());
+        }
+        all.extend(args.iter().map(|a| a.to_string()));
+        Self::start_raw(&ns.kubeconfig, &all, &ns.name)
+    }
+
+    /// Starts the binary with exactly these arguments.
+    pub fn start_raw(kubeconfig: &std::path::Path, args: &[String], label: &str) -> Self {
+        let log = std::env::temp_dir().join(format!(
+            "kube-reloader-{label}-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kube-reloader"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "kube_reloader=debug,info")
+            .env_remove("POD_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("start kube-reloader");
+        Self { child, log }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Lines of the log containing every one of `needles`.
+    pub fn count(&self, needles: &[&str]) -> usize {
+        self.logs()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
+    /// Waits until at least `n` log lines contain all of `needles`.
+    pub async fn wait_count(&self, needles: &[&str], n: usize) {
+        let what = format!("{n} log lines with {needles:?}");
+        wait_for(&what, Duration::from_secs(60), || async {
+            (self.count(needles) >= n).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the workload `name` has been reconciled and found up to date `n` times in all.
+    pub async fn wait_up_to_date(&self, name: &str, n: usize) {
+        self.wait_count(&["up to date", &format!("name={name}")], n)
+            .await;
+    }
+
+    /// Kills the process (as a crash would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- kube-reloader log ({}) ----\n{}",
+                self.log.display(),
+                self.logs()
+            );
+        }
+    }
+}

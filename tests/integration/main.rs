@@ -5,3 +5,4 @@ mod support;
 
 mod environment;
 mod reload;
+mod scope;

@@ -31,7 +31,7 @@ pub const SKIPPED_SECRET_TYPES: [&str; 2] =
     ["helm.sh/release.v1", "kubernetes.io/service-account-token"];
 
 /// Page size of initial lists: bounds the transient memory of listing large ConfigMaps.
-const LIST_PAGE_SIZE: u32 = 100;
+const LIST_PAGE_SIZE: u32 = 10;
 
 #[derive(Debug, Error)]
 pub enum RunError {

@@ -1,8 +1,15 @@
 //! Command-line flags. Every flag has an environment variable twin, `KUBE_RELOADER_…`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Rolls Deployments, StatefulSets and DaemonSets when the ConfigMaps and Secrets they use change.
 ///
@@ -68,6 +75,22 @@ pub struct Args {
     /// (skipped by default: they are large or numerous, and never mounted as configuration).
     #[arg(long, env = "KUBE_RELOADER_WATCH_ALL_SECRET_TYPES")]
     pub watch_all_secret_types: bool,
+
+    /// Address of the HTTP listener serving /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "KUBE_RELOADER_METRICS_ADDR",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// Compute and report (log, Events) what would be rolled out, but write nothing to workloads.
+    #[arg(long, env = "KUBE_RELOADER_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, env = "KUBE_RELOADER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Log filter when RUST_LOG is not set: error, warn, info, debug or trace.
     #[arg(long, env = "KUBE_RELOADER_LOG_LEVEL", default_value = "info")]

@@ -218,8 +218,17 @@ fn key_of<K: ConfigObject>(obj: &K) -> ConfigKey {
     (obj.namespace().unwrap_or_default(), K::KIND, obj.name_any())
 }
 
-/// Watches one kind within one scope, keeping `store` current, and reports every change of what
-/// the rules see to `changed` (content, the ignore/match annotations, existence).
+/// Callbacks of a config watch.
+pub struct WatchHooks<C, L, F> {
+    /// Every change of what the rules see (content, the ignore/match annotations, existence).
+    pub changed: C,
+    /// A complete list was delivered; `true` the first time.
+    pub listed: L,
+    /// The watch failed and will be retried.
+    pub failed: F,
+}
+
+/// Watches one kind within one scope, keeping `store` current.
 pub async fn watch<K: ConfigObject>(
     api: Api<K>,
     config: watcher::Config,
@@ -227,7 +236,7 @@ pub async fn watch<K: ConfigObject>(
     store: std::sync::Arc<ConfigStore>,
     key: SecretKey,
     reloader_compat: bool,
-    changed: impl Fn(Vec<ConfigKey>),
+    hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(bool), impl Fn()>,
 ) {
     let mut stream = make_watcher(api, config).default_backoff().boxed();
     let mut listing: Option<BTreeMap<ConfigKey, ConfigSummary>> = None;
@@ -245,27 +254,30 @@ pub async fn watch<K: ConfigObject>(
                 let n = listed.len();
                 let diff = store.replace(K::KIND, scope.as_deref(), listed);
                 tracing::debug!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), objects = n, changed = diff.len(), "listed");
-                if !synced_once {
+                let first = !synced_once;
+                if first {
                     synced_once = true;
                     store.mark_stream_synced();
                 }
+                (hooks.listed)(first);
                 if !diff.is_empty() {
-                    changed(diff);
+                    (hooks.changed)(diff);
                 }
             }
             Ok(Event::Apply(obj)) => {
                 let k = key_of(&obj);
                 if store.upsert(k.clone(), summarize(&obj, &key, reloader_compat)) {
-                    changed(vec![k]);
+                    (hooks.changed)(vec![k]);
                 }
             }
             Ok(Event::Delete(obj)) => {
                 let k = key_of(&obj);
                 if store.remove(&k) {
-                    changed(vec![k]);
+                    (hooks.changed)(vec![k]);
                 }
             }
             Err(e) => {
+                (hooks.failed)();
                 tracing::warn!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), error = %e,
                     "watch failed; retrying with backoff (check the controller's RBAC: it needs list and watch on this kind)");
             }

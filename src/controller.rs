@@ -18,11 +18,14 @@ use kube::runtime::watcher;
 use thiserror::Error;
 
 use crate::cli::Args;
-use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore};
+use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
+use crate::http::{self, Health};
 use crate::index::Index;
 use crate::key::{self, KeyError};
+use crate::metrics::{KindLabels, Metrics};
 use crate::ratelimit::TokenBucket;
 use crate::reconcile::{self, Context, Settings};
+use crate::references::ConfigKind;
 use crate::workload::{Workload, WorkloadKind, WorkloadRef};
 
 /// Secret types never watched unless `--watch-all-secret-types`: Helm release records are large
@@ -41,6 +44,12 @@ pub enum RunError {
     Key(#[from] KeyError),
     #[error("--namespace and --ignore-namespace leave no namespace to watch")]
     NothingToWatch,
+    #[error("cannot listen on --metrics-addr {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The namespaces to watch, one scope each; `None` stands for all namespaces.
@@ -146,10 +155,25 @@ fn run_controller<K: Workload>(
     config: watcher::Config,
     triggers: mpsc::UnboundedReceiver<Trigger>,
     ctx: Arc<Context>,
+    health: Arc<Health>,
 ) -> impl std::future::Future<Output = ()> {
     let triggers = triggers.map(|(ns, name)| ObjectRef::<K>::new(&name).within(&ns));
     let index_ctx = Arc::clone(&ctx);
-    Controller::new(api, config)
+    let controller = Controller::new(api, config);
+    let store = controller.store();
+    // kube-runtime's readiness signal wakes only one of several concurrent waiters, and the
+    // controller itself waits on it too; so poll it with a timeout instead of awaiting it once.
+    tokio::spawn(async move {
+        loop {
+            let wait = tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready());
+            match wait.await {
+                Ok(Ok(())) => break health.stream_synced(),
+                Ok(Err(_)) => break, // the controller is gone
+                Err(_) => continue,
+            }
+        }
+    });
+    controller
         .reconcile_on(triggers)
         .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
         .for_each(move |result| {
@@ -176,6 +200,7 @@ fn spawn_config_watch<K: ConfigObject>(
     selector: Option<String>,
     ctx: &Arc<Context>,
     router: &Arc<TriggerRouter>,
+    health: &Arc<Health>,
 ) {
     let mut config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
     if let Some(s) = selector {
@@ -187,13 +212,24 @@ fn spawn_config_watch<K: ConfigObject>(
         ctx.key.clone(),
         ctx.settings.reloader_compat,
     );
-    let (router, ctx) = (Arc::clone(router), Arc::clone(ctx));
+    let (router, ctx, health) = (Arc::clone(router), Arc::clone(ctx), Arc::clone(health));
     let scope = scope.clone();
     tokio::spawn(async move {
-        configs::watch::<K>(api, config, scope, store, key, compat, |keys| {
-            router.changed(keys, &ctx.index)
-        })
-        .await
+        let hooks = WatchHooks {
+            changed: |keys| router.changed(keys, &ctx.index),
+            listed: |first| {
+                if first {
+                    health.stream_synced();
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or_default();
+                ctx.metrics.last_sync.set(now);
+            },
+            failed: || ctx.metrics.watch_restart(K::KIND),
+        };
+        configs::watch::<K>(api, config, scope, store, key, compat, hooks).await
     });
 }
 
@@ -216,6 +252,20 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     );
 
     let store = Arc::new(ConfigStore::new(scopes.len() * 2));
+    let metrics = Arc::new(Metrics::default());
+    // Ready once every ConfigMap/Secret watch and every workload watch has listed.
+    let health = Arc::new(Health::new(scopes.len() * (2 + WorkloadKind::ALL.len())));
+    let serve = http::bind(args.metrics_addr, Arc::clone(&metrics), Arc::clone(&health))
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "the metrics and probe listener stopped");
+        }
+    });
     let reporter = Reporter {
         controller: "kube-reloader".to_string(),
         instance: std::env::var("POD_NAME").ok(),
@@ -228,13 +278,17 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         Settings {
             reloader_compat: args.reloader_compat,
             min_rollout_interval: args.min_rollout_interval,
+            dry_run: args.dry_run,
         },
         TokenBucket::new(
             args.max_rollouts_per_second,
             args.rollout_burst,
             Instant::now(),
         ),
+        Arc::clone(&metrics),
     ));
+    metrics.leader.set(1);
+    tokio::spawn(update_gauges(Arc::clone(&ctx)));
 
     let mut builder = RouterBuilder {
         debounce: args.debounce,
@@ -252,25 +306,19 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     for scope in &scopes {
         for kind in WorkloadKind::ALL {
             let rx = builder.channel(kind, scope.clone());
-            let ctx = Arc::clone(&ctx);
+            let (ctx, h) = (Arc::clone(&ctx), Arc::clone(&health));
+            let config = workload_config();
             let fut = match kind {
-                WorkloadKind::Deployment => run_controller::<Deployment>(
-                    api_for(&client, scope),
-                    workload_config(),
-                    rx,
-                    ctx,
-                )
-                .boxed(),
-                WorkloadKind::StatefulSet => run_controller::<StatefulSet>(
-                    api_for(&client, scope),
-                    workload_config(),
-                    rx,
-                    ctx,
-                )
-                .boxed(),
-                WorkloadKind::DaemonSet => {
-                    run_controller::<DaemonSet>(api_for(&client, scope), workload_config(), rx, ctx)
+                WorkloadKind::Deployment => {
+                    run_controller::<Deployment>(api_for(&client, scope), config, rx, ctx, h)
                         .boxed()
+                }
+                WorkloadKind::StatefulSet => {
+                    run_controller::<StatefulSet>(api_for(&client, scope), config, rx, ctx, h)
+                        .boxed()
+                }
+                WorkloadKind::DaemonSet => {
+                    run_controller::<DaemonSet>(api_for(&client, scope), config, rx, ctx, h).boxed()
                 }
             };
             controllers.push(tokio::spawn(fut));
@@ -289,17 +337,36 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     };
     for scope in &scopes {
         let cm_selector = field_selector(&args.ignore_namespaces, &[]);
-        spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx, &router);
+        spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx, &router, &health);
         let secret_selector = field_selector(&args.ignore_namespaces, skipped);
-        spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx, &router);
+        spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx, &router, &health);
     }
 
     shutdown_signal().await;
+    health.shutting_down();
     tracing::info!("shutting down");
     for c in controllers {
         c.abort();
     }
     Ok(())
+}
+
+/// Refreshes the gauges that are counts of what the store and index hold.
+async fn update_gauges(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+            let n = ctx.configs.count(kind) as i64;
+            ctx.metrics
+                .watched_objects
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str(),
+                })
+                .set(n);
+        }
+        ctx.metrics.tracked_workloads.set(ctx.index.len() as i64);
+    }
 }
 
 async fn shutdown_signal() {

@@ -2,7 +2,8 @@
 //! they use change. See README.md for the product, docs/ for details.
 //!
 //! Pure rules: [`digest`], [`references`], [`optin`], [`decision`], [`ratelimit`].
-//! The shell: [`configs`] (watched objects), [`index`], [`reconcile`], [`controller`], [`key`].
+//! The shell: [`configs`] (watched objects), [`index`], [`reconcile`], [`controller`], [`key`],
+//! [`metrics`] and [`http`] (metrics and probes).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -10,8 +11,10 @@ pub mod configs;
 pub mod controller;
 pub mod decision;
 pub mod digest;
+pub mod http;
 pub mod index;
 pub mod key;
+pub mod metrics;
 pub mod optin;
 pub mod ratelimit;
 pub mod reconcile;

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
-use kube_reloader::cli::Args;
+use kube_reloader::cli::{Args, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -12,11 +12,13 @@ async fn main() {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&args.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
 
     if let Err(e) = kube_reloader::controller::run(args).await {
         tracing::error!("{e}");

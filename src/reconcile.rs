@@ -1,7 +1,7 @@
 //! One reconcile for every workload kind: compare the digest of what the workload tracks with the
 //! baseline it records, and record a baseline or roll it out.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,8 +15,9 @@ use thiserror::Error;
 
 use crate::configs::ConfigStore;
 use crate::decision::{Decision, decide};
-use crate::digest::{Entry, Recorded, SecretKey, WorkloadDigest};
+use crate::digest::{ABSENT, Entry, Recorded, SecretKey, WorkloadDigest};
 use crate::index::Index;
+use crate::metrics::{KindLabels, Metrics, Outcome};
 use crate::optin::{self, Annotations};
 use crate::ratelimit::{TokenBucket, cooldown};
 use crate::references::references;
@@ -41,6 +42,8 @@ pub const FIELD_MANAGER: &str = "kube-reloader";
 pub struct Settings {
     pub reloader_compat: bool,
     pub min_rollout_interval: Duration,
+    /// Report what would be rolled out; write nothing to workloads.
+    pub dry_run: bool,
 }
 
 /// Everything a reconcile needs, shared.
@@ -52,6 +55,12 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub bucket: Mutex<TokenBucket>,
+    pub metrics: Arc<Metrics>,
+    /// With `--dry-run`, the baselines that would have been written, so that later changes can
+    /// be reported as the rollouts they would cause.
+    dry_run_baselines: Mutex<HashMap<WorkloadRef, Recorded>>,
+    /// (workload, object) pairs already warned about as missing: once, not on every resync.
+    warned_missing: Mutex<HashSet<(WorkloadRef, String)>>,
     /// resourceVersion a workload had just before our last write to it. Until the watch delivers
     /// the written version, a reconcile would see the old baseline and roll a second time.
     pending_writes: Mutex<HashMap<WorkloadRef, String>>,
@@ -65,6 +74,7 @@ impl Context {
         recorder: Recorder,
         settings: Settings,
         bucket: TokenBucket,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             client,
@@ -74,6 +84,9 @@ impl Context {
             recorder,
             settings,
             bucket: Mutex::new(bucket),
+            metrics,
+            dry_run_baselines: Mutex::default(),
+            warned_missing: Mutex::default(),
             pending_writes: Mutex::default(),
         }
     }
@@ -100,6 +113,18 @@ fn workload_ref<K: Workload>(obj: &K) -> WorkloadRef {
 /// The reconcile, in kube-runtime's shape.
 pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.configs.wait_synced().await;
+    let start = Instant::now();
+    let result = reconcile_synced(obj, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels {
+            kind: K::KIND.as_str(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let wref = workload_ref(obj.as_ref());
 
     // Skip a copy of the object older than our own last write (see `pending_writes`).
@@ -131,10 +156,11 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
         }
         Err(invalid) => {
             ctx.index.remove(&wref);
+            ctx.metrics.error("invalid_annotation");
             tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
                 "{invalid}; the workload is left alone until the annotation is fixed");
             publish(
-                &ctx,
+                ctx,
                 obj.as_ref(),
                 EventType::Warning,
                 "InvalidAnnotation",
@@ -173,11 +199,21 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
         })
         .collect();
     let current = WorkloadDigest::new(entries, ctx.key.id());
+    warn_missing(ctx, obj.as_ref(), &wref, &current).await;
     let annotations = obj.annotations();
-    let recorded = Recorded::parse(
+    let mut recorded = Recorded::parse(
         annotations.get(written::CONFIG_HASH).map(String::as_str),
         annotations.get(written::TRACKED).map(String::as_str),
     );
+    if ctx.settings.dry_run {
+        let simulated = ctx
+            .dry_run_baselines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = simulated.get(&wref) {
+            recorded = Some(r.clone());
+        }
+    }
     let decision = decide(recorded.as_ref(), &current);
 
     let template_hash = template_annotations.get(written::CONFIG_HASH).cloned();
@@ -193,8 +229,19 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
             Ok(Action::await_change())
         }
         Decision::Baseline | Decision::Rebaseline => {
+            let outcome = if decision == Decision::Baseline {
+                Outcome::baseline
+            } else {
+                Outcome::rebaseline
+            };
+            if ctx.settings.dry_run {
+                simulate(ctx, &wref, &current);
+                tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+                    "dry run: would record the baseline");
+                return Ok(Action::await_change());
+            }
             write(
-                &ctx,
+                ctx,
                 obj.as_ref(),
                 &wref,
                 &current,
@@ -202,6 +249,7 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
                 last_rollout,
             )
             .await?;
+            ctx.metrics.rollout(wref.kind, &wref.namespace, outcome);
             let what = if decision == Decision::Baseline {
                 "recorded the baseline (first sight: nothing rolled)"
             } else {
@@ -221,6 +269,21 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
                     "change pending: waiting for --min-rollout-interval since the last rollout");
                 return Ok(Action::requeue(wait));
             }
+            let what = if changed.is_empty() {
+                "its tracked configuration".to_string()
+            } else {
+                changed.join(", ")
+            };
+            if ctx.settings.dry_run {
+                simulate(ctx, &wref, &current);
+                ctx.metrics
+                    .rollout(wref.kind, &wref.namespace, Outcome::dry_run);
+                tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
+                    "dry run: would roll out");
+                let note = format!("Dry run: would roll out because {what} changed.");
+                publish(ctx, obj.as_ref(), EventType::Normal, "WouldReload", note).await;
+                return Ok(Action::await_change());
+            }
             let token = ctx
                 .bucket
                 .lock()
@@ -234,7 +297,7 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
             let now = Timestamp::from_second(Timestamp::now().as_second())
                 .unwrap_or_else(|_| Timestamp::now());
             write(
-                &ctx,
+                ctx,
                 obj.as_ref(),
                 &wref,
                 &current,
@@ -242,14 +305,11 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
                 Some(now.to_string()),
             )
             .await?;
-            let what = if changed.is_empty() {
-                "its tracked configuration".to_string()
-            } else {
-                changed.join(", ")
-            };
+            ctx.metrics
+                .rollout(wref.kind, &wref.namespace, Outcome::rolled);
             tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what, "rolled out");
             publish(
-                &ctx,
+                ctx,
                 obj.as_ref(),
                 EventType::Normal,
                 "Reloaded",
@@ -258,6 +318,52 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
             .await;
             Ok(Action::await_change())
         }
+    }
+}
+
+/// Records, in memory only, the baseline a dry run would have written.
+fn simulate(ctx: &Context, wref: &WorkloadRef, current: &WorkloadDigest) {
+    let recorded = Recorded::parse(
+        Some(&current.hash_annotation()),
+        Some(&current.parts_annotation()),
+    );
+    if let Some(r) = recorded {
+        ctx.dry_run_baselines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(wref.clone(), r);
+    }
+}
+
+/// A Warning Event, once per workload and object, for each tracked object that does not exist.
+async fn warn_missing<K: Workload>(
+    ctx: &Context,
+    obj: &K,
+    wref: &WorkloadRef,
+    current: &WorkloadDigest,
+) {
+    let mut newly_missing = Vec::new();
+    {
+        let mut warned = ctx.warned_missing.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, part) in &current.parts {
+            let key = (wref.clone(), name.clone());
+            if part == ABSENT {
+                if warned.insert(key) {
+                    newly_missing.push(name.clone());
+                }
+            } else {
+                warned.remove(&key);
+            }
+        }
+    }
+    for name in newly_missing {
+        tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, missing = %name,
+            "tracked object does not exist; its creation will roll the workload");
+        let note = format!(
+            "{name} is tracked but does not exist in namespace {}. Create it, or remove it from the workload's references or annotations; its creation will roll this workload.",
+            wref.namespace
+        );
+        publish(ctx, obj, EventType::Warning, "MissingReference", note).await;
     }
 }
 
@@ -336,6 +442,9 @@ async fn publish<K: Workload>(
 pub fn error_policy<K: Workload>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let wref = workload_ref(obj.as_ref());
     tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, error = %error, "reconcile failed; retrying in 10s");
+    ctx.metrics.error("write_failed");
+    ctx.metrics
+        .rollout(wref.kind, &wref.namespace, Outcome::failed);
     let note = error.to_string();
     tokio::spawn(async move {
         publish(&ctx, obj.as_ref(), EventType::Warning, "WriteFailed", note).await;

@@ -4,5 +4,6 @@
 mod support;
 
 mod environment;
+mod operate;
 mod reload;
 mod scope;

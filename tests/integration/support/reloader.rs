@@ -30,8 +30,24 @@ impl Reloader {
         Self::start_raw(&ns.kubeconfig, &all, &ns.name)
     }
 
-    /// Starts the binary with exactly these arguments.
+    /// The address of the metrics and probe listener, once it is up.
+    pub async fn http_addr(&self) -> std::net::SocketAddr {
+        wait_for("the metrics listener", Duration::from_secs(30), || async {
+            let logs = self.logs();
+            let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
+            let addr = line.split("address=").nth(1)?.split_whitespace().next()?;
+            addr.trim_matches('"').parse().ok()
+        })
+        .await
+    }
+
+    /// Starts the binary with these arguments (plus a metrics listener on a free loopback port,
+    /// unless they name one).
     pub fn start_raw(kubeconfig: &std::path::Path, args: &[String], label: &str) -> Self {
+        let mut args = args.to_vec();
+        if !args.iter().any(|a| a.starts_with("--metrics-addr")) {
+            args.push("--metrics-addr=127.0.0.1:0".into());
+        }
         let log = std::env::temp_dir().join(format!(
             "kube-reloader-{label}-{}.log",
             std::time::SystemTime::now()
@@ -41,7 +57,7 @@ impl Reloader {
         ));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_kube-reloader"))
-            .args(args)
+            .args(&args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "kube_reloader=debug,info")
             .env_remove("POD_NAMESPACE")
@@ -84,6 +100,20 @@ impl Reloader {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s) for the process to exit; its exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Whether the process is still running.

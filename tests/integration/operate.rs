@@ -1,0 +1,229 @@
+//! Operating kube-reloader: metrics, probes, logs, dry-run and shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::objects::{self, configmap, secret};
+use crate::support::reloader::Reloader;
+use crate::support::workloads::{self, Kind};
+use crate::support::{TestNs, wait_for};
+
+const HASH: &str = "kube-reloader.io/config-hash";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A plain HTTP/1.1 GET; returns the status code and body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample whose line starts with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn opted_in(ns: &TestNs, name: &str, cm: &str) {
+    let spec = workloads::pod_spec(
+        json!({"envFrom": [{"configMapRef": {"name": cm}}]}),
+        json!([]),
+    );
+    let m = workloads::manifest(
+        Kind::Deployment,
+        name,
+        json!({"kube-reloader.io/auto": "true"}),
+        spec,
+    );
+    workloads::create(ns, Kind::Deployment, m).await;
+}
+
+async fn baseline(ns: &TestNs, name: &str) -> String {
+    wait_for("a baseline", TIMEOUT, || async {
+        workloads::annotation(ns, Kind::Deployment, name, HASH, false).await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn metrics_and_probes_after_a_rollout() {
+    let ns = TestNs::new("metrics").await;
+    configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
+    opted_in(&ns, "web", "cfg").await;
+    let reloader = Reloader::start(&ns, &[]);
+    let addr = reloader.http_addr().await;
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    wait_for("/readyz to answer 200", TIMEOUT, || async {
+        (get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    baseline(&ns, "web").await;
+    configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
+    wait_for("a rollout", TIMEOUT, || async {
+        (workloads::rollouts(&ns, Kind::Deployment, "web").await == 1).then_some(())
+    })
+    .await;
+
+    let labels = |result: &str| {
+        format!(
+            "kube_reloader_rollouts_total{{kind=\"Deployment\",namespace=\"{}\",result=\"{result}\"}}",
+            ns.name
+        )
+    };
+    let text = wait_for("the gauges to be refreshed", TIMEOUT, || async {
+        let (status, text) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        sample(&text, "kube_reloader_tracked_workloads").filter(|n| *n >= 1.0)?;
+        Some(text)
+    })
+    .await;
+    assert_eq!(sample(&text, &labels("rolled")), Some(1.0), "{text}");
+    assert_eq!(sample(&text, &labels("baseline")), Some(1.0), "{text}");
+    assert!(
+        sample(&text, "kube_reloader_watched_objects{kind=\"ConfigMap\"}") >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "kube_reloader_reconcile_duration_seconds_count{kind=\"Deployment\"}"
+        ) >= Some(2.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "kube_reloader_last_sync_timestamp_seconds") > Some(1.0e9),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "kube_reloader_leader"), Some(1.0), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "not OpenMetrics text");
+}
+
+#[tokio::test]
+async fn json_logs_name_the_object_and_never_show_secret_values() {
+    let ns = TestNs::new("logs").await;
+    let value = "s3cr3t-V4lue-never-logged";
+    secret(&ns, "creds", &[("password", value)], json!({})).await;
+    let spec = workloads::pod_spec(
+        json!({"envFrom": [{"secretRef": {"name": "creds"}}]}),
+        json!([]),
+    );
+    let m = workloads::manifest(
+        Kind::Deployment,
+        "web",
+        json!({"kube-reloader.io/auto": "true"}),
+        spec,
+    );
+    workloads::create(&ns, Kind::Deployment, m).await;
+    let reloader = Reloader::start(&ns, &["--log-format=json"]);
+    baseline(&ns, "web").await;
+    let changed = "an0ther-s3cr3t-never-logged";
+    objects::update_secret(&ns, "creds", &[("password", changed)]).await;
+    wait_for("a rollout", TIMEOUT, || async {
+        (workloads::rollouts(&ns, Kind::Deployment, "web").await == 1).then_some(())
+    })
+    .await;
+    reloader
+        .wait_count(&["\"up to date\"", "\"name\":\"web\""], 1)
+        .await;
+
+    let logs = reloader.logs();
+    let mut rolled = None;
+    for line in logs.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["message"] == "rolled out" {
+            rolled = Some(v);
+        }
+    }
+    let rolled = rolled.expect("a 'rolled out' line");
+    assert_eq!(rolled["namespace"], ns.name.as_str());
+    assert_eq!(rolled["kind"], "Deployment");
+    assert_eq!(rolled["name"], "web");
+    assert_eq!(rolled["level"], "INFO");
+
+    // Neither the values, in any encoding, nor the Secret-derived digests appear.
+    // ByteString serializes as base64, the form Secret data takes on the wire.
+    let b64 = |s: &str| {
+        serde_json::to_value(k8s_openapi::ByteString(s.as_bytes().to_vec()))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let digest = workloads::annotation(&ns, Kind::Deployment, "web", HASH, true)
+        .await
+        .unwrap();
+    let hash = digest.split('@').next().unwrap().to_string();
+    for needle in [
+        value.to_string(),
+        changed.to_string(),
+        b64(value),
+        b64(changed),
+        hash,
+    ] {
+        assert!(!logs.contains(&needle), "the log contains {needle:?}");
+    }
+}
+
+#[tokio::test]
+async fn dry_run_reports_and_writes_nothing() {
+    let ns = TestNs::new("dryrun").await;
+    configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
+    opted_in(&ns, "web", "cfg").await;
+    let reloader = Reloader::start(&ns, &["--dry-run"]);
+    reloader
+        .wait_count(&["dry run: would record the baseline", "name=web"], 1)
+        .await;
+    configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
+    reloader
+        .wait_count(&["dry run: would roll out", "name=web"], 1)
+        .await;
+    let notes = wait_for("a WouldReload Event", TIMEOUT, || async {
+        let n = objects::events(&ns, "web", "WouldReload").await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await;
+    assert!(notes[0].contains("ConfigMap/cfg"), "{notes:?}");
+    let v = workloads::get(&ns, Kind::Deployment, "web").await;
+    assert_eq!(v["metadata"]["annotations"][HASH], Value::Null);
+    assert!(
+        v["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|m| m["manager"] != "kube-reloader"),
+        "dry run wrote to the workload"
+    );
+    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 0);
+}
+
+#[tokio::test]
+async fn sigterm_exits_zero() {
+    let ns = TestNs::new("sigterm").await;
+    let mut reloader = Reloader::start(&ns, &[]);
+    reloader.wait_count(&["initial lists complete"], 1).await;
+    let status = reloader.terminate();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        reloader.logs()
+    );
+}

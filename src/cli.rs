@@ -19,6 +19,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "kube-reloader", version, about, long_about)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Watch only this namespace (repeatable, or comma-separated). Default: all namespaces.
     #[arg(
         long = "namespace",
@@ -95,6 +98,34 @@ pub struct Args {
     /// Log filter when RUST_LOG is not set: error, warn, info, debug or trace.
     #[arg(long, env = "KUBE_RELOADER_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+/// Commands besides running the controller (the default).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Why did (or didn't) a workload roll? Shows its opt-in, every ConfigMap and Secret it
+    /// references or names (where, whether it exists, is ignored, is tracked), the digest now
+    /// versus the recorded baseline and the pod template, and whether a rollout is pending.
+    Explain {
+        /// The workload: deployment/NAME, statefulset/NAME or daemonset/NAME (deploy, sts, ds).
+        target: String,
+        /// Its namespace (default: the kubeconfig context's).
+        #[arg(
+            short = 'n',
+            long = "namespace",
+            env = "KUBE_RELOADER_EXPLAIN_NAMESPACE"
+        )]
+        namespace: Option<String>,
+        /// Output format: `table` or `json`.
+        #[arg(short = 'o', long, env = "KUBE_RELOADER_EXPLAIN_OUTPUT", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
 }
 
 impl Args {
@@ -195,8 +226,10 @@ mod tests {
         assert!(!a.reloader_compat);
         // Every flag has a KUBE_RELOADER_ environment variable.
         use clap::CommandFactory;
-        for arg in Args::command().get_arguments() {
-            if matches!(arg.get_id().as_str(), "help" | "version") {
+        let cmd = Args::command();
+        let explain = cmd.find_subcommand("explain").expect("explain").clone();
+        for arg in cmd.get_arguments().chain(explain.get_arguments()) {
+            if matches!(arg.get_id().as_str(), "help" | "version" | "target") {
                 continue;
             }
             let env = arg.get_env().map(|e| e.to_string_lossy().to_string());

@@ -14,8 +14,8 @@ use kube::runtime::{WatchStreamExt, watcher as make_watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
-use crate::digest::{ContentDigest, SecretKey};
-use crate::optin::{Annotations, ConfigFlags, ConfigView};
+use crate::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest};
+use crate::optin::{Annotations, ConfigFlags, ConfigView, Tracked};
 use crate::references::ConfigKind;
 
 /// (namespace, kind, name) of a ConfigMap or Secret.
@@ -167,6 +167,31 @@ impl ConfigStore {
             }
         }
         changed
+    }
+
+    /// The digest of the tracked objects of a workload in `namespace`, over the keys it uses.
+    pub fn workload_digest(
+        &self,
+        namespace: &str,
+        tracked: &[Tracked],
+        key_id: &str,
+    ) -> WorkloadDigest {
+        let entries = tracked
+            .iter()
+            .map(|t| Entry {
+                kind: t.kind,
+                name: t.name.clone(),
+                digest: self
+                    .get(namespace, t.kind, &t.name)
+                    .map(|s| s.digest.select(&t.keys)),
+            })
+            .collect();
+        WorkloadDigest::new(entries, key_id)
+    }
+
+    /// Puts a listed object in (for one-shot uses such as `explain`, outside any watch).
+    pub fn insert(&self, key: ConfigKey, summary: ConfigSummary) {
+        self.upsert(key, summary);
     }
 
     /// A view of one namespace for the opt-in rules.

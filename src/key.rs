@@ -39,6 +39,38 @@ pub enum KeyError {
     Random(String),
 }
 
+/// Reads the key without creating it; `None` when the Secret does not exist.
+pub async fn load(
+    client: Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<SecretKey>, KeyError> {
+    let api: Api<Secret> = Api::namespaced(client, namespace);
+    let secret = api.get_opt(name).await.map_err(|source| KeyError::Api {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        source,
+    })?;
+    secret.map(|s| from_secret(&s, namespace, name)).transpose()
+}
+
+fn from_secret(secret: &Secret, namespace: &str, name: &str) -> Result<SecretKey, KeyError> {
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(DATA_KEY))
+        .map(|b| b.0.clone())
+        .unwrap_or_default();
+    if bytes.len() < SecretKey::MIN_LEN {
+        return Err(KeyError::Malformed {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            min: SecretKey::MIN_LEN,
+        });
+    }
+    Ok(SecretKey::new(bytes))
+}
+
 /// Reads the key, creating the Secret if it does not exist yet. When several replicas start at
 /// once, the first create wins and the others read it.
 pub async fn load_or_create(
@@ -54,20 +86,7 @@ pub async fn load_or_create(
     };
     for _ in 0..2 {
         if let Some(secret) = api.get_opt(name).await.map_err(api_err)? {
-            let bytes = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(DATA_KEY))
-                .map(|b| b.0.clone())
-                .unwrap_or_default();
-            if bytes.len() < SecretKey::MIN_LEN {
-                return Err(KeyError::Malformed {
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
-                    min: SecretKey::MIN_LEN,
-                });
-            }
-            return Ok(SecretKey::new(bytes));
+            return from_secret(&secret, namespace, name);
         }
         let mut bytes = vec![0u8; SecretKey::MIN_LEN];
         getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;

@@ -11,6 +11,7 @@ pub mod configs;
 pub mod controller;
 pub mod decision;
 pub mod digest;
+pub mod explain;
 pub mod http;
 pub mod index;
 pub mod key;

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
-use kube_reloader::cli::{Args, LogFormat};
+use kube_reloader::cli::{Args, Command, LogFormat, Output};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -20,6 +20,28 @@ async fn main() {
         LogFormat::Json => fmt.json().flatten_event(true).init(),
     }
 
+    if let Some(Command::Explain {
+        target,
+        namespace,
+        output,
+    }) = &args.command
+    {
+        match kube_reloader::explain::run(
+            target,
+            namespace.as_deref(),
+            *output == Output::Json,
+            &args,
+        )
+        .await
+        {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("kube-reloader explain: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if let Err(e) = kube_reloader::controller::run(args).await {
         tracing::error!("{e}");
         eprintln!("kube-reloader: {e}");

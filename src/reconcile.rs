@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::configs::ConfigStore;
 use crate::decision::{Decision, decide};
-use crate::digest::{ABSENT, Entry, Recorded, SecretKey, WorkloadDigest};
+use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
 use crate::index::Index;
 use crate::metrics::{KindLabels, Metrics, Outcome};
 use crate::optin::{self, Annotations};
@@ -187,18 +187,9 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
     }
     ctx.index.set(&wref, candidates, optin::has_patterns(&opt));
 
-    let entries = tracked
-        .iter()
-        .map(|t| Entry {
-            kind: t.kind,
-            name: t.name.clone(),
-            digest: ctx
-                .configs
-                .get(&wref.namespace, t.kind, &t.name)
-                .map(|s| s.digest.select(&t.keys)),
-        })
-        .collect();
-    let current = WorkloadDigest::new(entries, ctx.key.id());
+    let current = ctx
+        .configs
+        .workload_digest(&wref.namespace, &tracked, ctx.key.id());
     warn_missing(ctx, obj.as_ref(), &wref, &current).await;
     let annotations = obj.annotations();
     let mut recorded = Recorded::parse(

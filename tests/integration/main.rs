@@ -4,6 +4,7 @@
 mod support;
 
 mod environment;
+mod explain;
 mod operate;
 mod reload;
 mod scope;

@@ -1,0 +1,541 @@
+//! `kube-reloader explain <kind>/<name>`: why did (or didn't) a workload roll? Computed with the
+//! same rules the controller uses, from the cluster as it is now.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::configs::{ConfigObject, ConfigStore, summarize};
+use crate::controller::{SKIPPED_SECRET_TYPES, field_selector};
+use crate::decision::{Decision, decide};
+use crate::digest::{Recorded, SecretKey};
+use crate::optin::{self, Annotations, ConfigView};
+use crate::reconcile::written;
+use crate::references::{ConfigKind, Keys, references};
+use crate::workload::{Workload, WorkloadKind};
+
+/// One ConfigMap or Secret as it concerns the workload.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ObjectRow {
+    pub kind: ConfigKind,
+    pub name: String,
+    /// Where the pod template references it (empty when only named by an annotation).
+    pub referenced_by: Vec<String>,
+    pub exists: bool,
+    pub ignored: bool,
+    pub tracked: bool,
+    /// `all` or the keys used.
+    pub keys: String,
+    /// Why it is or is not tracked.
+    pub why: String,
+}
+
+/// Everything `explain` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    /// The opt-in annotations found, or the parse error.
+    pub opt_in: Result<Vec<String>, String>,
+    pub objects: Vec<ObjectRow>,
+    /// Digest of what it tracks now (as the controller would record it).
+    pub current: Option<String>,
+    /// The baseline recorded on the workload's metadata.
+    pub recorded: Option<String>,
+    /// The value in the pod template (set by the last rollout).
+    pub pod_template: Option<String>,
+    pub last_rollout: Option<String>,
+    pub rollout_pending: bool,
+    pub status: String,
+}
+
+impl Serialize for ConfigKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl Serialize for WorkloadKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+fn keys_text(k: &Keys) -> String {
+    match k {
+        Keys::All => "all".into(),
+        Keys::Only(keys) => keys.iter().cloned().collect::<Vec<_>>().join(","),
+    }
+}
+
+/// The explanation of one workload against the objects in `store`. `key` is the installation's
+/// digest key; without it, digests involving Secrets cannot be compared.
+pub fn explain<K: Workload>(
+    obj: &K,
+    store: &ConfigStore,
+    key: Option<&SecretKey>,
+    reloader_compat: bool,
+) -> Explanation {
+    let namespace = obj.namespace().unwrap_or_default();
+    let empty = Annotations::new();
+    let template = obj.template();
+    let template_annotations = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .unwrap_or(&empty);
+    let annotations = obj.annotations();
+    let mut out = Explanation {
+        kind: K::KIND,
+        namespace: namespace.clone(),
+        name: obj.name_any(),
+        opt_in: Ok(Vec::new()),
+        objects: Vec::new(),
+        current: None,
+        recorded: annotations.get(written::CONFIG_HASH).cloned(),
+        pod_template: template_annotations.get(written::CONFIG_HASH).cloned(),
+        last_rollout: annotations.get(written::RELOADED_AT).cloned(),
+        rollout_pending: false,
+        status: String::new(),
+    };
+    let opt = match optin::parse(annotations, template_annotations, reloader_compat) {
+        Err(e) => {
+            out.opt_in = Err(e.to_string());
+            out.status = "left alone: its opt-in annotation is invalid (fix it; see the InvalidAnnotation Event)".into();
+            return out;
+        }
+        Ok(None) => {
+            out.opt_in = Ok(Vec::new());
+            out.status = "not opted in: add kube-reloader.io/auto: \"true\" (or a Reloader annotation) to the workload's metadata".into();
+            return out;
+        }
+        Ok(Some(opt)) => opt,
+    };
+    let opt_in_keys: Vec<String> = annotations
+        .iter()
+        .chain(template_annotations.iter())
+        .filter(|(k, _)| {
+            k.starts_with("kube-reloader.io/")
+                && *k != written::CONFIG_HASH
+                && *k != written::TRACKED
+                && *k != written::RELOADED_AT
+                || (reloader_compat && k.contains("reloader.stakater.com/"))
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    out.opt_in = Ok(opt_in_keys);
+
+    let refs = template
+        .and_then(|t| t.spec.as_ref())
+        .map(references)
+        .unwrap_or_default();
+    let view = store.view(&namespace);
+    let tracked = optin::tracked(&opt, &refs, &view);
+
+    let mut rows: BTreeMap<(ConfigKind, String), ObjectRow> = BTreeMap::new();
+    for ((kind, name), usage) in &refs {
+        rows.insert(
+            (*kind, name.clone()),
+            ObjectRow {
+                kind: *kind,
+                name: name.clone(),
+                referenced_by: usage.sites.clone(),
+                exists: false,
+                ignored: false,
+                tracked: false,
+                keys: keys_text(&usage.keys),
+                why: String::new(),
+            },
+        );
+    }
+    for t in &tracked {
+        let row = rows.entry((t.kind, t.name.clone())).or_insert(ObjectRow {
+            kind: t.kind,
+            name: t.name.clone(),
+            referenced_by: Vec::new(),
+            exists: false,
+            ignored: false,
+            tracked: true,
+            keys: String::new(),
+            why: "named by an annotation".into(),
+        });
+        row.tracked = true;
+        row.keys = keys_text(&t.keys);
+    }
+    for row in rows.values_mut() {
+        let flags = view.flags(row.kind, &row.name);
+        row.exists = flags.is_some();
+        row.ignored = flags.is_some_and(|f| f.ignored);
+        if row.why.is_empty() {
+            row.why = if row.tracked {
+                "referenced, and the opt-in covers it".into()
+            } else if row.ignored {
+                "ignored: it carries an ignore annotation".into()
+            } else if opt
+                .excluded
+                .iter()
+                .any(|(k, n)| *k == row.kind && *n == row.name)
+            {
+                "excluded by an exclude list".into()
+            } else if opt.search && !flags.is_some_and(|f| f.matched) {
+                "search mode: it lacks reloader.stakater.com/match: \"true\"".into()
+            } else {
+                format!("the opt-in does not cover {}s", row.kind)
+            };
+        }
+    }
+    out.objects = rows.into_values().collect();
+
+    let key_id = key.map(SecretKey::id).unwrap_or("unknown");
+    let current = store.workload_digest(&namespace, &tracked, key_id);
+    out.current = Some(current.hash_annotation());
+    let recorded = Recorded::parse(
+        annotations.get(written::CONFIG_HASH).map(String::as_str),
+        annotations.get(written::TRACKED).map(String::as_str),
+    );
+    if key.is_none() && current.key_id.is_some() && recorded.is_some() {
+        out.status = "unknown: the digest key Secret could not be read, so Secret digests cannot be compared".into();
+        return out;
+    }
+    out.status = match decide(recorded.as_ref(), &current) {
+        Decision::Nothing => "up to date: the recorded baseline matches what it tracks now".into(),
+        Decision::Baseline => {
+            "no baseline yet: the controller records one on first sight, without a rollout (is it running and watching this namespace?)".into()
+        }
+        Decision::Rebaseline => {
+            "the digest key changed: the controller records a new baseline, without a rollout".into()
+        }
+        Decision::Hold { deleted } => format!(
+            "holding: {} was deleted; nothing rolls until it is back or something else changes",
+            deleted.join(", ")
+        ),
+        Decision::Roll { changed } => {
+            out.rollout_pending = true;
+            format!(
+                "rollout pending: {} changed since the baseline (the controller rolls it after the debounce window and --min-rollout-interval; if this persists, check the controller's log and the workload's Events)",
+                if changed.is_empty() { "its configuration".to_string() } else { changed.join(", ") }
+            )
+        }
+    };
+    out
+}
+
+/// Renders the human table.
+pub fn render_text(e: &Explanation) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{} {}/{}", e.kind, e.namespace, e.name);
+    match &e.opt_in {
+        Ok(keys) if keys.is_empty() => {
+            let _ = writeln!(s, "Opt-in:        none");
+        }
+        Ok(keys) => {
+            let _ = writeln!(s, "Opt-in:        {}", keys.join(", "));
+        }
+        Err(err) => {
+            let _ = writeln!(s, "Opt-in:        INVALID: {err}");
+        }
+    }
+    if !e.objects.is_empty() {
+        let _ = writeln!(s, "Objects:");
+        let mut table = vec![[
+            "KIND".to_string(),
+            "NAME".into(),
+            "TRACKED".into(),
+            "EXISTS".into(),
+            "IGNORED".into(),
+            "KEYS".into(),
+            "REFERENCED BY".into(),
+            "WHY".into(),
+        ]];
+        let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
+        for o in &e.objects {
+            table.push([
+                o.kind.to_string(),
+                o.name.clone(),
+                yn(o.tracked),
+                yn(o.exists),
+                yn(o.ignored),
+                o.keys.clone(),
+                if o.referenced_by.is_empty() {
+                    "-".into()
+                } else {
+                    o.referenced_by.join("; ")
+                },
+                o.why.clone(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..8)
+            .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
+        for row in &table {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            let _ = writeln!(s, "  {}", line.join("  ").trim_end());
+        }
+    }
+    let none = "-".to_string();
+    let _ = writeln!(s, "Digest now:    {}", e.current.as_ref().unwrap_or(&none));
+    let _ = writeln!(s, "Baseline:      {}", e.recorded.as_ref().unwrap_or(&none));
+    let _ = writeln!(
+        s,
+        "Pod template:  {}",
+        e.pod_template.as_ref().unwrap_or(&none)
+    );
+    let _ = writeln!(
+        s,
+        "Last rollout:  {}",
+        e.last_rollout.as_ref().unwrap_or(&none)
+    );
+    let _ = writeln!(s, "Status:        {}", e.status);
+    s
+}
+
+#[derive(Debug, Error)]
+pub enum ExplainError {
+    #[error(
+        "{0:?} is not <kind>/<name> with kind deployment, statefulset or daemonset (or deploy, sts, ds)"
+    )]
+    Target(String),
+    #[error("cannot configure the Kubernetes client: {0} (set KUBECONFIG, or run in a cluster)")]
+    Client(#[source] kube::Error),
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Parses `deployment/web`, `deploy/web`, `sts/db`, `ds/agent` (case-insensitive kind).
+pub fn parse_target(target: &str) -> Result<(WorkloadKind, String), ExplainError> {
+    let err = || ExplainError::Target(target.to_string());
+    let (kind, name) = target.split_once('/').ok_or_else(err)?;
+    let kind = match kind.to_ascii_lowercase().as_str() {
+        "deployment" | "deployments" | "deploy" | "deployment.apps" => WorkloadKind::Deployment,
+        "statefulset" | "statefulsets" | "sts" | "statefulset.apps" => WorkloadKind::StatefulSet,
+        "daemonset" | "daemonsets" | "ds" | "daemonset.apps" => WorkloadKind::DaemonSet,
+        _ => return Err(err()),
+    };
+    if name.is_empty() {
+        return Err(err());
+    }
+    Ok((kind, name.to_string()))
+}
+
+async fn list_into<K: ConfigObject>(
+    client: &Client,
+    namespace: &str,
+    selector: Option<String>,
+    store: &ConfigStore,
+    key: &SecretKey,
+    compat: bool,
+) -> Result<(), ExplainError> {
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let mut lp = ListParams::default().limit(100);
+    if let Some(s) = &selector {
+        lp = lp.fields(s);
+    }
+    loop {
+        let list = api.list(&lp).await.map_err(|source| ExplainError::Read {
+            what: format!("{}s in namespace {namespace}", K::KIND),
+            source,
+        })?;
+        for obj in &list.items {
+            store.insert(
+                (namespace.to_string(), K::KIND, obj.name_any()),
+                summarize(obj, key, compat),
+            );
+        }
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => return Ok(()),
+        }
+    }
+}
+
+async fn fetch<K: Workload>(api: Api<K>, name: &str) -> Result<K, ExplainError> {
+    api.get(name).await.map_err(|source| ExplainError::Read {
+        what: format!("{} {name}", K::KIND),
+        source,
+    })
+}
+
+/// Runs `explain` against the cluster and returns the rendered output.
+pub async fn run(
+    target: &str,
+    namespace: Option<&str>,
+    json: bool,
+    args: &crate::cli::Args,
+) -> Result<String, ExplainError> {
+    let (kind, name) = parse_target(target)?;
+    let client = Client::try_default().await.map_err(ExplainError::Client)?;
+    let namespace = namespace
+        .map(str::to_string)
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    // Read-only: explain never creates the key. Without it, Secret digests cannot be compared.
+    let key = crate::key::load(
+        client.clone(),
+        &args.controller_namespace(),
+        &args.key_secret,
+    )
+    .await
+    .ok()
+    .flatten();
+    let digest_key = key
+        .clone()
+        .unwrap_or_else(|| SecretKey::new(vec![0; SecretKey::MIN_LEN]));
+    let store = ConfigStore::new(0);
+    let compat = args.reloader_compat;
+    list_into::<ConfigMap>(&client, &namespace, None, &store, &digest_key, compat).await?;
+    let skipped: &[&str] = if args.watch_all_secret_types {
+        &[]
+    } else {
+        &SKIPPED_SECRET_TYPES
+    };
+    let selector = field_selector(&[], skipped);
+    list_into::<Secret>(&client, &namespace, selector, &store, &digest_key, compat).await?;
+
+    let ns = namespace.as_str();
+    let e = match kind {
+        WorkloadKind::Deployment => {
+            let w = fetch(Api::<Deployment>::namespaced(client, ns), &name).await?;
+            explain(&w, &store, key.as_ref(), compat)
+        }
+        WorkloadKind::StatefulSet => {
+            let w = fetch(Api::<StatefulSet>::namespaced(client, ns), &name).await?;
+            explain(&w, &store, key.as_ref(), compat)
+        }
+        WorkloadKind::DaemonSet => {
+            let w = fetch(Api::<DaemonSet>::namespaced(client, ns), &name).await?;
+            explain(&w, &store, key.as_ref(), compat)
+        }
+    };
+    if json {
+        Ok(serde_json::to_string_pretty(&e).unwrap_or_default() + "\n")
+    } else {
+        Ok(render_text(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("deploy/web").unwrap(),
+            (WorkloadKind::Deployment, "web".into())
+        );
+        assert_eq!(
+            parse_target("StatefulSet/db").unwrap(),
+            (WorkloadKind::StatefulSet, "db".into())
+        );
+        assert_eq!(parse_target("ds/a").unwrap().0, WorkloadKind::DaemonSet);
+        for bad in ["web", "pod/web", "deploy/", ""] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn deployment(annotations: serde_json::Value, spec: serde_json::Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "annotations": annotations},
+            "spec": {"selector": {}, "template": {"spec": spec}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn explains_tracked_missing_ignored_and_pending() {
+        let key = SecretKey::new(vec![7; 32]);
+        let store = ConfigStore::new(0);
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "app", "namespace": "ns"}, "data": {"k": "v"}
+        }))
+        .unwrap();
+        store.insert(
+            ("ns".into(), ConfigKind::ConfigMap, "app".into()),
+            summarize(&cm, &key, true),
+        );
+        let ignored: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "quiet", "namespace": "ns",
+                         "annotations": {"kube-reloader.io/ignore": "true"}}
+        }))
+        .unwrap();
+        store.insert(
+            ("ns".into(), ConfigKind::ConfigMap, "quiet".into()),
+            summarize(&ignored, &key, true),
+        );
+        let spec = serde_json::json!({"containers": [{"name": "c", "envFrom": [
+            {"configMapRef": {"name": "app"}}, {"configMapRef": {"name": "quiet"}},
+            {"secretRef": {"name": "gone"}}
+        ]}]});
+
+        let w = deployment(
+            serde_json::json!({"kube-reloader.io/auto": "true"}),
+            spec.clone(),
+        );
+        let e = explain(&w, &store, Some(&key), true);
+        assert!(e.status.starts_with("no baseline yet"), "{}", e.status);
+        let row = |n: &str| e.objects.iter().find(|o| o.name == n).unwrap().clone();
+        assert!(row("app").tracked && row("app").exists);
+        assert!(!row("quiet").tracked && row("quiet").ignored);
+        assert!(row("gone").tracked && !row("gone").exists);
+        assert_eq!(row("app").referenced_by, vec!["container c envFrom"]);
+
+        // Record the current digest as the baseline: up to date.
+        let current = e.current.clone().unwrap();
+        let w = deployment(
+            serde_json::json!({"kube-reloader.io/auto": "true", "kube-reloader.io/config-hash": current}),
+            spec.clone(),
+        );
+        let e = explain(&w, &store, Some(&key), true);
+        assert!(e.status.starts_with("up to date"), "{}", e.status);
+        assert!(!e.rollout_pending);
+
+        // Change the ConfigMap: pending.
+        let changed: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "app", "namespace": "ns"}, "data": {"k": "v2"}
+        }))
+        .unwrap();
+        store.insert(
+            ("ns".into(), ConfigKind::ConfigMap, "app".into()),
+            summarize(&changed, &key, true),
+        );
+        let e = explain(&w, &store, Some(&key), true);
+        assert!(e.rollout_pending, "{}", e.status);
+        let text = render_text(&e);
+        assert!(text.contains("rollout pending"), "{text}");
+        assert!(text.contains("ConfigMap  app"), "{text}");
+
+        // Not opted in, and invalid.
+        let e = explain(
+            &deployment(serde_json::json!({}), spec.clone()),
+            &store,
+            Some(&key),
+            true,
+        );
+        assert!(e.status.starts_with("not opted in"));
+        let e = explain(
+            &deployment(serde_json::json!({"kube-reloader.io/auto": "yes"}), spec),
+            &store,
+            Some(&key),
+            true,
+        );
+        assert!(e.opt_in.is_err());
+        assert!(
+            serde_json::to_string(&e)
+                .unwrap()
+                .contains("kube-reloader.io/auto")
+        );
+    }
+}

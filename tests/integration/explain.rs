@@ -1,0 +1,142 @@
+//! `kube-reloader explain` against the real control plane.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::objects::{configmap, secret};
+use crate::support::reloader::Reloader;
+use crate::support::workloads::{self, Kind};
+use crate::support::{TestNs, wait_for};
+
+fn explain(ns: &TestNs, target: &str, json_output: bool) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-reloader"));
+    cmd.arg(format!("--controller-namespace={}", ns.name))
+        .args(["explain", target, "-n", &ns.name])
+        .env("KUBECONFIG", &ns.kubeconfig);
+    if json_output {
+        cmd.args(["-o", "json"]);
+    }
+    let out = cmd.output().expect("run explain");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn explain_json(ns: &TestNs, target: &str) -> Value {
+    let (ok, text) = explain(ns, target, true);
+    assert!(ok, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn row<'a>(e: &'a Value, name: &str) -> &'a Value {
+    e["objects"]
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["name"] == name))
+        .unwrap_or_else(|| panic!("no row {name} in {e:#}"))
+}
+
+#[tokio::test]
+async fn explain_reports_auto_explicit_missing_ignored_and_pending() {
+    let ns = TestNs::new("explain").await;
+    configmap(&ns, "app", &[("k", "1")], json!({})).await;
+    configmap(
+        &ns,
+        "quiet",
+        &[("k", "1")],
+        json!({"kube-reloader.io/ignore": "true"}),
+    )
+    .await;
+    secret(&ns, "creds", &[("password", "p")], json!({})).await;
+    let spec = workloads::pod_spec(
+        json!({"envFrom": [{"configMapRef": {"name": "app"}}, {"configMapRef": {"name": "quiet"}},
+                           {"configMapRef": {"name": "missing", "optional": true}}],
+               "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}]}),
+        json!([]),
+    );
+    let annotations =
+        json!({"kube-reloader.io/auto": "true", "kube-reloader.io/configmaps": "api-only"});
+    let m = workloads::manifest(Kind::Deployment, "web", annotations, spec.clone());
+    workloads::create(&ns, Kind::Deployment, m).await;
+    let m = workloads::manifest(Kind::Deployment, "plain", json!({}), spec);
+    workloads::create(&ns, Kind::Deployment, m).await;
+
+    // Before the controller has seen it: no baseline.
+    let e = explain_json(&ns, "deployment/web");
+    assert!(
+        e["status"].as_str().unwrap().starts_with("no baseline yet"),
+        "{e:#}"
+    );
+
+    let mut reloader = Reloader::start(&ns, &[]);
+    wait_for("a baseline", std::time::Duration::from_secs(60), || async {
+        workloads::annotation(
+            &ns,
+            Kind::Deployment,
+            "web",
+            "kube-reloader.io/config-hash",
+            false,
+        )
+        .await
+    })
+    .await;
+    reloader.wait_up_to_date("web", 1).await;
+    reloader.kill();
+
+    let e = explain_json(&ns, "deploy/web");
+    assert!(
+        e["status"].as_str().unwrap().starts_with("up to date"),
+        "{e:#}"
+    );
+    assert_eq!(e["current"], e["recorded"]);
+    let app = row(&e, "app");
+    assert_eq!(
+        (app["tracked"].clone(), app["exists"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(app["referenced_by"], json!(["container app envFrom"]));
+    let quiet = row(&e, "quiet");
+    assert_eq!(
+        (quiet["tracked"].clone(), quiet["ignored"].clone()),
+        (json!(false), json!(true))
+    );
+    let missing = row(&e, "missing");
+    assert_eq!(
+        (missing["tracked"].clone(), missing["exists"].clone()),
+        (json!(true), json!(false))
+    );
+    let explicit = row(&e, "api-only");
+    assert_eq!(explicit["referenced_by"], json!([]));
+    assert_eq!(explicit["why"], "named by an annotation");
+    let creds = row(&e, "creds");
+    assert_eq!(creds["keys"], "password");
+
+    // A change while no controller runs: pending, naming it.
+    configmap(&ns, "app", &[("k", "2")], json!({})).await;
+    let e = explain_json(&ns, "deploy/web");
+    assert_eq!(e["rollout_pending"], true, "{e:#}");
+    assert!(
+        e["status"].as_str().unwrap().contains("ConfigMap/app"),
+        "{e:#}"
+    );
+
+    // The human table, and a workload without opt-in.
+    let (ok, text) = explain(&ns, "deployment/web", false);
+    assert!(ok, "{text}");
+    for needle in [
+        "Deployment",
+        "ConfigMap",
+        "quiet",
+        "rollout pending",
+        "Baseline:",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let e = explain_json(&ns, "deployment/plain");
+    assert!(
+        e["status"].as_str().unwrap().starts_with("not opted in"),
+        "{e:#}"
+    );
+    let (ok, text) = explain(&ns, "pod/web", false);
+    assert!(!ok && text.contains("deployment"), "{text}");
+}

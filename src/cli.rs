@@ -79,6 +79,38 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_WATCH_ALL_SECRET_TYPES")]
     pub watch_all_secret_types: bool,
 
+    /// Run several replicas safely: only the holder of a coordination.k8s.io/v1 Lease in the
+    /// controller's namespace writes; the others stay ready as standbys.
+    #[arg(long, env = "KUBE_RELOADER_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Name of the Lease used for leader election.
+    #[arg(
+        long,
+        env = "KUBE_RELOADER_LEASE_NAME",
+        default_value = "kube-reloader"
+    )]
+    pub lease_name: String,
+
+    /// How long a Lease is valid without renewal: the longest failover after a leader dies
+    /// without releasing it (whole seconds).
+    #[arg(long, env = "KUBE_RELOADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// The leader renews the Lease when no more than lease-duration minus this is left
+    /// (whole seconds, less than --lease-duration).
+    #[arg(long, env = "KUBE_RELOADER_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+
+    /// Wait between attempts after a failed Lease operation.
+    #[arg(long, env = "KUBE_RELOADER_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: Duration,
+
+    /// On SIGTERM, how long in-flight reconciles may take to finish before the process exits
+    /// (keep it below the pod's terminationGracePeriodSeconds).
+    #[arg(long, env = "KUBE_RELOADER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// Address of the HTTP listener serving /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -129,6 +161,18 @@ pub enum Output {
 }
 
 impl Args {
+    /// Lease duration and renewal grace in whole seconds, checked for consistency.
+    pub fn lease_seconds(&self) -> Result<(u64, u64), String> {
+        let duration = self.lease_duration.as_secs();
+        let renew = self.renew_deadline.as_secs();
+        if renew == 0 || renew >= duration {
+            return Err(format!(
+                "--renew-deadline ({renew}s) must be at least 1s and less than --lease-duration ({duration}s)"
+            ));
+        }
+        Ok((duration, duration - renew))
+    }
+
     /// The controller's own namespace.
     pub fn controller_namespace(&self) -> String {
         self.controller_namespace

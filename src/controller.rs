@@ -16,12 +16,14 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use thiserror::Error;
+use tokio::sync::watch;
 
 use crate::cli::Args;
 use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
 use crate::http::{self, Health};
 use crate::index::Index;
 use crate::key::{self, KeyError};
+use crate::lease;
 use crate::metrics::{KindLabels, Metrics};
 use crate::ratelimit::TokenBucket;
 use crate::reconcile::{self, Context, Settings};
@@ -44,6 +46,8 @@ pub enum RunError {
     Key(#[from] KeyError),
     #[error("--namespace and --ignore-namespace leave no namespace to watch")]
     NothingToWatch,
+    #[error(transparent)]
+    Lease(lease::LeaseError),
     #[error("cannot listen on --metrics-addr {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -89,33 +93,31 @@ where
 /// The kube-runtime trigger type is per kind; the router carries (namespace, name) for any kind.
 type Trigger = (String, String);
 
-pub struct RouterBuilder {
-    debounce: Duration,
-    senders: HashMap<(WorkloadKind, Option<String>), mpsc::UnboundedSender<Trigger>>,
-}
-
-impl RouterBuilder {
-    fn channel(
-        &mut self,
-        kind: WorkloadKind,
-        scope: Option<String>,
-    ) -> mpsc::UnboundedReceiver<Trigger> {
-        let (tx, rx) = mpsc::unbounded();
-        self.senders.insert((kind, scope), tx);
-        rx
-    }
-}
+type Senders = HashMap<(WorkloadKind, Option<String>), mpsc::UnboundedSender<Trigger>>;
 
 /// Delivers config changes to the controllers of the workloads they concern, after the debounce
 /// window. The window is fixed from the first change, not extended by later ones, so a config
-/// rewritten continuously still gets rolled out.
+/// rewritten continuously still gets rolled out. While no controllers run (a standby), changes
+/// are dropped: a new leader reconciles every workload from the cluster state anyway.
 pub struct TriggerRouter {
     debounce: Duration,
     pending: Mutex<HashSet<WorkloadRef>>,
-    senders: HashMap<(WorkloadKind, Option<String>), mpsc::UnboundedSender<Trigger>>,
+    senders: Mutex<Senders>,
 }
 
 impl TriggerRouter {
+    fn new(debounce: Duration) -> Self {
+        Self {
+            debounce,
+            pending: Mutex::default(),
+            senders: Mutex::default(),
+        }
+    }
+
+    fn set_senders(&self, senders: Senders) {
+        *self.senders.lock().unwrap_or_else(|e| e.into_inner()) = senders;
+    }
+
     /// Schedules a reconcile of every workload the changed objects concern.
     pub fn changed(self: &Arc<Self>, keys: Vec<ConfigKey>, index: &Index) {
         for key in keys {
@@ -139,10 +141,10 @@ impl TriggerRouter {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&workload);
-            let sender = me
-                .senders
+            let senders = me.senders.lock().unwrap_or_else(|e| e.into_inner());
+            let sender = senders
                 .get(&(workload.kind, Some(workload.namespace.clone())))
-                .or_else(|| me.senders.get(&(workload.kind, None)));
+                .or_else(|| senders.get(&(workload.kind, None)));
             if let Some(tx) = sender {
                 let _ = tx.unbounded_send((workload.namespace, workload.name));
             }
@@ -156,6 +158,7 @@ fn run_controller<K: Workload>(
     triggers: mpsc::UnboundedReceiver<Trigger>,
     ctx: Arc<Context>,
     health: Arc<Health>,
+    stop: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> {
     let triggers = triggers.map(|(ns, name)| ObjectRef::<K>::new(&name).within(&ns));
     let index_ctx = Arc::clone(&ctx);
@@ -167,14 +170,19 @@ fn run_controller<K: Workload>(
         loop {
             let wait = tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready());
             match wait.await {
-                Ok(Ok(())) => break health.stream_synced(),
+                Ok(Ok(())) => break health.workload_synced(),
                 Ok(Err(_)) => break, // the controller is gone
                 Err(_) => continue,
             }
         }
     });
+    let mut stop = stop;
     controller
         .reconcile_on(triggers)
+        // On stop: take no new work, let reconciles in flight finish, then end.
+        .graceful_shutdown_on(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
         .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
         .for_each(move |result| {
             match result {
@@ -219,7 +227,7 @@ fn spawn_config_watch<K: ConfigObject>(
             changed: |keys| router.changed(keys, &ctx.index),
             listed: |first| {
                 if first {
-                    health.stream_synced();
+                    health.config_synced();
                 }
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -253,8 +261,8 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
     let store = Arc::new(ConfigStore::new(scopes.len() * 2));
     let metrics = Arc::new(Metrics::default());
-    // Ready once every ConfigMap/Secret watch and every workload watch has listed.
-    let health = Arc::new(Health::new(scopes.len() * (2 + WorkloadKind::ALL.len())));
+    // Ready once every ConfigMap/Secret watch has listed, and, while leading, every workload watch.
+    let health = Arc::new(Health::new(scopes.len() * 2));
     let serve = http::bind(args.metrics_addr, Arc::clone(&metrics), Arc::clone(&health))
         .await
         .map_err(|source| RunError::Listen {
@@ -287,49 +295,9 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         ),
         Arc::clone(&metrics),
     ));
-    metrics.leader.set(1);
     tokio::spawn(update_gauges(Arc::clone(&ctx)));
 
-    let mut builder = RouterBuilder {
-        debounce: args.debounce,
-        senders: HashMap::new(),
-    };
-    let workload_selector = field_selector(&args.ignore_namespaces, &[]);
-    let workload_config = || {
-        let c = watcher::Config::default();
-        match &workload_selector {
-            Some(s) => c.fields(s),
-            None => c,
-        }
-    };
-    let mut controllers = Vec::new();
-    for scope in &scopes {
-        for kind in WorkloadKind::ALL {
-            let rx = builder.channel(kind, scope.clone());
-            let (ctx, h) = (Arc::clone(&ctx), Arc::clone(&health));
-            let config = workload_config();
-            let fut = match kind {
-                WorkloadKind::Deployment => {
-                    run_controller::<Deployment>(api_for(&client, scope), config, rx, ctx, h)
-                        .boxed()
-                }
-                WorkloadKind::StatefulSet => {
-                    run_controller::<StatefulSet>(api_for(&client, scope), config, rx, ctx, h)
-                        .boxed()
-                }
-                WorkloadKind::DaemonSet => {
-                    run_controller::<DaemonSet>(api_for(&client, scope), config, rx, ctx, h).boxed()
-                }
-            };
-            controllers.push(tokio::spawn(fut));
-        }
-    }
-    let router = Arc::new(TriggerRouter {
-        debounce: builder.debounce,
-        pending: Mutex::default(),
-        senders: builder.senders,
-    });
-
+    let router = Arc::new(TriggerRouter::new(args.debounce));
     let skipped: &[&str] = if args.watch_all_secret_types {
         &[]
     } else {
@@ -341,14 +309,152 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         let secret_selector = field_selector(&args.ignore_namespaces, skipped);
         spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx, &router, &health);
     }
+    let spawn_workers = || {
+        Workers::start(
+            &client,
+            &scopes,
+            &args.ignore_namespaces,
+            &ctx,
+            &router,
+            &health,
+        )
+    };
 
-    shutdown_signal().await;
-    health.shutting_down();
-    tracing::info!("shutting down");
-    for c in controllers {
-        c.abort();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    if !args.leader_elect {
+        ctx.set_may_write(true);
+        metrics.leader.set(1);
+        let workers = spawn_workers();
+        shutdown.await;
+        health.shutting_down();
+        tracing::info!("shutting down: finishing reconciles in flight");
+        workers.stop(args.shutdown_grace).await;
+        return Ok(());
     }
+
+    let mut lease = lease::Elector::start(client.clone(), &controller_ns, &args)
+        .await
+        .map_err(RunError::Lease)?;
+    let mut workers: Option<Workers> = None;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            leading = lease.changed() => {
+                metrics.leader.set(i64::from(leading));
+                if leading && workers.is_none() {
+                    tracing::info!(lease = %args.lease_name, "acquired the Lease: reconciling workloads");
+                    ctx.set_may_write(true);
+                    workers = Some(spawn_workers());
+                } else if !leading && let Some(w) = workers.take() {
+                    tracing::warn!(lease = %args.lease_name, "lost the Lease: stopping all writes, standing by");
+                    ctx.set_may_write(false);
+                    w.abort();
+                }
+            }
+        }
+    }
+    health.shutting_down();
+    tracing::info!("shutting down: finishing reconciles in flight, then releasing the Lease");
+    if let Some(w) = workers.take() {
+        w.stop(args.shutdown_grace).await;
+    }
+    ctx.set_may_write(false);
+    lease.release().await;
     Ok(())
+}
+
+/// The workload controllers of every scope, run while this replica may write.
+struct Workers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    router: Arc<TriggerRouter>,
+    health: Arc<Health>,
+}
+
+impl Workers {
+    fn start(
+        client: &Client,
+        scopes: &[Option<String>],
+        ignored: &[String],
+        ctx: &Arc<Context>,
+        router: &Arc<TriggerRouter>,
+        health: &Arc<Health>,
+    ) -> Self {
+        let selector = field_selector(ignored, &[]);
+        let config = || {
+            let c = watcher::Config::default();
+            match &selector {
+                Some(s) => c.fields(s),
+                None => c,
+            }
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        health.expect_workloads(scopes.len() * WorkloadKind::ALL.len());
+        let mut senders = Senders::new();
+        let mut tasks = Vec::new();
+        for scope in scopes {
+            for kind in WorkloadKind::ALL {
+                let (tx, rx) = mpsc::unbounded();
+                senders.insert((kind, scope.clone()), tx);
+                let (ctx, h, s) = (Arc::clone(ctx), Arc::clone(health), stop_rx.clone());
+                let fut = match kind {
+                    WorkloadKind::Deployment => run_controller::<Deployment>(
+                        api_for(client, scope),
+                        config(),
+                        rx,
+                        ctx,
+                        h,
+                        s,
+                    )
+                    .boxed(),
+                    WorkloadKind::StatefulSet => run_controller::<StatefulSet>(
+                        api_for(client, scope),
+                        config(),
+                        rx,
+                        ctx,
+                        h,
+                        s,
+                    )
+                    .boxed(),
+                    WorkloadKind::DaemonSet => {
+                        run_controller::<DaemonSet>(api_for(client, scope), config(), rx, ctx, h, s)
+                            .boxed()
+                    }
+                };
+                tasks.push(tokio::spawn(fut));
+            }
+        }
+        router.set_senders(senders);
+        Self {
+            tasks,
+            stop,
+            router: Arc::clone(router),
+            health: Arc::clone(health),
+        }
+    }
+
+    /// Stops at once (the Lease is lost: nothing more may be written).
+    fn abort(self) {
+        self.router.set_senders(Senders::new());
+        self.health.expect_workloads(0);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
+    /// Stops taking work and waits up to `grace` for reconciles in flight to finish.
+    async fn stop(self, grace: Duration) {
+        self.router.set_senders(Senders::new());
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        for t in self.tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout_at(deadline, t).await.is_err() {
+                tracing::warn!("a reconcile did not finish within --shutdown-grace; abandoning it");
+                abort.abort();
+            }
+        }
+    }
 }
 
 /// Refreshes the gauges that are counts of what the store and index hold.

@@ -13,27 +13,43 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-/// Readiness, fed by the watches and the shutdown path.
+/// Readiness, fed by the watches and the shutdown path. A standby (leader election on, Lease
+/// held elsewhere) runs only the ConfigMap/Secret watches, and is ready once they have listed.
 #[derive(Debug)]
 pub struct Health {
-    /// Watch streams whose initial list has not completed yet.
-    unsynced: AtomicUsize,
+    /// ConfigMap/Secret watch streams whose initial list has not completed yet.
+    configs_unsynced: AtomicUsize,
+    /// Workload watch streams (running while this replica leads) not listed yet.
+    workloads_unsynced: AtomicUsize,
     shutting_down: AtomicBool,
 }
 
+fn decrement(n: &AtomicUsize) {
+    let _ = n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+}
+
 impl Health {
-    pub fn new(streams: usize) -> Self {
+    pub fn new(config_streams: usize) -> Self {
         Self {
-            unsynced: AtomicUsize::new(streams),
+            configs_unsynced: AtomicUsize::new(config_streams),
+            workloads_unsynced: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
         }
     }
 
-    /// One watch stream delivered its initial list.
-    pub fn stream_synced(&self) {
-        let _ = self
-            .unsynced
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    /// A ConfigMap/Secret watch stream delivered its first list.
+    pub fn config_synced(&self) {
+        decrement(&self.configs_unsynced);
+    }
+
+    /// Workload watches were started (`n`), or stopped (0).
+    pub fn expect_workloads(&self, n: usize) {
+        self.workloads_unsynced.store(n, Ordering::Release);
+    }
+
+    /// A workload watch stream delivered its first list.
+    pub fn workload_synced(&self) {
+        decrement(&self.workloads_unsynced);
     }
 
     pub fn shutting_down(&self) {
@@ -45,7 +61,9 @@ impl Health {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err("shutting down".into());
         }
-        match self.unsynced.load(Ordering::Acquire) {
+        let n = self.configs_unsynced.load(Ordering::Acquire)
+            + self.workloads_unsynced.load(Ordering::Acquire);
+        match n {
             0 => Ok(()),
             n => Err(format!(
                 "{n} watches have not delivered their initial list yet"
@@ -110,9 +128,15 @@ mod tests {
     fn readiness_follows_syncs_and_shutdown() {
         let h = Health::new(2);
         assert!(h.ready().unwrap_err().contains("2 watches"));
-        h.stream_synced();
-        h.stream_synced();
-        h.stream_synced(); // a relist after the first does not underflow
+        h.config_synced();
+        h.config_synced();
+        h.config_synced(); // never below zero
+        assert_eq!(h.ready(), Ok(())); // a ready standby
+        h.expect_workloads(3);
+        assert!(h.ready().unwrap_err().contains("3 watches"));
+        for _ in 0..3 {
+            h.workload_synced();
+        }
         assert_eq!(h.ready(), Ok(()));
         h.shutting_down();
         assert_eq!(h.ready(), Err("shutting down".into()));

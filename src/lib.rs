@@ -15,6 +15,7 @@ pub mod explain;
 pub mod http;
 pub mod index;
 pub mod key;
+pub mod lease;
 pub mod metrics;
 pub mod optin;
 pub mod ratelimit;

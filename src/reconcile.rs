@@ -61,6 +61,8 @@ pub struct Context {
     dry_run_baselines: Mutex<HashMap<WorkloadRef, Recorded>>,
     /// (workload, object) pairs already warned about as missing: once, not on every resync.
     warned_missing: Mutex<HashSet<(WorkloadRef, String)>>,
+    /// Whether this replica may write (it holds the Lease, or leader election is off).
+    may_write: std::sync::atomic::AtomicBool,
     /// resourceVersion a workload had just before our last write to it. Until the watch delivers
     /// the written version, a reconcile would see the old baseline and roll a second time.
     pending_writes: Mutex<HashMap<WorkloadRef, String>>,
@@ -87,13 +89,28 @@ impl Context {
             metrics,
             dry_run_baselines: Mutex::default(),
             warned_missing: Mutex::default(),
+            may_write: std::sync::atomic::AtomicBool::new(false),
             pending_writes: Mutex::default(),
         }
     }
 }
 
+impl Context {
+    /// Allows or forbids writes to workloads (the Lease gate).
+    pub fn set_may_write(&self, may: bool) {
+        self.may_write
+            .store(may, std::sync::atomic::Ordering::Release);
+    }
+
+    fn may_write(&self) -> bool {
+        self.may_write.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum Error {
+    #[error("not writing to {0}: this replica does not hold the Lease")]
+    NotLeader(WorkloadRef),
     #[error("writing the config-hash annotations of {workload} failed: {source}")]
     Write {
         workload: WorkloadRef,
@@ -385,6 +402,9 @@ async fn write<K: Workload>(
         patch["spec"] =
             json!({"template": {"metadata": {"annotations": {written::CONFIG_HASH: hash}}}});
     }
+    if !ctx.may_write() {
+        return Err(Error::NotLeader(wref.clone()));
+    }
     let before = obj.resource_version();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &wref.namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -432,6 +452,11 @@ async fn publish<K: Workload>(
 /// On error: log, Event the workload, and retry with a delay.
 pub fn error_policy<K: Workload>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let wref = workload_ref(obj.as_ref());
+    if let Error::NotLeader(_) = error {
+        // Leadership moved: the new leader reconciles this workload; nothing failed.
+        tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, "{error}");
+        return Action::await_change();
+    }
     tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, error = %error, "reconcile failed; retrying in 10s");
     ctx.metrics.error("write_failed");
     ctx.metrics

@@ -5,6 +5,7 @@ mod support;
 
 mod environment;
 mod explain;
+mod ha;
 mod operate;
 mod reload;
 mod scope;

@@ -1,37 +1,16 @@
 //! Operating kube-reloader: metrics, probes, logs, dry-run and shutdown.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::objects::{self, configmap, secret};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, wait_for};
+use crate::support::{TestNs, http_get as get, wait_for};
 
 const HASH: &str = "kube-reloader.io/config-hash";
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A plain HTTP/1.1 GET; returns the status code and body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// The value of the sample whose line starts with `series` (name and labels).
 fn sample(metrics: &str, series: &str) -> Option<f64> {
@@ -226,4 +205,38 @@ async fn sigterm_exits_zero() {
         "{}",
         reloader.logs()
     );
+}
+
+#[tokio::test]
+async fn a_missing_reference_is_warned_about_once() {
+    let ns = TestNs::new("missing").await;
+    configmap(&ns, "other", &[("k", "1")], json!({})).await;
+    let spec = workloads::pod_spec(
+        json!({"envFrom": [{"configMapRef": {"name": "nowhere", "optional": true}},
+                           {"configMapRef": {"name": "other"}}]}),
+        json!([]),
+    );
+    let m = workloads::manifest(
+        Kind::Deployment,
+        "web",
+        json!({"kube-reloader.io/auto": "true"}),
+        spec,
+    );
+    workloads::create(&ns, Kind::Deployment, m).await;
+    let reloader = Reloader::start(&ns, &[]);
+    baseline(&ns, "web").await;
+    // More reconciles: two changes of the other ConfigMap, two rollouts.
+    for v in ["2", "3"] {
+        configmap(&ns, "other", &[("k", v)], json!({})).await;
+        let n = if v == "2" { 1 } else { 2 };
+        wait_for("a rollout", TIMEOUT, || async {
+            (workloads::rollouts(&ns, Kind::Deployment, "web").await >= n).then_some(())
+        })
+        .await;
+    }
+    reloader.wait_up_to_date("web", 2).await;
+    let notes = objects::events(&ns, "web", "MissingReference").await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("ConfigMap/nowhere"), "{notes:?}");
+    assert_eq!(reloader.count(&["tracked object does not exist"]), 1);
 }

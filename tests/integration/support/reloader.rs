@@ -16,6 +16,11 @@ impl Reloader {
     /// Starts kube-reloader for `ns` (also its controller namespace, where its key Secret lives),
     /// with a short debounce and rollout interval unless `args` set them.
     pub fn start(ns: &TestNs, args: &[&str]) -> Self {
+        Self::start_as(ns, args, None)
+    }
+
+    /// Like [`start`](Self::start), as pod `pod_name` (its identity in leader election).
+    pub fn start_as(ns: &TestNs, args: &[&str], pod_name: Option<&str>) -> Self {
         let mut all: Vec<String> = vec![
             format!("--namespace={}", ns.name),
             format!("--controller-namespace={}", ns.name),
@@ -27,7 +32,8 @@ impl Reloader {
             all.push("--min-rollout-interval=1s".into());
         }
         all.extend(args.iter().map(|a| a.to_string()));
-        Self::start_raw(&ns.kubeconfig, &all, &ns.name)
+        let label = format!("{}-{}", ns.name, pod_name.unwrap_or("r"));
+        Self::spawn(&ns.kubeconfig, all, &label, pod_name)
     }
 
     /// The address of the metrics and probe listener, once it is up.
@@ -44,7 +50,15 @@ impl Reloader {
     /// Starts the binary with these arguments (plus a metrics listener on a free loopback port,
     /// unless they name one).
     pub fn start_raw(kubeconfig: &std::path::Path, args: &[String], label: &str) -> Self {
-        let mut args = args.to_vec();
+        Self::spawn(kubeconfig, args.to_vec(), label, None)
+    }
+
+    fn spawn(
+        kubeconfig: &std::path::Path,
+        mut args: Vec<String>,
+        label: &str,
+        pod_name: Option<&str>,
+    ) -> Self {
         if !args.iter().any(|a| a.starts_with("--metrics-addr")) {
             args.push("--metrics-addr=127.0.0.1:0".into());
         }
@@ -56,7 +70,11 @@ impl Reloader {
                 .unwrap_or(0)
         ));
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-reloader"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-reloader"));
+        if let Some(p) = pod_name {
+            cmd.env("POD_NAME", p);
+        }
+        let child = cmd
             .args(&args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "kube_reloader=debug,info")

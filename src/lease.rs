@@ -1,0 +1,198 @@
+//! Leader election on a coordination.k8s.io/v1 Lease in the controller's namespace, through
+//! kube-lease-manager (kept for kube 5, server-side apply on the Lease, tolerant of clock skew).
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
+use thiserror::Error;
+
+use crate::cli::Args;
+
+#[derive(Debug, Error)]
+pub enum LeaseError {
+    #[error("invalid leader election settings: {0}")]
+    Settings(String),
+    #[error(
+        "cannot set up the Lease {namespace}/{name}: {source}. The controller needs get, create, \
+         update and patch on coordination.k8s.io leases in its own namespace"
+    )]
+    Setup {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+}
+
+/// This replica's side of the election.
+pub struct Elector {
+    manager: LeaseManager,
+    /// What `changed` last reported.
+    leading: bool,
+    /// Fires when the Lease is seen without a holder (released by a leader shutting down).
+    released: futures::stream::BoxStream<'static, ()>,
+    client: Client,
+    namespace: String,
+    name: String,
+    duration: u64,
+    grace: u64,
+    retry: std::time::Duration,
+    identity: String,
+}
+
+/// Who this replica is in the Lease: the pod name (downward API), else the host name, with a
+/// random suffix so a restarted process never mistakes an old holder record for itself.
+fn identity() -> String {
+    let base = std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "kube-reloader".into());
+    let mut suffix = [0u8; 4];
+    let _ = getrandom::fill(&mut suffix);
+    format!("{base}-{}", crate::digest::hex(&suffix))
+}
+
+/// A stream that yields whenever the Lease is seen with no holder.
+fn released(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> futures::stream::BoxStream<'static, ()> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .filter_map(|lease| async move {
+            let lease = lease.ok()?;
+            let holder = lease.spec.and_then(|s| s.holder_identity);
+            holder.is_none_or(|h| h.is_empty()).then_some(())
+        })
+        .boxed()
+}
+
+async fn build(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    identity: &str,
+    duration: u64,
+    grace: u64,
+) -> Result<LeaseManager, LeaseError> {
+    LeaseManagerBuilder::new(client.clone(), name)
+        .with_namespace(namespace)
+        .with_identity(identity)
+        .with_duration(duration)
+        .with_grace(grace)
+        .with_field_manager(format!("kube-reloader-lease-{identity}"))
+        .build()
+        .await
+        .map_err(|source| LeaseError::Setup {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source,
+        })
+}
+
+impl Elector {
+    pub async fn start(client: Client, namespace: &str, args: &Args) -> Result<Self, LeaseError> {
+        let (duration, grace) = args.lease_seconds().map_err(LeaseError::Settings)?;
+        let identity = identity();
+        let manager = build(
+            &client,
+            namespace,
+            &args.lease_name,
+            &identity,
+            duration,
+            grace,
+        )
+        .await?;
+        tracing::info!(lease = %args.lease_name, namespace, identity = %identity, "leader election on; waiting for the Lease");
+        Ok(Self {
+            manager,
+            leading: false,
+            released: released(&client, namespace, &args.lease_name),
+            client,
+            namespace: namespace.to_string(),
+            name: args.lease_name.clone(),
+            duration,
+            grace,
+            retry: args.retry_period,
+            identity,
+        })
+    }
+
+    /// Waits for this replica's leadership to change and returns it. Keeps the Lease renewed
+    /// while it is polled, so it must be polled continuously while leading. After an API
+    /// error, reports not leading (stop writing at once) and retries after --retry-period.
+    pub async fn changed(&mut self) -> bool {
+        loop {
+            let result = tokio::select! {
+                r = self.manager.changed() => r,
+                // A standby sleeps until the holder's Lease would expire, trusting its cached
+                // copy until then; a released Lease is free now, so start afresh from the
+                // Lease as it is.
+                Some(()) = self.released.next() => {
+                    if !self.leading && let Ok(m) = self.rebuild().await {
+                        self.manager = m;
+                    }
+                    continue;
+                }
+            };
+            match result {
+                Ok(leading) => {
+                    self.leading = leading;
+                    return leading;
+                }
+                Err(e) => {
+                    tracing::warn!(identity = %self.identity, error = %e,
+                        "Lease operation failed: not writing until the Lease is confirmed again");
+                    // A fresh manager starts as not leading and reports leadership again only
+                    // after reading the Lease, so this replica's view cannot drift from it.
+                    loop {
+                        tokio::time::sleep(self.retry).await;
+                        match self.rebuild().await {
+                            Ok(m) => {
+                                self.manager = m;
+                                break;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "retrying"),
+                        }
+                    }
+                    self.leading = false;
+                    return false;
+                }
+            }
+        }
+    }
+
+    async fn rebuild(&self) -> Result<LeaseManager, LeaseError> {
+        build(
+            &self.client,
+            &self.namespace,
+            &self.name,
+            &self.identity,
+            self.duration,
+            self.grace,
+        )
+        .await
+    }
+
+    /// Gives the Lease up so a standby takes over at once.
+    pub async fn release(self) {
+        match self.manager.release().await {
+            Ok(()) => tracing::info!(identity = %self.identity, "released the Lease"),
+            Err(e) => {
+                tracing::warn!(identity = %self.identity, error = %e, "could not release the Lease; a standby takes over when it expires")
+            }
+        }
+    }
+}

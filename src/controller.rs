@@ -196,6 +196,17 @@ fn run_controller<K: Workload>(
                     });
                 }
                 Err(ControllerError::ReconcilerFailed(..)) => {} // logged by error_policy
+                Err(e @ ControllerError::QueueError(_)) => {
+                    index_ctx
+                        .metrics
+                        .watch_restarts
+                        .get_or_create(&KindLabels {
+                            kind: K::KIND.as_str(),
+                        })
+                        .inc();
+                    tracing::warn!(kind = %K::KIND, error = %e,
+                        "watch failed; retrying with backoff (check the controller's RBAC: it needs list and watch on this kind)");
+                }
                 Err(e) => tracing::warn!(kind = %K::KIND, error = %e, "controller error"),
             }
             futures::future::ready(())

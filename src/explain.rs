@@ -15,7 +15,7 @@ use crate::configs::{ConfigObject, ConfigStore, summarize};
 use crate::controller::{SKIPPED_SECRET_TYPES, field_selector};
 use crate::decision::{Decision, decide};
 use crate::digest::{Recorded, SecretKey};
-use crate::optin::{self, Annotations, ConfigView};
+use crate::optin::{self, ConfigView};
 use crate::reconcile::written;
 use crate::references::{ConfigKind, Keys, references};
 use crate::workload::{Workload, WorkloadKind};
@@ -84,12 +84,8 @@ pub fn explain<K: Workload>(
     reloader_compat: bool,
 ) -> Explanation {
     let namespace = obj.namespace().unwrap_or_default();
-    let empty = Annotations::new();
     let template = obj.template();
-    let template_annotations = template
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.annotations.as_ref())
-        .unwrap_or(&empty);
+    let template_annotations = obj.template_annotations();
     let annotations = obj.annotations();
     let mut out = Explanation {
         kind: K::KIND,

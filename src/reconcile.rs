@@ -18,7 +18,7 @@ use crate::decision::{Decision, decide};
 use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
 use crate::index::Index;
 use crate::metrics::{KindLabels, Metrics, Outcome};
-use crate::optin::{self, Annotations};
+use crate::optin;
 use crate::ratelimit::{TokenBucket, cooldown};
 use crate::references::references;
 use crate::workload::{Workload, WorkloadRef};
@@ -155,12 +155,8 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
         }
     }
 
-    let empty = Annotations::new();
     let template = obj.template();
-    let template_annotations = template
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.annotations.as_ref())
-        .unwrap_or(&empty);
+    let template_annotations = obj.template_annotations();
     let opt = match optin::parse(
         obj.annotations(),
         template_annotations,

@@ -1,6 +1,7 @@
 //! The workload kinds kube-reloader rolls. They differ only in type and in where their pod template
 //! lives; everything else goes through one reconcile.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -48,6 +49,15 @@ pub trait Workload:
 {
     const KIND: WorkloadKind;
     fn template(&self) -> Option<&PodTemplateSpec>;
+
+    /// The pod template's annotations (empty when it has none).
+    fn template_annotations(&self) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.template()
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .unwrap_or(&EMPTY)
+    }
 }
 
 impl Workload for Deployment {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::support::objects::{configmap, secret};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, wait_for};
+use crate::support::TestNs;
 
 fn explain(ns: &TestNs, target: &str, json_output: bool) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-reloader"));
@@ -69,17 +69,7 @@ async fn explain_reports_auto_explicit_missing_ignored_and_pending() {
     );
 
     let mut reloader = Reloader::start(&ns, &[]);
-    wait_for("a baseline", std::time::Duration::from_secs(60), || async {
-        workloads::annotation(
-            &ns,
-            Kind::Deployment,
-            "web",
-            "kube-reloader.io/config-hash",
-            false,
-        )
-        .await
-    })
-    .await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
     reloader.wait_up_to_date("web", 1).await;
     reloader.kill();
 

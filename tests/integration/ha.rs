@@ -26,17 +26,13 @@ async fn holder(ns: &TestNs) -> Option<String> {
 async fn setup(prefix: &str) -> (TestNs, Reloader, Reloader) {
     let ns = TestNs::new(prefix).await;
     configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
-    let spec = workloads::pod_spec(
-        json!({"envFrom": [{"configMapRef": {"name": "cfg"}}]}),
-        json!([]),
-    );
-    let m = workloads::manifest(
-        Kind::Deployment,
+    workloads::deployment(
+        &ns,
         "web",
         json!({"kube-reloader.io/auto": "true"}),
-        spec,
-    );
-    workloads::create(&ns, Kind::Deployment, m).await;
+        workloads::env_from_configmap("cfg"),
+    )
+    .await;
     let a = Reloader::start_as(&ns, &HA, Some("replica-a"));
     // Let the first take the Lease, so which one leads is known.
     wait_for("replica-a to take the Lease", TIMEOUT, || async {
@@ -45,17 +41,7 @@ async fn setup(prefix: &str) -> (TestNs, Reloader, Reloader) {
     .await;
     let b = Reloader::start_as(&ns, &HA, Some("replica-b"));
     b.wait_count(&["leader election on"], 1).await;
-    wait_for("a baseline", TIMEOUT, || async {
-        workloads::annotation(
-            &ns,
-            Kind::Deployment,
-            "web",
-            "kube-reloader.io/config-hash",
-            false,
-        )
-        .await
-    })
-    .await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
     (ns, a, b)
 }
 

@@ -22,24 +22,8 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 async fn opted_in(ns: &TestNs, name: &str, cm: &str) {
-    let spec = workloads::pod_spec(
-        json!({"envFrom": [{"configMapRef": {"name": cm}}]}),
-        json!([]),
-    );
-    let m = workloads::manifest(
-        Kind::Deployment,
-        name,
-        json!({"kube-reloader.io/auto": "true"}),
-        spec,
-    );
-    workloads::create(ns, Kind::Deployment, m).await;
-}
-
-async fn baseline(ns: &TestNs, name: &str) -> String {
-    wait_for("a baseline", TIMEOUT, || async {
-        workloads::annotation(ns, Kind::Deployment, name, HASH, false).await
-    })
-    .await
+    let auto = json!({"kube-reloader.io/auto": "true"});
+    workloads::deployment(ns, name, auto, workloads::env_from_configmap(cm)).await;
 }
 
 #[tokio::test]
@@ -54,7 +38,7 @@ async fn metrics_and_probes_after_a_rollout() {
         (get(addr, "/readyz").await.0 == 200).then_some(())
     })
     .await;
-    baseline(&ns, "web").await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
     configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
     wait_for("a rollout", TIMEOUT, || async {
         (workloads::rollouts(&ns, Kind::Deployment, "web").await == 1).then_some(())
@@ -112,7 +96,7 @@ async fn json_logs_name_the_object_and_never_show_secret_values() {
     );
     workloads::create(&ns, Kind::Deployment, m).await;
     let reloader = Reloader::start(&ns, &["--log-format=json"]);
-    baseline(&ns, "web").await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
     let changed = "an0ther-s3cr3t-never-logged";
     objects::update_secret(&ns, "creds", &[("password", changed)]).await;
     wait_for("a rollout", TIMEOUT, || async {
@@ -224,7 +208,7 @@ async fn a_missing_reference_is_warned_about_once() {
     );
     workloads::create(&ns, Kind::Deployment, m).await;
     let reloader = Reloader::start(&ns, &[]);
-    baseline(&ns, "web").await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
     // More reconciles: two changes of the other ConfigMap, two rollouts.
     for v in ["2", "3"] {
         configmap(&ns, "other", &[("k", v)], json!({})).await;

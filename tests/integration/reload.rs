@@ -19,28 +19,6 @@ const HASH: &str = "kube-reloader.io/config-hash";
 const AUTO: &str = "kube-reloader.io/auto";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn env_from(cm: &str) -> Value {
-    workloads::pod_spec(
-        json!({"envFrom": [{"configMapRef": {"name": cm}}]}),
-        json!([]),
-    )
-}
-
-async fn deployment(ns: &TestNs, name: &str, annotations: Value, pod_spec: Value) {
-    let m = workloads::manifest(Kind::Deployment, name, annotations, pod_spec);
-    workloads::create(ns, Kind::Deployment, m).await;
-}
-
-/// Waits for the baseline kube-reloader records on first sight, and returns it.
-async fn baseline(ns: &TestNs, kind: Kind, name: &str) -> String {
-    wait_for(
-        &format!("a baseline on {kind:?} {name}"),
-        TIMEOUT,
-        || async { workloads::annotation(ns, kind, name, HASH, false).await },
-    )
-    .await
-}
-
 /// Waits until the workload has had `n` rollouts.
 async fn wait_rollouts(ns: &TestNs, kind: Kind, name: &str, n: u64) {
     wait_for(
@@ -74,14 +52,19 @@ async fn each_workload_kind_rolls_when_its_configmap_changes() {
     configmap(&ns, "cfg", &[("level", "info")], json!({})).await;
     for kind in Kind::ALL {
         let name = format!("{kind:?}").to_lowercase();
-        let m = workloads::manifest(kind, &name, json!({AUTO: "true"}), env_from("cfg"));
+        let m = workloads::manifest(
+            kind,
+            &name,
+            json!({AUTO: "true"}),
+            workloads::env_from_configmap("cfg"),
+        );
         workloads::create(&ns, kind, m).await;
     }
     let reloader = Reloader::start(&ns, &[]);
     let mut before = Vec::new();
     for kind in Kind::ALL {
         let name = format!("{kind:?}").to_lowercase();
-        baseline(&ns, kind, &name).await;
+        workloads::baseline(&ns, kind, &name).await;
         before.push(workloads::settled_revision(&ns, kind, &name).await);
     }
 
@@ -166,7 +149,7 @@ async fn run_cases(prefix: &str, cases: Vec<Case>, extra_args: &[&str], extra: &
     // Opted-in workloads get a baseline; wait for all of them before changing anything.
     reloader.wait_count(&["initial lists complete"], 1).await;
     for c in cases.iter().filter(|c| c.rolls) {
-        baseline(&ns, Kind::Deployment, c.name).await;
+        workloads::baseline(&ns, Kind::Deployment, c.name).await;
     }
 
     for c in &cases {
@@ -479,14 +462,17 @@ async fn a_key_the_workload_does_not_use_rolls_nothing_and_a_used_one_does() {
         json!({"env": [{"name": "U", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "used"}}}]}),
         json!([{"name": "v", "configMap": {"name": "cfg", "items": [{"key": "used", "path": "u"}]}}]),
     );
-    deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
+    workloads::deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
     let reloader = Reloader::start(&ns, &[]);
-    let first = baseline(&ns, Kind::Deployment, "web").await;
+    let first = workloads::baseline(&ns, Kind::Deployment, "web").await;
 
     configmap(&ns, "cfg", &[("used", "1"), ("unused", "2")], json!({})).await;
     reloader.wait_up_to_date("web", 2).await;
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 0);
-    assert_eq!(baseline(&ns, Kind::Deployment, "web").await, first);
+    assert_eq!(
+        workloads::baseline(&ns, Kind::Deployment, "web").await,
+        first
+    );
 
     configmap(&ns, "cfg", &[("used", "2"), ("unused", "2")], json!({})).await;
     wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
@@ -497,11 +483,23 @@ async fn metadata_only_change_does_not_roll() {
     let ns = TestNs::new("meta").await;
     configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
     configmap(&ns, "canary", &[("k", "1")], json!({})).await;
-    deployment(&ns, "web", json!({AUTO: "true"}), env_from("cfg")).await;
-    deployment(&ns, "canary", json!({AUTO: "true"}), env_from("canary")).await;
+    workloads::deployment(
+        &ns,
+        "web",
+        json!({AUTO: "true"}),
+        workloads::env_from_configmap("cfg"),
+    )
+    .await;
+    workloads::deployment(
+        &ns,
+        "canary",
+        json!({AUTO: "true"}),
+        workloads::env_from_configmap("canary"),
+    )
+    .await;
     let _reloader = Reloader::start(&ns, &[]);
-    baseline(&ns, Kind::Deployment, "web").await;
-    baseline(&ns, Kind::Deployment, "canary").await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
+    workloads::baseline(&ns, Kind::Deployment, "canary").await;
 
     configmap(
         &ns,
@@ -524,9 +522,9 @@ async fn absent_then_created_rolls_and_delete_recreate_does_not() {
         json!({"envFrom": [{"configMapRef": {"name": "late", "optional": true}}]}),
         json!([]),
     );
-    deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
+    workloads::deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
     let reloader = Reloader::start(&ns, &[]);
-    baseline(&ns, Kind::Deployment, "web").await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 0);
 
     configmap(&ns, "late", &[("k", "1")], json!({})).await;
@@ -556,7 +554,7 @@ async fn installing_over_existing_workloads_rolls_nothing() {
     let _reloader = Reloader::start(&ns, &[]);
     for kind in Kind::ALL {
         let name = format!("{kind:?}").to_lowercase();
-        baseline(&ns, kind, &name).await;
+        workloads::baseline(&ns, kind, &name).await;
         assert_eq!(workloads::rollouts(&ns, kind, &name).await, 0, "{kind:?}");
         assert_eq!(
             workloads::annotation(&ns, kind, &name, HASH, true).await,
@@ -570,7 +568,7 @@ async fn restart_without_changes_writes_nothing_and_a_change_while_down_rolls_on
     let ns = TestNs::new("restart").await;
     configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
     secret(&ns, "creds", &[("password", "p")], json!({})).await;
-    deployment(
+    workloads::deployment(
         &ns,
         "web",
         json!({AUTO: "true"}),
@@ -578,7 +576,7 @@ async fn restart_without_changes_writes_nothing_and_a_change_while_down_rolls_on
     )
     .await;
     let mut first = Reloader::start(&ns, &[]);
-    baseline(&ns, Kind::Deployment, "web").await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
     first.wait_up_to_date("web", 1).await;
     first.kill();
     // The generation moves on every metadata or spec write (on this apiserver even
@@ -620,9 +618,9 @@ async fn several_configs_changed_together_roll_once() {
         json!({"envFrom": [{"configMapRef": {"name": "a"}}, {"configMapRef": {"name": "b"}}, {"configMapRef": {"name": "c"}}]}),
         json!([]),
     );
-    deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
+    workloads::deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
     let reloader = Reloader::start(&ns, &["--debounce=2s"]);
-    baseline(&ns, Kind::Deployment, "web").await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
 
     for c in ["a", "b", "c"] {
         configmap(&ns, c, &[("k", "2")], json!({})).await;
@@ -641,10 +639,16 @@ async fn several_configs_changed_together_roll_once() {
 async fn a_config_rewritten_every_second_rolls_a_bounded_number_of_times_and_ends_current() {
     let ns = TestNs::new("storm").await;
     configmap(&ns, "cfg", &[("n", "0")], json!({})).await;
-    deployment(&ns, "web", json!({AUTO: "true"}), env_from("cfg")).await;
+    workloads::deployment(
+        &ns,
+        "web",
+        json!({AUTO: "true"}),
+        workloads::env_from_configmap("cfg"),
+    )
+    .await;
     // The defaults: --debounce=2s, --min-rollout-interval=10s.
     let reloader = Reloader::start(&ns, &["--debounce=2s", "--min-rollout-interval=10s"]);
-    baseline(&ns, Kind::Deployment, "web").await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
 
     let mut last = String::new();
     let start = std::time::Instant::now();
@@ -673,9 +677,9 @@ async fn a_secret_digest_is_keyed_not_a_plain_sha256_of_its_data() {
         json!({"envFrom": [{"secretRef": {"name": "creds"}}]}),
         json!([]),
     );
-    deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
+    workloads::deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
     let _reloader = Reloader::start(&ns, &[]);
-    baseline(&ns, Kind::Deployment, "web").await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
 
     objects::update_secret(&ns, "creds", &[("password", "correct horse")]).await;
     wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
@@ -723,9 +727,9 @@ async fn losing_the_key_rebaselines_without_rolling() {
         json!({"envFrom": [{"secretRef": {"name": "creds"}}]}),
         json!([]),
     );
-    deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
+    workloads::deployment(&ns, "web", json!({AUTO: "true"}), spec).await;
     let mut first = Reloader::start(&ns, &[]);
-    let before = baseline(&ns, Kind::Deployment, "web").await;
+    let before = workloads::baseline(&ns, Kind::Deployment, "web").await;
     first.kill();
 
     ns.api::<Secret>()
@@ -751,22 +755,34 @@ async fn losing_the_key_rebaselines_without_rolling() {
 async fn a_malformed_annotation_gets_a_warning_event_and_nothing_is_patched() {
     let ns = TestNs::new("malformed").await;
     configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
-    deployment(&ns, "bad-bool", json!({AUTO: "yes"}), env_from("cfg")).await;
-    deployment(
+    workloads::deployment(
+        &ns,
+        "bad-bool",
+        json!({AUTO: "yes"}),
+        workloads::env_from_configmap("cfg"),
+    )
+    .await;
+    workloads::deployment(
         &ns,
         "bad-list",
         json!({"kube-reloader.io/configmaps": "a,,b"}),
-        env_from("cfg"),
+        workloads::env_from_configmap("cfg"),
     )
     .await;
-    deployment(
+    workloads::deployment(
         &ns,
         "bad-regex",
         json!({"configmap.reloader.stakater.com/reload": "cfg(["}),
-        env_from("cfg"),
+        workloads::env_from_configmap("cfg"),
     )
     .await;
-    deployment(&ns, "good", json!({AUTO: "true"}), env_from("cfg")).await;
+    workloads::deployment(
+        &ns,
+        "good",
+        json!({AUTO: "true"}),
+        workloads::env_from_configmap("cfg"),
+    )
+    .await;
     let _reloader = Reloader::start(&ns, &[]);
     for (name, annotation) in [
         ("bad-bool", "kube-reloader.io/auto"),
@@ -785,7 +801,7 @@ async fn a_malformed_annotation_gets_a_warning_event_and_nothing_is_patched() {
         assert!(notes[0].contains(annotation), "{notes:?}");
     }
     // The valid workload beside them is served.
-    baseline(&ns, Kind::Deployment, "good").await;
+    workloads::baseline(&ns, Kind::Deployment, "good").await;
     configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
     wait_rollouts(&ns, Kind::Deployment, "good", 1).await;
     for name in ["bad-bool", "bad-list", "bad-regex"] {

@@ -113,10 +113,7 @@ async fn helm_release_secret_rolls(extra_args: &[&str], expected: bool) -> bool 
     workloads::create(&ns, Kind::Deployment, m).await;
     let _reloader = Reloader::start(&ns, extra_args);
     for name in ["web", "canary"] {
-        wait_for("a baseline", Duration::from_secs(60), || async {
-            workloads::annotation(&ns, Kind::Deployment, name, HASH, false).await
-        })
-        .await;
+        workloads::baseline(&ns, Kind::Deployment, name).await;
     }
     typed_secret(&ns, "sh.helm.release.v1.app.v1", "helm.sh/release.v1", "v2").await;
     // Secret events arrive in order: once the canary's later change is rolled, the Helm

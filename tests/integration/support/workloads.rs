@@ -61,6 +61,24 @@ pub fn pod_spec(container_extra: Value, volumes: Value) -> Value {
     json!({"containers": [c], "volumes": volumes})
 }
 
+/// A pod spec whose container takes all of ConfigMap `cm` as environment variables.
+pub fn env_from_configmap(cm: &str) -> Value {
+    pod_spec(
+        json!({"envFrom": [{"configMapRef": {"name": cm}}]}),
+        json!([]),
+    )
+}
+
+/// Creates Deployment `name` with these workload annotations and pod spec.
+pub async fn deployment(ns: &TestNs, name: &str, annotations: Value, pod_spec: Value) {
+    create(
+        ns,
+        Kind::Deployment,
+        manifest(Kind::Deployment, name, annotations, pod_spec),
+    )
+    .await;
+}
+
 /// Creates the workload in the test namespace.
 pub async fn create(ns: &TestNs, kind: Kind, manifest: Value) {
     let pp = PostParams::default();
@@ -238,6 +256,17 @@ pub async fn rollouts(ns: &TestNs, kind: Kind, name: &str) -> u64 {
             let n = revisions(ns, kind, name).await;
             (n > 0).then(|| n as u64 - 1)
         },
+    )
+    .await
+}
+
+/// Waits for the baseline kube-reloader records on first sight (the workload's
+/// `kube-reloader.io/config-hash`) and returns it.
+pub async fn baseline(ns: &TestNs, kind: Kind, name: &str) -> String {
+    wait_for(
+        &format!("a baseline on {kind:?} {name}"),
+        Duration::from_secs(60),
+        || async { annotation(ns, kind, name, "kube-reloader.io/config-hash", false).await },
     )
     .await
 }

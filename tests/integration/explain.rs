@@ -4,10 +4,10 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::support::TestNs;
 use crate::support::objects::{configmap, secret};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::TestNs;
 
 fn explain(ns: &TestNs, target: &str, json_output: bool) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-reloader"));

@@ -6,6 +6,7 @@ mod support;
 mod environment;
 mod explain;
 mod ha;
+mod install;
 mod operate;
 mod reload;
 mod scope;

@@ -92,6 +92,39 @@ impl ControlPlane {
         client_for(&self.kubeconfig).await
     }
 
+    /// A kubeconfig like the admin's, authenticating with `token` instead (see
+    /// [`start_with_tokens`](Self::start_with_tokens)).
+    pub fn kubeconfig_with_token(&self, token: &str, label: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let text: String = admin
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("token:") {
+                    format!("    token: {token}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = self.dir().join(format!("kubeconfig-{label}"));
+        std::fs::write(&path, text + "\n").expect("write kubeconfig");
+        path
+    }
+
+    /// Runs kubectl against this control plane as admin; panics with its output on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("run kubectl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl {args:?} failed:\n{text}");
+        text
+    }
+
     /// The directory holding the kubeconfig, certificates and component logs.
     pub fn dir(&self) -> &Path {
         self.kubeconfig.parent().expect("kubeconfig has a parent")

@@ -1,0 +1,98 @@
+//! The shipped install: manifests applied to a real control plane, and the controller doing its
+//! whole job as the ServiceAccount they create, with exactly their RBAC.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use serde_json::json;
+
+use crate::support::objects::{self, configmap};
+use crate::support::reloader::Reloader;
+use crate::support::workloads::{self, Kind};
+use crate::support::{ControlPlane, TestNs, repo_root, wait_for};
+
+const SA_TOKEN: &str = "kube-reloader-sa-test-token";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn control_plane_with_service_account_token() -> ControlPlane {
+    ControlPlane::start_with_tokens(&format!(
+        "{SA_TOKEN},system:serviceaccount:kube-reloader:kube-reloader,kube-reloader-sa,\
+         \"system:serviceaccounts,system:serviceaccounts:kube-reloader\""
+    ))
+    .expect("control plane")
+}
+
+#[tokio::test]
+async fn manifests_install_and_the_controller_works_with_exactly_their_rbac() {
+    let cp = control_plane_with_service_account_token();
+    let manifests = repo_root().join("manifests");
+    let applied = cp.kubectl(&["apply", "--server-side", "-f", manifests.to_str().unwrap()]);
+    assert!(
+        applied.contains("deployment.apps/kube-reloader serverside-applied"),
+        "{applied}"
+    );
+
+    let app = TestNs::on(&cp, "app").await;
+    configmap(&app, "cfg", &[("k", "1")], json!({})).await;
+    workloads::deployment(
+        &app,
+        "web",
+        json!({"kube-reloader.io/auto": "true"}),
+        workloads::env_from_configmap("cfg"),
+    )
+    .await;
+
+    // Outside the cluster, but as the ServiceAccount, in its namespace, with leader election.
+    let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
+    let args: Vec<String> = [
+        "--controller-namespace=kube-reloader",
+        "--leader-elect",
+        "--lease-duration=6s",
+        "--renew-deadline=4s",
+        "--debounce=500ms",
+        "--min-rollout-interval=1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    let reloader = Reloader::start_raw(&sa, &args, "rbac");
+    workloads::baseline(&app, Kind::Deployment, "web").await;
+    configmap(&app, "cfg", &[("k", "2")], json!({})).await;
+    wait_for("the rollout", TIMEOUT, || async {
+        (workloads::rollouts(&app, Kind::Deployment, "web").await == 1).then_some(())
+    })
+    .await;
+    wait_for("the Reloaded Event", TIMEOUT, || async {
+        let n = objects::events(&app, "web", "Reloaded").await;
+        (!n.is_empty()).then_some(())
+    })
+    .await;
+    let keys: Api<Secret> = Api::namespaced(app.client.clone(), "kube-reloader");
+    assert!(keys.get_opt("kube-reloader-key").await.unwrap().is_some());
+    let logs = reloader.logs();
+    assert!(!logs.to_lowercase().contains("forbidden"), "{logs}");
+    assert_eq!(reloader.count(&["acquired the Lease"]), 1, "{logs}");
+
+    // Take one permission away (patching Deployments): the next change must fail loudly, with
+    // a Warning Event on the workload saying what was forbidden.
+    cp.kubectl(&[
+        "patch",
+        "clusterrole",
+        "kube-reloader",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/rules/1/verbs", "value": ["list", "watch"]}]"#,
+    ]);
+    configmap(&app, "cfg", &[("k", "3")], json!({})).await;
+    let notes = wait_for("a WriteFailed Event", TIMEOUT, || async {
+        let n = objects::events(&app, "web", "WriteFailed").await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await;
+    assert!(notes[0].contains("forbidden"), "{notes:?}");
+    assert!(notes[0].contains("Deployment"), "{notes:?}");
+    reloader
+        .wait_count(&["reconcile failed", "name=web", "forbidden"], 1)
+        .await;
+    assert_eq!(workloads::rollouts(&app, Kind::Deployment, "web").await, 1);
+}

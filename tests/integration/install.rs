@@ -96,3 +96,59 @@ async fn manifests_install_and_the_controller_works_with_exactly_their_rbac() {
         .await;
     assert_eq!(workloads::rollouts(&app, Kind::Deployment, "web").await, 1);
 }
+
+#[tokio::test]
+async fn namespaced_install_works_in_its_namespaces_and_never_touches_others() {
+    let cp = control_plane_with_service_account_token();
+    cp.kubectl(&["create", "namespace", "apps"]);
+    let manifests = repo_root().join("manifests/namespaced");
+    cp.kubectl(&["apply", "--server-side", "-f", manifests.to_str().unwrap()]);
+    let admin = cp.client().await;
+    let apps = TestNs {
+        name: "apps".into(),
+        client: admin.clone(),
+        kubeconfig: cp.kubeconfig.clone(),
+    };
+    let other = TestNs::on(&cp, "other").await;
+    for ns in [&apps, &other] {
+        configmap(ns, "cfg", &[("k", "1")], json!({})).await;
+        workloads::deployment(
+            ns,
+            "web",
+            json!({"kube-reloader.io/auto": "true"}),
+            workloads::env_from_configmap("cfg"),
+        )
+        .await;
+    }
+    // The arguments of manifests/namespaced/20-deployment.yaml, as the ServiceAccount.
+    let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
+    let args: Vec<String> = [
+        "--controller-namespace=kube-reloader",
+        "--namespace=apps",
+        "--debounce=500ms",
+        "--min-rollout-interval=1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    let reloader = Reloader::start_raw(&sa, &args, "namespaced");
+    workloads::baseline(&apps, Kind::Deployment, "web").await;
+    for ns in [&apps, &other] {
+        configmap(ns, "cfg", &[("k", "2")], json!({})).await;
+    }
+    wait_for("the rollout in apps", TIMEOUT, || async {
+        (workloads::rollouts(&apps, Kind::Deployment, "web").await == 1).then_some(())
+    })
+    .await;
+    let untouched = workloads::get(&other, Kind::Deployment, "web").await;
+    assert_eq!(
+        untouched["metadata"]["annotations"]["kube-reloader.io/config-hash"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        workloads::rollouts(&other, Kind::Deployment, "web").await,
+        0
+    );
+    assert!(objects::events(&other, "web", "Reloaded").await.is_empty());
+    let logs = reloader.logs();
+    assert!(!logs.to_lowercase().contains("forbidden"), "{logs}");
+}

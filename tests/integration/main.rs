@@ -5,6 +5,7 @@ mod support;
 
 mod environment;
 mod explain;
+mod gitops;
 mod ha;
 mod install;
 mod operate;

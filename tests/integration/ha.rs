@@ -25,14 +25,7 @@ async fn holder(ns: &TestNs) -> Option<String> {
 
 async fn setup(prefix: &str) -> (TestNs, Reloader, Reloader) {
     let ns = TestNs::new(prefix).await;
-    configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
-    workloads::deployment(
-        &ns,
-        "web",
-        json!({"kube-reloader.io/auto": "true"}),
-        workloads::env_from_configmap("cfg"),
-    )
-    .await;
+    workloads::opted_in_with_configmap(&ns, "web").await;
     let a = Reloader::start_as(&ns, &HA, Some("replica-a"));
     // Let the first take the Lease, so which one leads is known.
     wait_for("replica-a to take the Lease", TIMEOUT, || async {

@@ -34,14 +34,7 @@ async fn manifests_install_and_the_controller_works_with_exactly_their_rbac() {
     );
 
     let app = TestNs::on(&cp, "app").await;
-    configmap(&app, "cfg", &[("k", "1")], json!({})).await;
-    workloads::deployment(
-        &app,
-        "web",
-        json!({"kube-reloader.io/auto": "true"}),
-        workloads::env_from_configmap("cfg"),
-    )
-    .await;
+    workloads::opted_in_with_configmap(&app, "web").await;
 
     // Outside the cluster, but as the ServiceAccount, in its namespace, with leader election.
     let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
@@ -111,14 +104,7 @@ async fn namespaced_install_works_in_its_namespaces_and_never_touches_others() {
     };
     let other = TestNs::on(&cp, "other").await;
     for ns in [&apps, &other] {
-        configmap(ns, "cfg", &[("k", "1")], json!({})).await;
-        workloads::deployment(
-            ns,
-            "web",
-            json!({"kube-reloader.io/auto": "true"}),
-            workloads::env_from_configmap("cfg"),
-        )
-        .await;
+        workloads::opted_in_with_configmap(ns, "web").await;
     }
     // The arguments of manifests/namespaced/20-deployment.yaml, as the ServiceAccount.
     let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");

@@ -21,16 +21,10 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn opted_in(ns: &TestNs, name: &str, cm: &str) {
-    let auto = json!({"kube-reloader.io/auto": "true"});
-    workloads::deployment(ns, name, auto, workloads::env_from_configmap(cm)).await;
-}
-
 #[tokio::test]
 async fn metrics_and_probes_after_a_rollout() {
     let ns = TestNs::new("metrics").await;
-    configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
-    opted_in(&ns, "web", "cfg").await;
+    workloads::opted_in_with_configmap(&ns, "web").await;
     let reloader = Reloader::start(&ns, &[]);
     let addr = reloader.http_addr().await;
     assert_eq!(get(addr, "/healthz").await.0, 200);
@@ -148,8 +142,7 @@ async fn json_logs_name_the_object_and_never_show_secret_values() {
 #[tokio::test]
 async fn dry_run_reports_and_writes_nothing() {
     let ns = TestNs::new("dryrun").await;
-    configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
-    opted_in(&ns, "web", "cfg").await;
+    workloads::opted_in_with_configmap(&ns, "web").await;
     let reloader = Reloader::start(&ns, &["--dry-run"]);
     reloader
         .wait_count(&["dry run: would record the baseline", "name=web"], 1)

@@ -79,6 +79,14 @@ pub async fn deployment(ns: &TestNs, name: &str, annotations: Value, pod_spec: V
     .await;
 }
 
+/// The most common fixture: ConfigMap `cfg` (`k: "1"`) and Deployment `name`, opted in with
+/// `kube-reloader.io/auto`, taking `cfg` as environment variables.
+pub async fn opted_in_with_configmap(ns: &TestNs, name: &str) {
+    super::objects::configmap(ns, "cfg", &[("k", "1")], json!({})).await;
+    let auto = json!({"kube-reloader.io/auto": "true"});
+    deployment(ns, name, auto, env_from_configmap("cfg")).await;
+}
+
 /// Creates the workload in the test namespace.
 pub async fn create(ns: &TestNs, kind: Kind, manifest: Value) {
     let pp = PostParams::default();

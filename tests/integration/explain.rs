@@ -56,10 +56,8 @@ async fn explain_reports_auto_explicit_missing_ignored_and_pending() {
     );
     let annotations =
         json!({"kube-reloader.io/auto": "true", "kube-reloader.io/configmaps": "api-only"});
-    let m = workloads::manifest(Kind::Deployment, "web", annotations, spec.clone());
-    workloads::create(&ns, Kind::Deployment, m).await;
-    let m = workloads::manifest(Kind::Deployment, "plain", json!({}), spec);
-    workloads::create(&ns, Kind::Deployment, m).await;
+    workloads::deployment(&ns, "web", annotations, spec.clone()).await;
+    workloads::deployment(&ns, "plain", json!({}), spec).await;
 
     // Before the controller has seen it: no baseline.
     let e = explain_json(&ns, "deployment/web");

@@ -82,13 +82,7 @@ async fn json_logs_name_the_object_and_never_show_secret_values() {
         json!({"envFrom": [{"secretRef": {"name": "creds"}}]}),
         json!([]),
     );
-    let m = workloads::manifest(
-        Kind::Deployment,
-        "web",
-        json!({"kube-reloader.io/auto": "true"}),
-        spec,
-    );
-    workloads::create(&ns, Kind::Deployment, m).await;
+    workloads::deployment(&ns, "web", json!({"kube-reloader.io/auto": "true"}), spec).await;
     let reloader = Reloader::start(&ns, &["--log-format=json"]);
     workloads::baseline(&ns, Kind::Deployment, "web").await;
     let changed = "an0ther-s3cr3t-never-logged";
@@ -193,13 +187,7 @@ async fn a_missing_reference_is_warned_about_once() {
                            {"configMapRef": {"name": "other"}}]}),
         json!([]),
     );
-    let m = workloads::manifest(
-        Kind::Deployment,
-        "web",
-        json!({"kube-reloader.io/auto": "true"}),
-        spec,
-    );
-    workloads::create(&ns, Kind::Deployment, m).await;
+    workloads::deployment(&ns, "web", json!({"kube-reloader.io/auto": "true"}), spec).await;
     let reloader = Reloader::start(&ns, &[]);
     workloads::baseline(&ns, Kind::Deployment, "web").await;
     // More reconciles: two changes of the other ConfigMap, two rollouts.

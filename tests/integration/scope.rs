@@ -13,13 +13,6 @@ use crate::support::{ControlPlane, TestNs, wait_for};
 
 const HASH: &str = "kube-reloader.io/config-hash";
 
-fn env_from(cm: &str) -> serde_json::Value {
-    workloads::pod_spec(
-        json!({"envFrom": [{"configMapRef": {"name": cm}}]}),
-        json!([]),
-    )
-}
-
 /// Cluster-wide mode watches every namespace but the ignored ones. It runs on a control plane of
 /// its own: on the shared one it would reach into every other test's namespace.
 #[tokio::test]
@@ -29,14 +22,7 @@ async fn all_namespaces_are_watched_except_ignored_ones() {
     let watched = TestNs::on(&cp, "watched").await;
     let ignored = TestNs::on(&cp, "ignored").await;
     for ns in [&watched, &ignored] {
-        configmap(ns, "cfg", &[("k", "1")], json!({})).await;
-        let m = workloads::manifest(
-            Kind::Deployment,
-            "web",
-            json!({"kube-reloader.io/auto": "true"}),
-            env_from("cfg"),
-        );
-        workloads::create(ns, Kind::Deployment, m).await;
+        workloads::opted_in_with_configmap(ns, "web").await;
     }
     let args = vec![
         format!("--controller-namespace={}", home.name),
@@ -96,21 +82,21 @@ async fn helm_release_secret_rolls(extra_args: &[&str], expected: bool) -> bool 
     typed_secret(&ns, "sh.helm.release.v1.app.v1", "helm.sh/release.v1", "v1").await;
     typed_secret(&ns, "canary", "Opaque", "v1").await;
     let annotations = json!({"kube-reloader.io/secrets": "sh.helm.release.v1.app.v1"});
-    let m = workloads::manifest(
-        Kind::Deployment,
+    workloads::deployment(
+        &ns,
         "web",
         annotations,
         workloads::pod_spec(json!({}), json!([])),
-    );
-    workloads::create(&ns, Kind::Deployment, m).await;
+    )
+    .await;
     let canary = json!({"kube-reloader.io/secrets": "canary"});
-    let m = workloads::manifest(
-        Kind::Deployment,
+    workloads::deployment(
+        &ns,
         "canary",
         canary,
         workloads::pod_spec(json!({}), json!([])),
-    );
-    workloads::create(&ns, Kind::Deployment, m).await;
+    )
+    .await;
     let _reloader = Reloader::start(&ns, extra_args);
     for name in ["web", "canary"] {
         workloads::baseline(&ns, Kind::Deployment, name).await;

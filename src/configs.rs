@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest};
-use crate::optin::{Annotations, ConfigFlags, ConfigView, Tracked};
+use crate::optin::{ConfigFlags, ConfigView, Tracked};
 use crate::references::ConfigKind;
 
 /// (namespace, kind, name) of a ConfigMap or Secret.
@@ -96,7 +96,12 @@ impl ConfigStore {
         *self.synced.borrow()
     }
 
-    fn mark_stream_synced(&self) {
+    /// Watch streams that have not delivered their first complete list yet.
+    pub fn unsynced_streams(&self) -> usize {
+        self.unsynced.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_stream_synced(&self) {
         if self.unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
             tracing::info!(
                 configmaps = self.count(ConfigKind::ConfigMap),
@@ -107,11 +112,18 @@ impl ConfigStore {
         }
     }
 
-    pub fn get(&self, namespace: &str, kind: ConfigKind, name: &str) -> Option<ConfigSummary> {
+    /// Reads one object's summary in place (no copy of its digests).
+    pub fn with<T>(
+        &self,
+        namespace: &str,
+        kind: ConfigKind,
+        name: &str,
+        read: impl FnOnce(&ConfigSummary) -> T,
+    ) -> Option<T> {
         let objects = self.objects.read().unwrap_or_else(|e| e.into_inner());
         objects
             .get(&(namespace.to_string(), kind, name.to_string()))
-            .cloned()
+            .map(read)
     }
 
     /// Number of objects held, by kind.
@@ -181,9 +193,7 @@ impl ConfigStore {
             .map(|t| Entry {
                 kind: t.kind,
                 name: t.name.clone(),
-                digest: self
-                    .get(namespace, t.kind, &t.name)
-                    .map(|s| s.digest.select(&t.keys)),
+                digest: self.with(namespace, t.kind, &t.name, |s| s.digest.select(&t.keys)),
             })
             .collect();
         WorkloadDigest::new(entries, key_id)
@@ -211,7 +221,7 @@ pub struct NamespaceView<'a> {
 
 impl ConfigView for NamespaceView<'_> {
     fn flags(&self, kind: ConfigKind, name: &str) -> Option<ConfigFlags> {
-        self.store.get(self.namespace, kind, name).map(|s| s.flags)
+        self.store.with(self.namespace, kind, name, |s| s.flags)
     }
 
     fn names(&self, kind: ConfigKind) -> Vec<String> {
@@ -232,10 +242,9 @@ pub fn summarize<K: ConfigObject>(
     reloader_compat: bool,
 ) -> ConfigSummary {
     let secret_key = (K::KIND == ConfigKind::Secret).then_some(key);
-    let annotations: Annotations = obj.annotations().clone();
     ConfigSummary {
         digest: ContentDigest::new(secret_key, obj.entries()),
-        flags: ConfigFlags::from_annotations(&annotations, reloader_compat),
+        flags: ConfigFlags::from_annotations(obj.annotations(), reloader_compat),
     }
 }
 
@@ -247,7 +256,7 @@ fn key_of<K: ConfigObject>(obj: &K) -> ConfigKey {
 pub struct WatchHooks<C, L, F> {
     /// Every change of what the rules see (content, the ignore/match annotations, existence).
     pub changed: C,
-    /// A complete list was delivered; `true` the first time.
+    /// A complete list was delivered.
     pub listed: L,
     /// The watch failed and will be retried.
     pub failed: F,
@@ -261,7 +270,7 @@ pub async fn watch<K: ConfigObject>(
     store: std::sync::Arc<ConfigStore>,
     key: SecretKey,
     reloader_compat: bool,
-    hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(bool), impl Fn()>,
+    hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(), impl Fn()>,
 ) {
     let mut stream = make_watcher(api, config).default_backoff().boxed();
     let mut listing: Option<BTreeMap<ConfigKey, ConfigSummary>> = None;
@@ -279,12 +288,11 @@ pub async fn watch<K: ConfigObject>(
                 let n = listed.len();
                 let diff = store.replace(K::KIND, scope.as_deref(), listed);
                 tracing::debug!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), objects = n, changed = diff.len(), "listed");
-                let first = !synced_once;
-                if first {
+                if !synced_once {
                     synced_once = true;
                     store.mark_stream_synced();
                 }
-                (hooks.listed)(first);
+                (hooks.listed)();
                 if !diff.is_empty() {
                     (hooks.changed)(diff);
                 }
@@ -344,7 +352,11 @@ mod tests {
             changed,
             vec![key("a", "deleted"), key("a", "edited"), key("a", "new")]
         );
-        assert!(store.get("b", ConfigKind::ConfigMap, "other-ns").is_some());
+        assert!(
+            store
+                .with("b", ConfigKind::ConfigMap, "other-ns", |_| ())
+                .is_some()
+        );
         store.mark_stream_synced();
         assert!(store.is_synced());
     }

@@ -219,7 +219,6 @@ fn spawn_config_watch<K: ConfigObject>(
     selector: Option<String>,
     ctx: &Arc<Context>,
     router: &Arc<TriggerRouter>,
-    health: &Arc<Health>,
 ) {
     let mut config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
     if let Some(s) = selector {
@@ -231,15 +230,12 @@ fn spawn_config_watch<K: ConfigObject>(
         ctx.key.clone(),
         ctx.settings.reloader_compat,
     );
-    let (router, ctx, health) = (Arc::clone(router), Arc::clone(ctx), Arc::clone(health));
+    let (router, ctx) = (Arc::clone(router), Arc::clone(ctx));
     let scope = scope.clone();
     tokio::spawn(async move {
         let hooks = WatchHooks {
             changed: |keys| router.changed(keys, &ctx.index),
-            listed: |first| {
-                if first {
-                    health.config_synced();
-                }
+            listed: || {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs_f64())
@@ -273,7 +269,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let store = Arc::new(ConfigStore::new(scopes.len() * 2));
     let metrics = Arc::new(Metrics::default());
     // Ready once every ConfigMap/Secret watch has listed, and, while leading, every workload watch.
-    let health = Arc::new(Health::new(scopes.len() * 2));
+    let health = Arc::new(Health::new(Arc::clone(&store)));
     let serve = http::bind(args.metrics_addr, Arc::clone(&metrics), Arc::clone(&health))
         .await
         .map_err(|source| RunError::Listen {
@@ -316,9 +312,9 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     };
     for scope in &scopes {
         let cm_selector = field_selector(&args.ignore_namespaces, &[]);
-        spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx, &router, &health);
+        spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx, &router);
         let secret_selector = field_selector(&args.ignore_namespaces, skipped);
-        spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx, &router, &health);
+        spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx, &router);
     }
     let spawn_workers = || {
         Workers::start(

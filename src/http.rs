@@ -11,14 +11,14 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::configs::ConfigStore;
 use crate::metrics::Metrics;
 
 /// Readiness, fed by the watches and the shutdown path. A standby (leader election on, Lease
 /// held elsewhere) runs only the ConfigMap/Secret watches, and is ready once they have listed.
-#[derive(Debug)]
 pub struct Health {
-    /// ConfigMap/Secret watch streams whose initial list has not completed yet.
-    configs_unsynced: AtomicUsize,
+    /// The ConfigMap/Secret store, which knows which of its watches have listed.
+    configs: Arc<ConfigStore>,
     /// Workload watch streams (running while this replica leads) not listed yet.
     workloads_unsynced: AtomicUsize,
     shutting_down: AtomicBool,
@@ -29,17 +29,12 @@ fn decrement(n: &AtomicUsize) {
 }
 
 impl Health {
-    pub fn new(config_streams: usize) -> Self {
+    pub fn new(configs: Arc<ConfigStore>) -> Self {
         Self {
-            configs_unsynced: AtomicUsize::new(config_streams),
+            configs,
             workloads_unsynced: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
         }
-    }
-
-    /// A ConfigMap/Secret watch stream delivered its first list.
-    pub fn config_synced(&self) {
-        decrement(&self.configs_unsynced);
     }
 
     /// Workload watches were started (`n`), or stopped (0).
@@ -61,8 +56,7 @@ impl Health {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err("shutting down".into());
         }
-        let n = self.configs_unsynced.load(Ordering::Acquire)
-            + self.workloads_unsynced.load(Ordering::Acquire);
+        let n = self.configs.unsynced_streams() + self.workloads_unsynced.load(Ordering::Acquire);
         match n {
             0 => Ok(()),
             n => Err(format!(
@@ -126,11 +120,11 @@ mod tests {
 
     #[test]
     fn readiness_follows_syncs_and_shutdown() {
-        let h = Health::new(2);
+        let store = Arc::new(ConfigStore::new(2));
+        let h = Health::new(Arc::clone(&store));
         assert!(h.ready().unwrap_err().contains("2 watches"));
-        h.config_synced();
-        h.config_synced();
-        h.config_synced(); // never below zero
+        store.mark_stream_synced();
+        store.mark_stream_synced();
         assert_eq!(h.ready(), Ok(())); // a ready standby
         h.expect_workloads(3);
         assert!(h.ready().unwrap_err().contains("3 watches"));

@@ -2,8 +2,11 @@
 SHELL := /bin/bash
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 CARGO ?= cargo
+# tools/helm-render: Debian's Go and Go packages, in GOPATH mode (installed by `make testenv`).
+GO := GO111MODULE=off GOPATH=/usr/share/gocode /usr/lib/go-1.19/bin/go
+VALUES ?= /dev/null
 
-.PHONY: all build test testenv unit integration lint fmt demo cluster-up cluster-down clean
+.PHONY: all build test testenv unit integration tools-test lint fmt chart demo cluster-up cluster-down clean
 
 all: build
 
@@ -15,9 +18,13 @@ build:
 testenv:
 	@hack/testenv.sh >/dev/null
 
-## The whole test suite: unit tests, then integration tests against a real control plane.
-test: testenv
+## The whole test suite: unit tests, then integration tests against a real control plane, and
+## the chart renderer's own tests.
+test: testenv tools-test
 	$(CARGO) test --locked --all-targets -- --test-threads=6
+
+tools-test: testenv
+	cd tools/helm-render && $(GO) test .
 
 unit:
 	$(CARGO) test --locked --lib --bins
@@ -25,9 +32,16 @@ unit:
 integration: testenv
 	$(CARGO) test --locked --test integration -- --test-threads=6
 
-lint:
+lint: testenv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	@test -z "$$(/usr/lib/go-1.19/bin/gofmt -l tools)" || { /usr/lib/go-1.19/bin/gofmt -l tools; echo "gofmt: reformat these"; exit 1; }
+	cd tools/helm-render && $(GO) vet .
+
+## Render the Helm chart as `helm template` would: make chart [VALUES=my-values.yaml]
+chart: testenv
+	@cd tools/helm-render && $(GO) build -o $(CURDIR)/target/helm-render .
+	@target/helm-render --name kube-reloader --namespace kube-reloader -f $(VALUES) charts/kube-reloader
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision the binaries of the local test control plane: etcd (Debian package) and
-# kube-apiserver + kube-controller-manager built from Debian's Kubernetes source package.
+# kube-apiserver + kube-controller-manager built from Debian's Kubernetes source package; and the
+# Debian packages the chart renderer (tools/helm-render) is built from.
 # Idempotent: the two Kubernetes binaries are cached under $KUBE_RELOADER_CACHE (default
 # ~/.cache/kube-reloader/k8s-<version>), so every run after the first takes seconds.
 # Prints the cache directory on its last line.
@@ -19,11 +20,16 @@ die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
 need_pkgs=()
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+# The chart tests render charts/kube-reloader with tools/helm-render: Go, sprig and
+# sigs.k8s.io/yaml, built in GOPATH mode from Debian's packages.
+[ -x /usr/lib/go-1.19/bin/go ] || need_pkgs+=(golang-1.19-go)
+gocode=/usr/share/gocode/src
+[ -d "$gocode/github.com/Masterminds/sprig" ] || need_pkgs+=(golang-github-masterminds-sprig-dev)
+[ -d "$gocode/sigs.k8s.io/yaml" ] || need_pkgs+=(golang-k8s-sigs-yaml-dev)
 have_bins=false
 if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ]; then
   have_bins=true
 else
-  [ -x /usr/lib/go-1.19/bin/go ] || need_pkgs+=(golang-1.19-go)
   command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
   command -v make >/dev/null 2>&1 || need_pkgs+=(make)
 fi

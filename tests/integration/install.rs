@@ -1,5 +1,6 @@
-//! The shipped install: manifests applied to a real control plane, and the controller doing its
-//! whole job as the ServiceAccount they create, with exactly their RBAC.
+//! The shipped installs, manifests/ and the Helm chart, applied to a real control plane, and the
+//! controller doing its whole job as the ServiceAccount they create, with exactly their RBAC and
+//! the arguments of their Deployment.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde_json::json;
 
+use crate::support::chart;
 use crate::support::objects::{self, configmap};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
@@ -23,31 +25,79 @@ fn control_plane_with_service_account_token() -> ControlPlane {
     .expect("control plane")
 }
 
+/// Where an install's objects come from.
+enum Install {
+    /// A directory of manifests, applied with `kubectl apply --server-side -f DIR`.
+    Manifests(&'static str),
+    /// The chart rendered with these values for release `kube-reloader` in namespace
+    /// `kube-reloader`, as `helm install --create-namespace` would install it.
+    Chart(&'static str),
+}
+
+impl Install {
+    /// Applies the objects server-side and returns the arguments of their Deployment, plus
+    /// what the pod would have (its namespace) and shorter timings for the test.
+    fn apply(&self, cp: &ControlPlane) -> Vec<String> {
+        let (path, objects) = match self {
+            Install::Manifests(dir) => (repo_root().join(dir), chart::yaml_documents(dir)),
+            Install::Chart(values) => {
+                let r = chart::render("kube-reloader", "kube-reloader", values).expect("render");
+                cp.kubectl(&["create", "namespace", "kube-reloader"]);
+                (r.write("install"), r.objects)
+            }
+        };
+        let applied = cp.kubectl(&["apply", "--server-side", "-f", path.to_str().unwrap()]);
+        assert!(
+            applied.contains("deployment.apps/kube-reloader serverside-applied"),
+            "{applied}"
+        );
+        let mut args = chart::deployment_args(&objects);
+        assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
+        args.extend(
+            [
+                "--controller-namespace=kube-reloader",
+                "--lease-duration=6s",
+                "--renew-deadline=4s",
+                "--debounce=500ms",
+                "--min-rollout-interval=1s",
+            ]
+            .map(String::from),
+        );
+        args
+    }
+}
+
 #[tokio::test]
 async fn manifests_install_and_the_controller_works_with_exactly_their_rbac() {
+    works_with_exactly_its_rbac(Install::Manifests("manifests")).await;
+}
+
+#[tokio::test]
+async fn chart_install_and_the_controller_works_with_exactly_its_rbac() {
+    works_with_exactly_its_rbac(Install::Chart("")).await;
+}
+
+#[tokio::test]
+async fn namespaced_manifests_work_in_their_namespaces_and_never_touch_others() {
+    works_in_its_namespaces_only(Install::Manifests("manifests/namespaced")).await;
+}
+
+#[tokio::test]
+async fn namespaced_chart_works_in_its_namespaces_and_never_touches_others() {
+    works_in_its_namespaces_only(Install::Chart("watchNamespaces: [apps]")).await;
+}
+
+/// The cluster-wide install: the whole job as its ServiceAccount, then a loud failure once one
+/// permission is taken away.
+async fn works_with_exactly_its_rbac(install: Install) {
     let cp = control_plane_with_service_account_token();
-    let manifests = repo_root().join("manifests");
-    let applied = cp.kubectl(&["apply", "--server-side", "-f", manifests.to_str().unwrap()]);
-    assert!(
-        applied.contains("deployment.apps/kube-reloader serverside-applied"),
-        "{applied}"
-    );
+    let args = install.apply(&cp);
 
     let app = TestNs::on(&cp, "app").await;
     workloads::opted_in_with_configmap(&app, "web").await;
 
-    // Outside the cluster, but as the ServiceAccount, in its namespace, with leader election.
+    // Outside the cluster, but as the ServiceAccount, with the Deployment's arguments.
     let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
-    let args: Vec<String> = [
-        "--controller-namespace=kube-reloader",
-        "--leader-elect",
-        "--lease-duration=6s",
-        "--renew-deadline=4s",
-        "--debounce=500ms",
-        "--min-rollout-interval=1s",
-    ]
-    .map(String::from)
-    .to_vec();
     let reloader = Reloader::start_raw(&sa, &args, "rbac");
     workloads::baseline(&app, Kind::Deployment, "web").await;
     configmap(&app, "cfg", &[("k", "2")], json!({})).await;
@@ -90,12 +140,12 @@ async fn manifests_install_and_the_controller_works_with_exactly_their_rbac() {
     assert_eq!(workloads::rollouts(&app, Kind::Deployment, "web").await, 1);
 }
 
-#[tokio::test]
-async fn namespaced_install_works_in_its_namespaces_and_never_touches_others() {
+/// The namespaced install: works in `apps`, never touches `other`.
+async fn works_in_its_namespaces_only(install: Install) {
     let cp = control_plane_with_service_account_token();
     cp.kubectl(&["create", "namespace", "apps"]);
-    let manifests = repo_root().join("manifests/namespaced");
-    cp.kubectl(&["apply", "--server-side", "-f", manifests.to_str().unwrap()]);
+    let args = install.apply(&cp);
+    assert!(args.contains(&"--namespace=apps".to_string()), "{args:?}");
     let admin = cp.client().await;
     let apps = TestNs {
         name: "apps".into(),
@@ -106,16 +156,7 @@ async fn namespaced_install_works_in_its_namespaces_and_never_touches_others() {
     for ns in [&apps, &other] {
         workloads::opted_in_with_configmap(ns, "web").await;
     }
-    // The arguments of manifests/namespaced/20-deployment.yaml, as the ServiceAccount.
     let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
-    let args: Vec<String> = [
-        "--controller-namespace=kube-reloader",
-        "--namespace=apps",
-        "--debounce=500ms",
-        "--min-rollout-interval=1s",
-    ]
-    .map(String::from)
-    .to_vec();
     let reloader = Reloader::start_raw(&sa, &args, "namespaced");
     workloads::baseline(&apps, Kind::Deployment, "web").await;
     for ns in [&apps, &other] {
@@ -137,4 +178,5 @@ async fn namespaced_install_works_in_its_namespaces_and_never_touches_others() {
     assert!(objects::events(&other, "web", "Reloaded").await.is_empty());
     let logs = reloader.logs();
     assert!(!logs.to_lowercase().contains("forbidden"), "{logs}");
+    assert_eq!(reloader.count(&["acquired the Lease"]), 1, "{logs}");
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod chart;
 mod environment;
 mod explain;
 mod gitops;

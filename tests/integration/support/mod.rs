@@ -13,6 +13,7 @@
 
 #![allow(dead_code)]
 
+pub mod chart;
 pub mod objects;
 pub mod reloader;
 pub mod workloads;

@@ -1,0 +1,239 @@
+//! The Helm chart: its defaults render what manifests/ applies, every values combination applies
+//! server-side as rendered, and bad values fail with a message. (The controller running as the
+//! chart's ServiceAccount is in install.rs.)
+
+use serde_json::{Value, json};
+
+use crate::support::chart::{self, HELM_ONLY_LABELS, Rendering};
+use crate::support::{TestNs, repo_root, shared};
+
+#[test]
+fn chart_defaults_render_exactly_what_the_manifests_apply() {
+    for (values, dir) in [
+        ("", "manifests"),
+        ("watchNamespaces: [apps]", "manifests/namespaced"),
+    ] {
+        let rendering = chart::render("kube-reloader", "kube-reloader", values).expect("render");
+        for o in &rendering.objects {
+            let labels = &o["metadata"]["labels"];
+            for l in HELM_ONLY_LABELS {
+                assert!(labels[l].is_string(), "{l} missing on {o}");
+            }
+        }
+        let rendered = chart::by_identity(&rendering.objects);
+        let mut manifests = chart::by_identity(&chart::yaml_documents(dir));
+        // A chart does not own its release namespace: `helm install --create-namespace` makes it.
+        manifests.retain(|id, _| !id.starts_with("Namespace/"));
+        assert_eq!(
+            rendered.keys().collect::<Vec<_>>(),
+            manifests.keys().collect::<Vec<_>>(),
+            "the chart with values {values:?} and {dir} install different objects"
+        );
+        for (id, m) in &manifests {
+            let r = &rendered[id];
+            if let Err(at) = chart::contains(r, m).and_then(|_| chart::contains(m, r)) {
+                panic!("{id} differs between the chart (values {values:?}) and {dir} at {at}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_chart_rendering_applies_server_side_as_rendered() {
+    let cp = shared();
+    let release_ns = [
+        TestNs::new("chart-defaults").await,
+        TestNs::new("chart-ha").await,
+        TestNs::new("chart-scoped").await,
+        TestNs::new("chart-custom").await,
+    ];
+    let watched = [TestNs::new("chart-w1").await, TestNs::new("chart-w2").await];
+    let ns = |i: usize| release_ns[i].name.as_str();
+
+    let defaults = chart::render("defaults", ns(0), "").expect("render");
+    let d = defaults.get("Deployment", "defaults-kube-reloader");
+    assert_eq!(args(d), ["--leader-elect"]);
+    assert!(defaults.objects.iter().any(|o| o["kind"] == "ClusterRole"));
+
+    let ha = chart::render("ha", ns(1), "replicas: 3").expect("render");
+    let d = ha.get("Deployment", "ha-kube-reloader");
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(args(d), ["--leader-elect"]);
+    let role = ha.get("Role", "ha-kube-reloader");
+    assert!(role["rules"].to_string().contains("leases"), "{role}");
+
+    let scoped = chart::render(
+        "scoped",
+        ns(2),
+        &format!(
+            "watchNamespaces: [{}, {}]",
+            watched[0].name, watched[1].name
+        ),
+    )
+    .expect("render");
+    let d = scoped.get("Deployment", "scoped-kube-reloader");
+    assert_eq!(
+        args(d),
+        [
+            "--leader-elect".to_string(),
+            format!("--namespace={}", watched[0].name),
+            format!("--namespace={}", watched[1].name),
+        ]
+    );
+    for w in &watched {
+        let role = scoped
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == w.name.as_str());
+        assert!(role.is_some(), "no Role in {}", w.name);
+    }
+    assert!(
+        !scoped
+            .objects
+            .iter()
+            .any(|o| o["kind"].as_str().unwrap().starts_with("Cluster")),
+        "a namespaced install must not need cluster-wide RBAC"
+    );
+
+    let custom = chart::render("custom", ns(3), CUSTOM_VALUES).expect("render");
+    check_custom(&custom, ns(3));
+
+    for (i, r) in [defaults, ha, scoped, custom].iter().enumerate() {
+        let file = r.write(&release_ns[i].name);
+        cp.kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+        for o in &r.objects {
+            let kind = o["kind"].as_str().unwrap();
+            let name = o["metadata"]["name"].as_str().unwrap();
+            let mut get = vec!["get", kind, name, "-o", "json"];
+            if let Some(n) = o["metadata"]["namespace"].as_str() {
+                get.extend(["-n", n]);
+            }
+            let live: Value = serde_json::from_str(&cp.kubectl(&get)).expect("kubectl JSON");
+            if let Err(path) = chart::contains(&live, o) {
+                panic!(
+                    "{kind} {name} on the server differs from its rendering at {path}:\n{live:#}"
+                );
+            }
+        }
+    }
+}
+
+const CUSTOM_VALUES: &str = r#"
+fullnameOverride: reloader
+replicas: 0
+image: {repository: registry.example/kube-reloader, digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", pullPolicy: Always}
+imagePullSecrets: [{name: pull}]
+leaderElection: {enabled: false}
+ignoreNamespaces: [kube-system, kube-public]
+reloaderCompat: false
+keySecretName: digest-key
+log: {level: debug, format: json}
+metricsPort: 8080
+extraArgs: ["--debounce=5s"]
+extraEnv: [{name: TZ, value: UTC}]
+resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {cpu: "1", memory: 256Mi}}
+podSecurityContext: {runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000}
+securityContext: {readOnlyRootFilesystem: true, privileged: false}
+podAnnotations: {prometheus.io/scrape: "true"}
+podLabels: {team: platform}
+nodeSelector: {kubernetes.io/os: linux}
+tolerations: [{key: dedicated, operator: Equal, value: infra, effect: NoSchedule}]
+affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/arch, operator: In, values: [amd64, arm64]}]}]}}}
+priorityClassName: system-cluster-critical
+terminationGracePeriodSeconds: 60
+serviceAccount: {create: false, name: existing}
+rbac: {create: false}
+"#;
+
+fn check_custom(r: &Rendering, namespace: &str) {
+    let kinds: Vec<&str> = r
+        .objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["Deployment"],
+        "rbac.create and serviceAccount.create are off"
+    );
+    let d = r.get("Deployment", "reloader");
+    assert_eq!(d["metadata"]["namespace"], namespace);
+    assert_eq!(
+        args(d),
+        [
+            "--ignore-namespace=kube-system",
+            "--ignore-namespace=kube-public",
+            "--reloader-compat=false",
+            "--key-secret=digest-key",
+            "--log-level=debug",
+            "--log-format=json",
+            "--metrics-addr=0.0.0.0:8080",
+            "--debounce=5s",
+        ]
+    );
+    let pod = &d["spec"]["template"];
+    let spec = &pod["spec"];
+    let c = &spec["containers"][0];
+    assert_eq!(
+        c["image"],
+        "registry.example/kube-reloader@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    );
+    assert_eq!(c["imagePullPolicy"], "Always");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["env"][2], json!({"name": "TZ", "value": "UTC"}));
+    assert_eq!(c["resources"]["limits"]["cpu"], "1");
+    assert_eq!(c["securityContext"]["privileged"], false);
+    assert_eq!(spec["securityContext"]["fsGroup"], 1000);
+    assert_eq!(spec["serviceAccountName"], "existing");
+    assert_eq!(spec["imagePullSecrets"], json!([{"name": "pull"}]));
+    assert_eq!(spec["priorityClassName"], "system-cluster-critical");
+    assert_eq!(spec["terminationGracePeriodSeconds"], 60);
+    assert_eq!(spec["nodeSelector"]["kubernetes.io/os"], "linux");
+    assert_eq!(spec["tolerations"][0]["value"], "infra");
+    assert!(spec["affinity"]["nodeAffinity"].is_object());
+    assert_eq!(
+        pod["metadata"]["annotations"]["prometheus.io/scrape"],
+        "true"
+    );
+    assert_eq!(pod["metadata"]["labels"]["team"], "platform");
+    assert_eq!(
+        d["spec"]["selector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "kube-reloader", "app.kubernetes.io/instance": "custom"})
+    );
+}
+
+#[test]
+fn bad_chart_values_fail_with_a_message_that_says_what_to_change() {
+    for (values, expected) in [
+        (
+            "replicas: 2\nleaderElection: {enabled: false}",
+            "replicas: 2 needs leaderElection.enabled: true",
+        ),
+        (
+            "log: {format: xml}",
+            "log.format must be text or json, not \"xml\"",
+        ),
+        ("image: {repository: \"\"}", "image.repository is required"),
+    ] {
+        let err = chart::render("r", "ns", values)
+            .err()
+            .unwrap_or_else(|| panic!("values {values:?} rendered"));
+        assert!(err.contains(expected), "{values:?}: {err}");
+    }
+}
+
+#[test]
+fn every_chart_value_is_in_the_readme() {
+    let values = &chart::yaml_documents("charts/kube-reloader/values.yaml")[0];
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
+    for key in values.as_object().expect("values map").keys() {
+        assert!(
+            readme.contains(&format!("| `{key}")),
+            "chart value {key} is not in the README's values table"
+        );
+    }
+}
+
+fn args(deployment: &Value) -> Vec<String> {
+    chart::deployment_args(std::slice::from_ref(deployment))
+}

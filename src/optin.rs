@@ -241,15 +241,28 @@ pub struct ConfigFlags {
     pub ignored: bool,
     /// `reloader.stakater.com/match: "true"` (Reloader's search mode).
     pub matched: bool,
+    /// The first of those annotations whose value is neither "true" nor "false": it counts as
+    /// not set, and workloads using the object get a Warning saying so.
+    pub invalid: Option<&'static str>,
 }
 
 impl ConfigFlags {
     /// Reads the flags from an object's annotations.
     pub fn from_annotations(annotations: &Annotations, reloader_compat: bool) -> Self {
         let is_true = |k: &str| annotations.get(k).map(String::as_str) == Some("true");
+        let mut read = vec![ours::IGNORE];
+        if reloader_compat {
+            read.extend([reloader::IGNORE, reloader::MATCH]);
+        }
+        let invalid = read.into_iter().find(|k| {
+            annotations
+                .get(*k)
+                .is_some_and(|v| v != "true" && v != "false")
+        });
         Self {
             ignored: is_true(ours::IGNORE) || (reloader_compat && is_true(reloader::IGNORE)),
             matched: reloader_compat && is_true(reloader::MATCH),
+            invalid,
         }
     }
 }
@@ -548,6 +561,62 @@ mod tests {
             run(&[(reloader::SEARCH, "true")], &[], &view),
             Some(vec!["ConfigMap/app".to_string()])
         );
+    }
+
+    #[test]
+    fn config_flags_name_the_first_annotation_that_is_neither_true_nor_false() {
+        // (what, annotations, Reloader compatibility, invalid, ignored)
+        type Case = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            bool,
+            Option<&'static str>,
+            bool,
+        );
+        let cases: &[Case] = &[
+            ("ours true", &[(ours::IGNORE, "true")], true, None, true),
+            ("ours false", &[(ours::IGNORE, "false")], true, None, false),
+            (
+                "ours yes",
+                &[(ours::IGNORE, "yes")],
+                true,
+                Some(ours::IGNORE),
+                false,
+            ),
+            (
+                "Reloader's True",
+                &[(reloader::IGNORE, "True")],
+                true,
+                Some(reloader::IGNORE),
+                false,
+            ),
+            (
+                "Reloader's, compat off",
+                &[(reloader::IGNORE, "True")],
+                false,
+                None,
+                false,
+            ),
+            (
+                "match 1",
+                &[(reloader::MATCH, "1")],
+                true,
+                Some(reloader::MATCH),
+                false,
+            ),
+            (
+                "ours first",
+                &[(reloader::IGNORE, "on"), (ours::IGNORE, "on")],
+                true,
+                Some(ours::IGNORE),
+                false,
+            ),
+        ];
+        for (what, annotations, compat, invalid, ignored) in cases {
+            let flags = ConfigFlags::from_annotations(&ann(annotations), *compat);
+            assert_eq!(flags.invalid, *invalid, "{what}");
+            assert_eq!(flags.ignored, *ignored, "{what}");
+        }
     }
 
     #[test]

@@ -13,14 +13,14 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
 
-use crate::configs::ConfigStore;
+use crate::configs::{ConfigStore, NamespaceView};
 use crate::decision::{Decision, decide};
 use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
 use crate::index::Index;
 use crate::metrics::{KindLabels, Metrics, Outcome};
-use crate::optin;
+use crate::optin::{self, ConfigView};
 use crate::ratelimit::{TokenBucket, cooldown};
-use crate::references::references;
+use crate::references::{ConfigKind, references};
 use crate::workload::{Workload, WorkloadRef};
 
 /// Annotations kube-reloader writes.
@@ -59,8 +59,9 @@ pub struct Context {
     /// With `--dry-run`, the baselines that would have been written, so that later changes can
     /// be reported as the rollouts they would cause.
     dry_run_baselines: Mutex<HashMap<WorkloadRef, Recorded>>,
-    /// (workload, object) pairs already warned about as missing: once, not on every resync.
-    warned_missing: Mutex<HashSet<(WorkloadRef, String)>>,
+    /// (workload, problem) pairs already warned about: once, not on every resync, and again
+    /// only after the problem went away and came back.
+    warned: Mutex<HashSet<(WorkloadRef, String)>>,
     /// Whether this replica may write (it holds the Lease, or leader election is off).
     may_write: std::sync::atomic::AtomicBool,
     /// resourceVersion a workload had just before our last write to it. Until the watch delivers
@@ -88,7 +89,7 @@ impl Context {
             bucket: Mutex::new(bucket),
             metrics,
             dry_run_baselines: Mutex::default(),
-            warned_missing: Mutex::default(),
+            warned: Mutex::default(),
             may_write: std::sync::atomic::AtomicBool::new(false),
             pending_writes: Mutex::default(),
         }
@@ -104,6 +105,19 @@ impl Context {
 
     fn may_write(&self) -> bool {
         self.may_write.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether a problem of a workload is to be reported now: true the first time it is seen,
+    /// false while it persists; once it is gone, it is forgotten.
+    fn report_once(&self, wref: &WorkloadRef, problem: String, present: bool) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (wref.clone(), problem);
+        if present {
+            warned.insert(key)
+        } else {
+            warned.remove(&key);
+            false
+        }
     }
 }
 
@@ -198,6 +212,7 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
             candidates.insert((*kind, name.clone()));
         }
     }
+    warn_invalid_flags(ctx, obj.as_ref(), &wref, &candidates, &view).await;
     ctx.index.set(&wref, candidates, optin::has_patterns(&opt));
 
     let current = ctx
@@ -346,20 +361,12 @@ async fn warn_missing<K: Workload>(
     wref: &WorkloadRef,
     current: &WorkloadDigest,
 ) {
-    let mut newly_missing = Vec::new();
-    {
-        let mut warned = ctx.warned_missing.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, part) in &current.parts {
-            let key = (wref.clone(), name.clone());
-            if part == ABSENT {
-                if warned.insert(key) {
-                    newly_missing.push(name.clone());
-                }
-            } else {
-                warned.remove(&key);
-            }
-        }
-    }
+    let newly_missing: Vec<&String> = current
+        .parts
+        .iter()
+        .filter(|(name, part)| ctx.report_once(wref, format!("missing {name}"), *part == ABSENT))
+        .map(|(name, _)| name)
+        .collect();
     for name in newly_missing {
         tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, missing = %name,
             "tracked object does not exist; its creation will roll the workload");
@@ -368,6 +375,35 @@ async fn warn_missing<K: Workload>(
             wref.namespace
         );
         publish(ctx, obj, EventType::Warning, "MissingReference", note).await;
+    }
+}
+
+/// A Warning Event, once per workload and object, for each object it uses whose ignore or match
+/// annotation is neither "true" nor "false" (so it counts as not set).
+async fn warn_invalid_flags<K: Workload>(
+    ctx: &Context,
+    obj: &K,
+    wref: &WorkloadRef,
+    used: &BTreeSet<(ConfigKind, String)>,
+    view: &NamespaceView<'_>,
+) {
+    let newly_invalid: Vec<(&(ConfigKind, String), &'static str)> = used
+        .iter()
+        .filter_map(|used| {
+            let invalid = view.flags(used.0, &used.1).and_then(|f| f.invalid);
+            let problem = format!("invalid flag {}/{}", used.0, used.1);
+            ctx.report_once(wref, problem, invalid.is_some())
+                .then(|| (used, invalid.unwrap_or_default()))
+        })
+        .collect();
+    for ((kind, name), annotation) in newly_invalid {
+        ctx.metrics.error("invalid_annotation");
+        tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, object = %format!("{kind}/{name}"),
+            "{kind} {name} has annotation {annotation} with a value other than \"true\" or \"false\"; it counts as not set");
+        let note = format!(
+            "{kind} {name}, which this workload uses, has annotation {annotation} set to neither \"true\" nor \"false\", so it counts as not set. Set it to \"true\" or \"false\"."
+        );
+        publish(ctx, obj, EventType::Warning, "InvalidAnnotation", note).await;
     }
 }
 

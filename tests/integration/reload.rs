@@ -17,6 +17,7 @@ use crate::support::{TestNs, wait_for};
 
 const HASH: &str = "kube-reloader.io/config-hash";
 const AUTO: &str = "kube-reloader.io/auto";
+const IGNORE: &str = "kube-reloader.io/ignore";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Waits until the workload has had `n` rollouts.
@@ -817,4 +818,31 @@ async fn a_malformed_annotation_gets_a_warning_event_and_nothing_is_patched() {
             "{name}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_malformed_ignore_on_a_used_config_gets_one_warning_and_counts_as_not_set() {
+    let ns = TestNs::new("badignore").await;
+    workloads::opted_in_with_configmap(&ns, "web").await;
+    configmap(&ns, "cfg", &[("k", "1")], json!({IGNORE: "yes"})).await;
+    let reloader = Reloader::start(&ns, &[]);
+    let notes = wait_for("an InvalidAnnotation Event on web", TIMEOUT, || async {
+        let n = objects::events(&ns, "web", "InvalidAnnotation").await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await;
+    assert!(
+        notes[0].contains("ConfigMap cfg") && notes[0].contains(IGNORE),
+        "{notes:?}"
+    );
+    // Not ignored: a change rolls; and the warning is not repeated on every reconcile.
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
+    configmap(&ns, "cfg", &[("k", "2")], json!({IGNORE: "yes"})).await;
+    wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
+    assert_eq!(
+        reloader.count(&["has annotation", IGNORE, "counts as not set"]),
+        1,
+        "{}",
+        reloader.logs()
+    );
 }

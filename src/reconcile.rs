@@ -67,6 +67,8 @@ pub struct Context {
     /// resourceVersion a workload had just before our last write to it. Until the watch delivers
     /// the written version, a reconcile would see the old baseline and roll a second time.
     pending_writes: Mutex<HashMap<WorkloadRef, String>>,
+    /// Failed reconciles in a row, per workload: the retry delay grows with them.
+    failures: Mutex<HashMap<WorkloadRef, u32>>,
 }
 
 impl Context {
@@ -92,6 +94,7 @@ impl Context {
             warned: Mutex::default(),
             may_write: std::sync::atomic::AtomicBool::new(false),
             pending_writes: Mutex::default(),
+            failures: Mutex::default(),
         }
     }
 }
@@ -145,7 +148,14 @@ fn workload_ref<K: Workload>(obj: &K) -> WorkloadRef {
 pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.configs.wait_synced().await;
     let start = Instant::now();
+    let wref = workload_ref(obj.as_ref());
     let result = reconcile_synced(obj, &ctx).await;
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&wref);
+    }
     ctx.metrics
         .reconcile_duration
         .get_or_create(&KindLabels {
@@ -489,7 +499,15 @@ pub fn error_policy<K: Workload>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) 
         tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, "{error}");
         return Action::await_change();
     }
-    tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, error = %error, "reconcile failed; retrying in 10s");
+    let failures = {
+        let mut all = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = all.entry(wref.clone()).or_default();
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = retry_delay(failures);
+    tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, error = %error,
+        failures, "reconcile failed; retrying in {}s", delay.as_secs());
     ctx.metrics.error("write_failed");
     ctx.metrics
         .rollout(wref.kind, &wref.namespace, Outcome::failed);
@@ -497,5 +515,30 @@ pub fn error_policy<K: Workload>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) 
     tokio::spawn(async move {
         publish(&ctx, obj.as_ref(), EventType::Warning, "WriteFailed", note).await;
     });
-    Action::requeue(Duration::from_secs(10))
+    Action::requeue(delay)
+}
+
+/// The wait before retrying a workload after `failures` failed reconciles in a row: 5 s, doubling
+/// each time, at most 5 minutes, so a lasting failure (say, a missing permission) neither floods
+/// the API server and the Events nor waits long once fixed. A change of the workload or of its
+/// configs still triggers a reconcile at once.
+fn retry_delay(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(5);
+    const MAX: Duration = Duration::from_secs(300);
+    FIRST
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+        .min(MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_five_minutes() {
+        let delays: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(retry_delay(0).as_secs(), 5);
+        assert_eq!(retry_delay(u32::MAX).as_secs(), 300);
+    }
 }

@@ -185,6 +185,12 @@ pub fn explain<K: Workload>(
                 format!("the opt-in does not cover {}s", row.kind)
             };
         }
+        if let Some(annotation) = flags.and_then(|f| f.invalid) {
+            row.why = format!(
+                "{}; its {annotation} is neither \"true\" nor \"false\", so it counts as not set",
+                row.why
+            );
+        }
     }
     out.objects = rows.into_values().collect();
 
@@ -471,9 +477,18 @@ mod tests {
             ("ns".into(), ConfigKind::ConfigMap, "quiet".into()),
             summarize(&ignored, &key, true),
         );
+        let typo: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "typo", "namespace": "ns",
+                         "annotations": {"kube-reloader.io/ignore": "yes"}}
+        }))
+        .unwrap();
+        store.insert(
+            ("ns".into(), ConfigKind::ConfigMap, "typo".into()),
+            summarize(&typo, &key, true),
+        );
         let spec = serde_json::json!({"containers": [{"name": "c", "envFrom": [
             {"configMapRef": {"name": "app"}}, {"configMapRef": {"name": "quiet"}},
-            {"secretRef": {"name": "gone"}}
+            {"configMapRef": {"name": "typo"}}, {"secretRef": {"name": "gone"}}
         ]}]});
 
         let w = deployment(
@@ -486,6 +501,14 @@ mod tests {
         assert!(row("app").tracked && row("app").exists);
         assert!(!row("quiet").tracked && row("quiet").ignored);
         assert!(row("gone").tracked && !row("gone").exists);
+        assert!(row("typo").tracked && !row("typo").ignored);
+        assert!(
+            row("typo")
+                .why
+                .contains("kube-reloader.io/ignore is neither \"true\" nor \"false\""),
+            "{}",
+            row("typo").why
+        );
         assert_eq!(row("app").referenced_by, vec!["container c envFrom"]);
 
         // Record the current digest as the baseline: up to date.

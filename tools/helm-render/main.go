@@ -295,7 +295,7 @@ type tmpl struct {
 }
 
 // loadTemplates reads templates/ as Helm names them (chart/templates/file), sorted by path depth,
-// deepest first, then by name; NOTES.txt is not a manifest.
+// deepest first, then by name.
 func loadTemplates(chartDir, chartName string) ([]tmpl, error) {
 	var out []tmpl
 	root := filepath.Join(chartDir, "templates")
@@ -304,9 +304,6 @@ func loadTemplates(chartDir, chartName string) ([]tmpl, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(chartDir, p)
-		if filepath.Base(p) == "NOTES.txt" {
-			return nil
-		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
@@ -486,6 +483,10 @@ func splitAndSort(rendered map[string]string, templates []tmpl) ([]doc, error) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
+		// Rendered like the others, so that its errors fail the install, but not a manifest.
+		if path.Base(n) == "NOTES.txt" {
+			continue
+		}
 		for _, text := range separator.Split(rendered[n], -1) {
 			if strings.TrimSpace(text) == "" {
 				continue

@@ -23,8 +23,8 @@ func renderDemo(t *testing.T, values string, extra ...string) (string, error) {
 
 // What `helm template rel testdata/demo -n space -f values.yaml` prints for this chart: every
 // built-in object and Helm function the chart uses, values merged over the chart's defaults (a
-// null deleting a key), objects sorted by kind in install order, NOTES.txt and comment-only
-// documents left out.
+// null deleting a key), objects sorted by kind in install order, NOTES.txt (rendered) and
+// comment-only documents left out.
 func TestRendersLikeHelmTemplate(t *testing.T) {
 	got, err := renderDemo(t, "nested: {replace: mine, remove: null}\nlist: [c]\n")
 	if err != nil {
@@ -97,6 +97,7 @@ func TestErrorsAreHelmsMessages(t *testing.T) {
 		{"greeting: null", "greeting is required"},
 		{"template: \"{{ fail \\\"stop here\\\" }}\"", "stop here"},
 		{"template: \"{{ .Values.greeting\"", "cannot parse template"},
+		{"notes: {text: \"\"}", "execution error at (demo/templates/NOTES.txt:1:19): notes.text is required"},
 	} {
 		_, err := renderDemo(t, c.values)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

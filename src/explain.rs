@@ -460,32 +460,21 @@ mod tests {
     fn explains_tracked_missing_ignored_and_pending() {
         let key = SecretKey::new(vec![7; 32]);
         let store = ConfigStore::new(0);
-        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "app", "namespace": "ns"}, "data": {"k": "v"}
-        }))
-        .unwrap();
-        store.insert(
-            ("ns".into(), ConfigKind::ConfigMap, "app".into()),
-            summarize(&cm, &key, true),
-        );
-        let ignored: ConfigMap = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "quiet", "namespace": "ns",
-                         "annotations": {"kube-reloader.io/ignore": "true"}}
-        }))
-        .unwrap();
-        store.insert(
-            ("ns".into(), ConfigKind::ConfigMap, "quiet".into()),
-            summarize(&ignored, &key, true),
-        );
-        let typo: ConfigMap = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "typo", "namespace": "ns",
-                         "annotations": {"kube-reloader.io/ignore": "yes"}}
-        }))
-        .unwrap();
-        store.insert(
-            ("ns".into(), ConfigKind::ConfigMap, "typo".into()),
-            summarize(&typo, &key, true),
-        );
+        let put = |name: &str, annotations: serde_json::Value, data: serde_json::Value| {
+            let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "ns", "annotations": annotations},
+                "data": data
+            }))
+            .unwrap();
+            store.insert(
+                ("ns".into(), ConfigKind::ConfigMap, name.into()),
+                summarize(&cm, &key, true),
+            );
+        };
+        put("app", serde_json::json!({}), serde_json::json!({"k": "v"}));
+        let ignore = |v: &str| serde_json::json!({"kube-reloader.io/ignore": v});
+        put("quiet", ignore("true"), serde_json::json!({}));
+        put("typo", ignore("yes"), serde_json::json!({}));
         let spec = serde_json::json!({"containers": [{"name": "c", "envFrom": [
             {"configMapRef": {"name": "app"}}, {"configMapRef": {"name": "quiet"}},
             {"configMapRef": {"name": "typo"}}, {"secretRef": {"name": "gone"}}
@@ -522,14 +511,7 @@ mod tests {
         assert!(!e.rollout_pending);
 
         // Change the ConfigMap: pending.
-        let changed: ConfigMap = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "app", "namespace": "ns"}, "data": {"k": "v2"}
-        }))
-        .unwrap();
-        store.insert(
-            ("ns".into(), ConfigKind::ConfigMap, "app".into()),
-            summarize(&changed, &key, true),
-        );
+        put("app", serde_json::json!({}), serde_json::json!({"k": "v2"}));
         let e = explain(&w, &store, Some(&key), true);
         assert!(e.rollout_pending, "{}", e.status);
         let text = render_text(&e);

@@ -8,28 +8,18 @@ use serde_json::{Value, json};
 use crate::support::objects::configmap;
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, wait_for};
+use crate::support::{TestNs, run_with_stdin, wait_for};
 
 const HASH: &str = "kube-reloader.io/config-hash";
 
 fn kubectl(ns: &TestNs, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .args(["-n", &ns.name])
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("kubectl");
+    let out = run_with_stdin(
+        Command::new("kubectl")
+            .args(args)
+            .args(["-n", &ns.name])
+            .env("KUBECONFIG", &ns.kubeconfig),
+        stdin,
+    );
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "kubectl {args:?}: {text}");

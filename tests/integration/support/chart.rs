@@ -3,14 +3,13 @@
 //! and applied.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use super::repo_root;
+use super::{repo_root, run_with_stdin};
 
 /// Go 1.19 from Debian's golang-1.19-go, installed by hack/testenv.sh.
 const GO: &str = "/usr/lib/go-1.19/bin/go";
@@ -76,22 +75,13 @@ impl Rendering {
 /// Helm would print.
 pub fn render(release: &str, namespace: &str, values: &str) -> Result<Rendering, String> {
     let run = |output: &str| -> Result<String, String> {
-        let mut child = Command::new(renderer())
-            .args(["--name", release, "--namespace", namespace])
-            .args(["--kube-version", "v1.20.2", "-o", output, "-f", "-"])
-            .arg(repo_root().join("charts/kube-reloader"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run helm-render");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(values.as_bytes())
-            .expect("write values");
-        let out = child.wait_with_output().expect("helm-render output");
+        let out = run_with_stdin(
+            Command::new(renderer())
+                .args(["--name", release, "--namespace", namespace])
+                .args(["--kube-version", "v1.20.2", "-o", output, "-f", "-"])
+                .arg(repo_root().join("charts/kube-reloader")),
+            values,
+        );
         if out.status.success() {
             Ok(String::from_utf8(out.stdout).expect("UTF-8 output"))
         } else {

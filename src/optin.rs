@@ -250,11 +250,12 @@ impl ConfigFlags {
     /// Reads the flags from an object's annotations.
     pub fn from_annotations(annotations: &Annotations, reloader_compat: bool) -> Self {
         let is_true = |k: &str| annotations.get(k).map(String::as_str) == Some("true");
-        let mut read = vec![ours::IGNORE];
-        if reloader_compat {
-            read.extend([reloader::IGNORE, reloader::MATCH]);
-        }
-        let invalid = read.into_iter().find(|k| {
+        let read = [
+            Some(ours::IGNORE),
+            reloader_compat.then_some(reloader::IGNORE),
+            reloader_compat.then_some(reloader::MATCH),
+        ];
+        let invalid = read.into_iter().flatten().find(|k| {
             annotations
                 .get(*k)
                 .is_some_and(|v| v != "true" && v != "false")

@@ -332,40 +332,17 @@ func funcMap() template.FuncMap {
 		}
 		return strings.TrimSuffix(string(data), "\n")
 	}
-	f["fromYaml"] = func(s string) map[string]interface{} {
-		m := map[string]interface{}{}
-		if err := yaml.Unmarshal([]byte(s), &m); err != nil {
-			m["Error"] = err.Error()
-		}
-		return m
-	}
-	f["fromYamlArray"] = func(s string) []interface{} {
-		a := []interface{}{}
-		if err := yaml.Unmarshal([]byte(s), &a); err != nil {
-			a = []interface{}{err.Error()}
-		}
-		return a
-	}
+	yamlDecode := func(data []byte, v interface{}) error { return yaml.Unmarshal(data, v) }
+	f["fromYaml"] = decodeMap(yamlDecode)
+	f["fromYamlArray"] = decodeArray(yamlDecode)
+	f["fromJson"] = decodeMap(json.Unmarshal)
+	f["fromJsonArray"] = decodeArray(json.Unmarshal)
 	f["toJson"] = func(v interface{}) string {
 		data, err := json.Marshal(v)
 		if err != nil {
 			return ""
 		}
 		return string(data)
-	}
-	f["fromJson"] = func(s string) map[string]interface{} {
-		m := map[string]interface{}{}
-		if err := json.Unmarshal([]byte(s), &m); err != nil {
-			m["Error"] = err.Error()
-		}
-		return m
-	}
-	f["fromJsonArray"] = func(s string) []interface{} {
-		a := []interface{}{}
-		if err := json.Unmarshal([]byte(s), &a); err != nil {
-			a = []interface{}{err.Error()}
-		}
-		return a
 	}
 	// As under `helm template`: there is no cluster to look anything up in.
 	f["lookup"] = func(string, string, string, string) (map[string]interface{}, error) {
@@ -385,6 +362,28 @@ func funcMap() template.FuncMap {
 		return "", errors.New(errStart + msg + errEnd)
 	}
 	return f
+}
+
+// decodeMap and decodeArray make Helm's from* functions: on a parse error, a map holds the
+// message under "Error" and an array holds it as its only element.
+func decodeMap(decode func([]byte, interface{}) error) func(string) map[string]interface{} {
+	return func(s string) map[string]interface{} {
+		m := map[string]interface{}{}
+		if err := decode([]byte(s), &m); err != nil {
+			m["Error"] = err.Error()
+		}
+		return m
+	}
+}
+
+func decodeArray(decode func([]byte, interface{}) error) func(string) []interface{} {
+	return func(s string) []interface{} {
+		a := []interface{}{}
+		if err := decode([]byte(s), &a); err != nil {
+			a = []interface{}{err.Error()}
+		}
+		return a
+	}
 }
 
 const (

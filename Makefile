@@ -3,7 +3,8 @@ SHELL := /bin/bash
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 CARGO ?= cargo
 # tools/helm-render: Debian's Go and Go packages, in GOPATH mode (installed by `make testenv`).
-GO := GO111MODULE=off GOPATH=/usr/share/gocode /usr/lib/go-1.19/bin/go
+GO_BIN := /usr/lib/go-1.19/bin
+GO := GO111MODULE=off GOPATH=/usr/share/gocode $(GO_BIN)/go
 VALUES ?= /dev/null
 
 .PHONY: all build test testenv unit integration tools-test lint fmt chart demo cluster-up cluster-down clean
@@ -35,7 +36,7 @@ integration: testenv
 lint: testenv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	@test -z "$$(/usr/lib/go-1.19/bin/gofmt -l tools)" || { /usr/lib/go-1.19/bin/gofmt -l tools; echo "gofmt: reformat these"; exit 1; }
+	@test -z "$$($(GO_BIN)/gofmt -l tools)" || { $(GO_BIN)/gofmt -l tools; echo "gofmt: reformat these"; exit 1; }
 	cd tools/helm-render && $(GO) vet .
 
 ## Render the Helm chart as `helm template` would: make chart [VALUES=my-values.yaml]

@@ -179,7 +179,7 @@ pub fn explain<K: Workload>(
                 .any(|(k, n)| *k == row.kind && *n == row.name)
             {
                 "excluded by an exclude list".into()
-            } else if opt.search && !flags.is_some_and(|f| f.matched) {
+            } else if opt.search(row.kind) && !flags.is_some_and(|f| f.matched) {
                 "search mode: it lacks reloader.stakater.com/match: \"true\"".into()
             } else {
                 format!("the opt-in does not cover {}s", row.kind)

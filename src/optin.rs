@@ -29,16 +29,14 @@ pub mod reloader {
     pub const CONFIGMAPS_EXCLUDE: &str = "configmaps.exclude.reloader.stakater.com/reload";
     pub const SECRETS_EXCLUDE: &str = "secrets.exclude.reloader.stakater.com/reload";
 
-    /// The annotations whose presence on the workload's metadata stops Reloader from reading the
-    /// pod template's annotations instead.
-    pub const WORKLOAD_LEVEL: [&str; 6] = [
-        AUTO,
-        CONFIGMAP_AUTO,
-        SECRET_AUTO,
-        CONFIGMAP_RELOAD,
-        SECRET_RELOAD,
-        SEARCH,
-    ];
+    /// For each kind of object, the annotations that concern it: when none of them sits on the
+    /// workload's metadata, Reloader reads them from the pod template's annotations instead.
+    pub fn workload_level(kind: super::ConfigKind) -> [&'static str; 4] {
+        match kind {
+            super::ConfigKind::ConfigMap => [AUTO, CONFIGMAP_AUTO, CONFIGMAP_RELOAD, SEARCH],
+            super::ConfigKind::Secret => [AUTO, SECRET_AUTO, SECRET_RELOAD, SEARCH],
+        }
+    }
 }
 
 pub type Annotations = BTreeMap<String, String>;
@@ -77,8 +75,11 @@ pub struct OptIn {
     pub auto_configmaps: bool,
     /// Track every Secret the pod template references.
     pub auto_secrets: bool,
-    /// Reloader's search mode: track referenced objects that carry `reloader.stakater.com/match`.
-    pub search: bool,
+    /// Reloader's search mode, for ConfigMaps: track referenced ones that carry
+    /// `reloader.stakater.com/match`.
+    pub search_configmaps: bool,
+    /// The same for Secrets.
+    pub search_secrets: bool,
     /// Track objects with these names, referenced or not, with all their keys.
     pub named: Vec<(ConfigKind, NamePattern)>,
     /// Never track these (Reloader's exclude lists).
@@ -88,13 +89,25 @@ pub struct OptIn {
 impl OptIn {
     /// Whether anything can be tracked at all.
     pub fn is_empty(&self) -> bool {
-        !self.auto_configmaps && !self.auto_secrets && !self.search && self.named.is_empty()
+        !self.auto_configmaps
+            && !self.auto_secrets
+            && !self.search_configmaps
+            && !self.search_secrets
+            && self.named.is_empty()
     }
 
     fn auto(&self, kind: ConfigKind) -> bool {
         match kind {
             ConfigKind::ConfigMap => self.auto_configmaps,
             ConfigKind::Secret => self.auto_secrets,
+        }
+    }
+
+    /// Whether search mode covers this kind of object.
+    pub fn search(&self, kind: ConfigKind) -> bool {
+        match kind {
+            ConfigKind::ConfigMap => self.search_configmaps,
+            ConfigKind::Secret => self.search_secrets,
         }
     }
 
@@ -191,30 +204,26 @@ pub fn parse(
 
     if reloader_compat {
         use reloader::*;
-        let on_metadata = WORKLOAD_LEVEL.iter().any(|k| metadata.contains_key(*k));
-        let a = if on_metadata || template.is_empty() {
-            metadata
-        } else {
-            template
-        };
-        if parse_bool(a, AUTO)? == Some(true) {
-            opt.auto_configmaps = true;
-            opt.auto_secrets = true;
-        }
-        if parse_bool(a, CONFIGMAP_AUTO)? == Some(true) {
-            opt.auto_configmaps = true;
-        }
-        if parse_bool(a, SECRET_AUTO)? == Some(true) {
-            opt.auto_secrets = true;
-        }
-        if parse_bool(a, SEARCH)? == Some(true) {
-            opt.search = true;
-        }
-        for (key, kind) in [
-            (CONFIGMAP_RELOAD, ConfigKind::ConfigMap),
-            (SECRET_RELOAD, ConfigKind::Secret),
-        ] {
-            for p in parse_list(a, key, true)? {
+        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+            // Decided for each kind, as Reloader decides it for each changed object.
+            let keys = workload_level(kind);
+            let on_metadata = keys.iter().any(|k| metadata.contains_key(*k));
+            let a = if on_metadata { metadata } else { template };
+            let [auto, typed_auto, reload, search] = keys;
+            let auto = parse_bool(a, auto)? == Some(true);
+            if parse_bool(a, typed_auto)? == Some(true) || auto {
+                match kind {
+                    ConfigKind::ConfigMap => opt.auto_configmaps = true,
+                    ConfigKind::Secret => opt.auto_secrets = true,
+                }
+            }
+            if parse_bool(a, search)? == Some(true) {
+                match kind {
+                    ConfigKind::ConfigMap => opt.search_configmaps = true,
+                    ConfigKind::Secret => opt.search_secrets = true,
+                }
+            }
+            for p in parse_list(a, reload, true)? {
                 opt.named.push((kind, p));
             }
         }
@@ -302,7 +311,7 @@ pub fn tracked(opt: &OptIn, refs: &References, view: &dyn ConfigView) -> Vec<Tra
         }
     };
     for ((kind, name), usage) in refs {
-        let searched = opt.search && view.flags(*kind, name).is_some_and(|f| f.matched);
+        let searched = opt.search(*kind) && view.flags(*kind, name).is_some_and(|f| f.matched);
         if opt.auto(*kind) || searched {
             add(*kind, name, usage.keys.clone());
         }
@@ -506,9 +515,30 @@ mod tests {
             ),
             (
                 "metadata wins over template",
+                vec![(reloader::AUTO, "false")],
+                vec![(reloader::AUTO, "true")],
+                None,
+            ),
+            (
+                "template fallback is decided per kind",
                 vec![(reloader::SECRET_AUTO, "true")],
                 vec![(reloader::AUTO, "true")],
-                Some(vec!["Secret/db"]),
+                Some(vec!["ConfigMap/app", "Secret/db"]),
+            ),
+            (
+                "a typed list on metadata keeps only its kind there",
+                vec![(reloader::SECRET_RELOAD, "other")],
+                vec![
+                    (reloader::CONFIGMAP_RELOAD, "extra-1"),
+                    (reloader::SECRET_AUTO, "true"),
+                ],
+                Some(vec!["ConfigMap/extra-1", "Secret/other"]),
+            ),
+            (
+                "search on metadata concerns both kinds",
+                vec![(reloader::SEARCH, "false")],
+                vec![(reloader::AUTO, "true")],
+                None,
             ),
             (
                 "ours never read from template",
@@ -561,6 +591,16 @@ mod tests {
         assert_eq!(
             run(&[(reloader::SEARCH, "true")], &[], &view),
             Some(vec!["ConfigMap/app".to_string()])
+        );
+        // Search read from the template reaches only the kinds with nothing on the metadata.
+        let view = view.with(S, "db", matched);
+        assert_eq!(
+            run(
+                &[(reloader::CONFIGMAP_RELOAD, "other")],
+                &[(reloader::SEARCH, "true")],
+                &view
+            ),
+            Some(vec!["ConfigMap/other".to_string(), "Secret/db".to_string()])
         );
     }
 

@@ -17,7 +17,7 @@ pub enum LeaseError {
     Settings(String),
     #[error(
         "cannot set up the Lease {namespace}/{name}: {source}. The controller needs get, create, \
-         update and patch on coordination.k8s.io leases in its own namespace"
+         patch, list and watch on coordination.k8s.io leases in its own namespace"
     )]
     Setup {
         namespace: String,

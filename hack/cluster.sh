@@ -68,6 +68,17 @@ start_all() {
     echo "$token,admin,admin,\"system:masters\""
     [ -n "${KUBE_RELOADER_EXTRA_TOKENS:-}" ] && printf '%s\n' "$KUBE_RELOADER_EXTRA_TOKENS"
   } > "$dir/tokens.csv"
+  # Every request made as a ServiceAccount is recorded (metadata only: who, verb, object), so the
+  # install tests can check that each permission the shipped RBAC grants is really used.
+  cat > "$dir/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+EOF
 
   etcd --name default --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -86,6 +97,7 @@ start_all() {
     --disable-admission-plugins ServiceAccount \
     --service-cluster-ip-range 10.96.0.0/24 \
     --endpoint-reconciler-type none \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
     --v 1 > "$dir/kube-apiserver.log" 2>&1 &
   echo $! > "$dir/kube-apiserver.pid"
 

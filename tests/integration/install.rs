@@ -6,20 +6,21 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::chart;
 use crate::support::objects::{self, configmap};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{ControlPlane, TestNs, repo_root, wait_for};
+use crate::support::{AuditedRequest, ControlPlane, TestNs, repo_root, wait_for};
 
 const SA_TOKEN: &str = "kube-reloader-sa-test-token";
+const SA_USER: &str = "system:serviceaccount:kube-reloader:kube-reloader";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn control_plane_with_service_account_token() -> ControlPlane {
     ControlPlane::start_with_tokens(&format!(
-        "{SA_TOKEN},system:serviceaccount:kube-reloader:kube-reloader,kube-reloader-sa,\
+        "{SA_TOKEN},{SA_USER},kube-reloader-sa,\
          \"system:serviceaccounts,system:serviceaccounts:kube-reloader\""
     ))
     .expect("control plane")
@@ -35,9 +36,9 @@ enum Install {
 }
 
 impl Install {
-    /// Applies the objects server-side and returns the arguments of their Deployment, plus
-    /// what the pod would have (its namespace) and shorter timings for the test.
-    fn apply(&self, cp: &ControlPlane) -> Vec<String> {
+    /// Applies the objects server-side and returns them with the arguments of their Deployment,
+    /// plus what the pod would have (its namespace) and shorter timings for the test.
+    fn apply(&self, cp: &ControlPlane) -> (Vec<Value>, Vec<String>) {
         let (path, objects) = match self {
             Install::Manifests(dir) => (repo_root().join(dir), chart::yaml_documents(dir)),
             Install::Chart(values) => {
@@ -63,7 +64,7 @@ impl Install {
             ]
             .map(String::from),
         );
-        args
+        (objects, args)
     }
 }
 
@@ -91,20 +92,24 @@ async fn namespaced_chart_works_in_its_namespaces_and_never_touches_others() {
 /// permission is taken away.
 async fn works_with_exactly_its_rbac(install: Install) {
     let cp = control_plane_with_service_account_token();
-    let args = install.apply(&cp);
+    let (objects, args) = install.apply(&cp);
 
     let app = TestNs::on(&cp, "app").await;
-    workloads::opted_in_with_configmap(&app, "web").await;
+    every_kind_opted_in(&app).await;
 
     // Outside the cluster, but as the ServiceAccount, with the Deployment's arguments.
     let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
     let reloader = Reloader::start_raw(&sa, &args, "rbac");
-    workloads::baseline(&app, Kind::Deployment, "web").await;
+    for kind in Kind::ALL {
+        workloads::baseline(&app, kind, "web").await;
+    }
     configmap(&app, "cfg", &[("k", "2")], json!({})).await;
-    wait_for("the rollout", TIMEOUT, || async {
-        (workloads::rollouts(&app, Kind::Deployment, "web").await == 1).then_some(())
-    })
-    .await;
+    for kind in Kind::ALL {
+        wait_for(&format!("the rollout of the {kind:?}"), TIMEOUT, || async {
+            (workloads::rollouts(&app, kind, "web").await == 1).then_some(())
+        })
+        .await;
+    }
     wait_for("the Reloaded Event", TIMEOUT, || async {
         let n = objects::events(&app, "web", "Reloaded").await;
         (!n.is_empty()).then_some(())
@@ -116,35 +121,25 @@ async fn works_with_exactly_its_rbac(install: Install) {
     assert!(!logs.to_lowercase().contains("forbidden"), "{logs}");
     assert_eq!(reloader.count(&["acquired the Lease"]), 1, "{logs}");
 
-    // Take one permission away (patching Deployments): the next change must fail loudly, with
-    // a Warning Event on the workload saying what was forbidden.
-    cp.kubectl(&[
-        "patch",
-        "clusterrole",
-        "kube-reloader",
-        "--type=json",
-        "-p",
-        r#"[{"op": "replace", "path": "/rules/1/verbs", "value": ["list", "watch"]}]"#,
-    ]);
-    configmap(&app, "cfg", &[("k", "3")], json!({})).await;
-    let notes = wait_for("a WriteFailed Event", TIMEOUT, || async {
-        let n = objects::events(&app, "web", "WriteFailed").await;
-        (!n.is_empty()).then_some(n)
-    })
-    .await;
-    assert!(notes[0].contains("forbidden"), "{notes:?}");
-    assert!(notes[0].contains("Deployment"), "{notes:?}");
-    reloader
-        .wait_count(&["reconcile failed", "name=web", "forbidden"], 1)
-        .await;
-    assert_eq!(workloads::rollouts(&app, Kind::Deployment, "web").await, 1);
+    fails_loudly_without_patch(&cp, &app, &["clusterrole", "kube-reloader"], &reloader).await;
+    every_grant_is_used(&cp, &objects, reloader).await;
+}
+
+/// A Deployment, a StatefulSet and a DaemonSet named `web`, opted in, using ConfigMap `cfg`.
+async fn every_kind_opted_in(ns: &TestNs) {
+    workloads::opted_in_with_configmap(ns, "web").await;
+    for kind in [Kind::StatefulSet, Kind::DaemonSet] {
+        let auto = json!({"kube-reloader.io/auto": "true"});
+        let m = workloads::manifest(kind, "web", auto, workloads::env_from_configmap("cfg"));
+        workloads::create(ns, kind, m).await;
+    }
 }
 
 /// The namespaced install: works in `apps`, never touches `other`.
 async fn works_in_its_namespaces_only(install: Install) {
     let cp = control_plane_with_service_account_token();
     cp.kubectl(&["create", "namespace", "apps"]);
-    let args = install.apply(&cp);
+    let (objects, args) = install.apply(&cp);
     assert!(args.contains(&"--namespace=apps".to_string()), "{args:?}");
     let admin = cp.client().await;
     let apps = TestNs {
@@ -154,18 +149,24 @@ async fn works_in_its_namespaces_only(install: Install) {
     };
     let other = TestNs::on(&cp, "other").await;
     for ns in [&apps, &other] {
-        workloads::opted_in_with_configmap(ns, "web").await;
+        every_kind_opted_in(ns).await;
     }
     let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
     let reloader = Reloader::start_raw(&sa, &args, "namespaced");
-    workloads::baseline(&apps, Kind::Deployment, "web").await;
+    for kind in Kind::ALL {
+        workloads::baseline(&apps, kind, "web").await;
+    }
     for ns in [&apps, &other] {
         configmap(ns, "cfg", &[("k", "2")], json!({})).await;
     }
-    wait_for("the rollout in apps", TIMEOUT, || async {
-        (workloads::rollouts(&apps, Kind::Deployment, "web").await == 1).then_some(())
-    })
-    .await;
+    for kind in Kind::ALL {
+        wait_for(
+            &format!("the rollout of the {kind:?} in apps"),
+            TIMEOUT,
+            || async { (workloads::rollouts(&apps, kind, "web").await == 1).then_some(()) },
+        )
+        .await;
+    }
     let untouched = workloads::get(&other, Kind::Deployment, "web").await;
     assert_eq!(
         untouched["metadata"]["annotations"]["kube-reloader.io/config-hash"],
@@ -179,4 +180,150 @@ async fn works_in_its_namespaces_only(install: Install) {
     let logs = reloader.logs();
     assert!(!logs.to_lowercase().contains("forbidden"), "{logs}");
     assert_eq!(reloader.count(&["acquired the Lease"]), 1, "{logs}");
+
+    let watch_role = ["role", "kube-reloader-watch", "--namespace=apps"];
+    fails_loudly_without_patch(&cp, &apps, &watch_role, &reloader).await;
+    every_grant_is_used(&cp, &objects, reloader).await;
+}
+
+/// Takes one permission away (patching workloads, rule 1 of the role named by `role`, as
+/// kubectl arguments): the next change of the `web` workloads' ConfigMap in `ns` must fail
+/// loudly, with a Warning Event on each saying what was forbidden, and roll nothing.
+async fn fails_loudly_without_patch(
+    cp: &ControlPlane,
+    ns: &TestNs,
+    role: &[&str],
+    reloader: &Reloader,
+) {
+    assert_eq!(
+        denied(cp),
+        Vec::new(),
+        "denied before any permission was taken"
+    );
+    let remove = r#"[{"op": "replace", "path": "/rules/1/verbs", "value": ["list", "watch"]}]"#;
+    let mut patch = vec!["patch"];
+    patch.extend(role);
+    patch.extend(["--type=json", "-p", remove]);
+    cp.kubectl(&patch);
+    configmap(ns, "cfg", &[("k", "3")], json!({})).await;
+    let notes = wait_for("a WriteFailed Event on the Deployment", TIMEOUT, || async {
+        let n = objects::events(ns, "web", "WriteFailed").await;
+        n.iter().any(|n| n.contains("Deployment")).then_some(n)
+    })
+    .await;
+    assert!(notes.iter().all(|n| n.contains("forbidden")), "{notes:?}");
+    reloader
+        .wait_count(&["reconcile failed", "name=web", "forbidden"], 1)
+        .await;
+    for kind in Kind::ALL {
+        assert_eq!(workloads::rollouts(ns, kind, "web").await, 1, "{kind:?}");
+    }
+    // The only denied requests are those the missing permission explains.
+    for r in denied(cp) {
+        assert_eq!(
+            (r.verb.as_str(), r.group.as_str()),
+            ("patch", "apps"),
+            "{r:?}"
+        );
+    }
+}
+
+/// The ServiceAccount's requests the apiserver refused.
+fn denied(cp: &ControlPlane) -> Vec<AuditedRequest> {
+    let mut denied = cp.requests_by(SA_USER);
+    denied.retain(|r| r.code == 403);
+    denied
+}
+
+/// One permission a Role or ClusterRole of the install grants.
+#[derive(Debug)]
+struct Grant {
+    /// The Role's namespace; empty for a ClusterRole (every namespace).
+    namespace: String,
+    group: String,
+    resource: String,
+    verb: String,
+    /// From `resourceNames`; empty when the rule names none.
+    name: String,
+}
+
+impl Grant {
+    fn used_by(&self, r: &AuditedRequest) -> bool {
+        (self.namespace.is_empty() || self.namespace == r.namespace)
+            && self.group == r.group
+            && self.resource == r.resource
+            && self.verb == r.verb
+            && (self.name.is_empty() || self.name == r.name)
+    }
+}
+
+/// Every permission the install's Roles and ClusterRoles grant, one per verb, resource and name.
+fn grants(objects: &[Value]) -> Vec<Grant> {
+    let strings = |v: &Value| -> Vec<String> {
+        let list = v.as_array().cloned().unwrap_or_default();
+        list.iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut grants = Vec::new();
+    for role in objects
+        .iter()
+        .filter(|o| o["kind"] == "Role" || o["kind"] == "ClusterRole")
+    {
+        let namespace = role["metadata"]["namespace"].as_str().unwrap_or_default();
+        for rule in role["rules"].as_array().expect("rules") {
+            let mut names = strings(&rule["resourceNames"]);
+            if names.is_empty() {
+                names.push(String::new());
+            }
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        for name in &names {
+                            grants.push(Grant {
+                                namespace: namespace.to_string(),
+                                group: group.clone(),
+                                resource: resource.clone(),
+                                verb: verb.clone(),
+                                name: name.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(!grants.is_empty(), "the install grants nothing");
+    grants
+}
+
+/// Least privilege, the other way round: each permission granted has been used by the controller
+/// (the apiserver's audit log shows a request it covers). Some are used only after a while:
+/// `patch` on Events folds a repeated Warning into a series, on the first retry. A watch is
+/// logged reliably only once it ends, so the controller is stopped before those are checked.
+async fn every_grant_is_used(cp: &ControlPlane, objects: &[Value], reloader: Reloader) {
+    let (watches, others): (Vec<Grant>, Vec<Grant>) =
+        grants(objects).into_iter().partition(|g| g.verb == "watch");
+    all_used(cp, &others).await;
+    drop(reloader);
+    all_used(cp, &watches).await;
+}
+
+async fn all_used(cp: &ControlPlane, grants: &[Grant]) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let requests = cp.requests_by(SA_USER);
+        let unused: Vec<&Grant> = grants
+            .iter()
+            .filter(|g| !requests.iter().any(|r| g.used_by(r)))
+            .collect();
+        if unused.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "granted but never used by the controller: {unused:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -126,6 +126,28 @@ impl ControlPlane {
         text
     }
 
+    /// The requests `user` has made so far, as the apiserver's audit log records them (every
+    /// request by a ServiceAccount is logged, metadata only; see hack/cluster.sh).
+    pub fn requests_by(&self, user: &str) -> Vec<AuditedRequest> {
+        let log = std::fs::read_to_string(self.dir().join("audit.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["user"]["username"] == user)
+            .map(|e| {
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                let o = &e["objectRef"];
+                AuditedRequest {
+                    verb: s(&e["verb"]),
+                    group: s(&o["apiGroup"]),
+                    resource: s(&o["resource"]),
+                    namespace: s(&o["namespace"]),
+                    name: s(&o["name"]),
+                    code: e["responseStatus"]["code"].as_u64().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
     /// The directory holding the kubeconfig, certificates and component logs.
     pub fn dir(&self) -> &Path {
         self.kubeconfig.parent().expect("kubeconfig has a parent")
@@ -141,6 +163,19 @@ impl Drop for ControlPlane {
             let _ = child.wait();
         }
     }
+}
+
+/// One request from the apiserver's audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditedRequest {
+    pub verb: String,
+    /// The API group, empty for the core group.
+    pub group: String,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    /// The response's HTTP status (0 while a watch is still open).
+    pub code: u64,
 }
 
 /// A client from a kubeconfig file.

@@ -152,7 +152,11 @@ impl TriggerRouter {
     }
 }
 
+/// How often each workload controller forgets the workloads that are gone from its cache.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
 fn run_controller<K: Workload>(
+    scope: Option<String>,
     api: Api<K>,
     config: watcher::Config,
     triggers: mpsc::UnboundedReceiver<Trigger>,
@@ -164,6 +168,7 @@ fn run_controller<K: Workload>(
     let index_ctx = Arc::clone(&ctx);
     let controller = Controller::new(api, config);
     let store = controller.store();
+    let (sweep_ctx, mut sweep_stop) = (Arc::clone(&ctx), stop.clone());
     // kube-runtime's readiness signal wakes only one of several concurrent waiters, and the
     // controller itself waits on it too; so poll it with a timeout instead of awaiting it once.
     tokio::spawn(async move {
@@ -171,8 +176,31 @@ fn run_controller<K: Workload>(
             let wait = tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready());
             match wait.await {
                 Ok(Ok(())) => break health.workload_synced(),
-                Ok(Err(_)) => break, // the controller is gone
+                Ok(Err(_)) => return, // the controller is gone
                 Err(_) => continue,
+            }
+        }
+        // A deleted workload triggers no reconcile (the controller follows applied objects
+        // only), so what the context holds about it is dropped here, once it has left the
+        // cache; a workload of another controller's namespace is not this one's to judge. Ends
+        // with the controller (say, on losing the Lease), so no stale cache outlives it.
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = sweep_stop.wait_for(|s| *s) => return,
+            }
+            for w in sweep_ctx.known(K::KIND) {
+                let mine = scope.as_ref().is_none_or(|ns| *ns == w.namespace);
+                if mine
+                    && store
+                        .get(&ObjectRef::new(&w.name).within(&w.namespace))
+                        .is_none()
+                {
+                    tracing::debug!(kind = %w.kind, namespace = %w.namespace, name = %w.name,
+                        "workload deleted; forgetting it");
+                    sweep_ctx.forget(&w);
+                }
             }
         }
     });
@@ -189,7 +217,7 @@ fn run_controller<K: Workload>(
                 Ok(_) => {}
                 // A workload deleted since a config change was routed to it.
                 Err(ControllerError::ObjectNotFound(obj)) => {
-                    index_ctx.index.remove(&WorkloadRef {
+                    index_ctx.forget(&WorkloadRef {
                         kind: K::KIND,
                         namespace: obj.namespace.clone().unwrap_or_default(),
                         name: obj.name.clone(),
@@ -406,6 +434,7 @@ impl Workers {
                 let (ctx, h, s) = (Arc::clone(ctx), Arc::clone(health), stop_rx.clone());
                 let fut = match kind {
                     WorkloadKind::Deployment => run_controller::<Deployment>(
+                        scope.clone(),
                         api_for(client, scope),
                         config(),
                         rx,
@@ -415,6 +444,7 @@ impl Workers {
                     )
                     .boxed(),
                     WorkloadKind::StatefulSet => run_controller::<StatefulSet>(
+                        scope.clone(),
                         api_for(client, scope),
                         config(),
                         rx,
@@ -423,10 +453,16 @@ impl Workers {
                         s,
                     )
                     .boxed(),
-                    WorkloadKind::DaemonSet => {
-                        run_controller::<DaemonSet>(api_for(client, scope), config(), rx, ctx, h, s)
-                            .boxed()
-                    }
+                    WorkloadKind::DaemonSet => run_controller::<DaemonSet>(
+                        scope.clone(),
+                        api_for(client, scope),
+                        config(),
+                        rx,
+                        ctx,
+                        h,
+                        s,
+                    )
+                    .boxed(),
                 };
                 tasks.push(tokio::spawn(fut));
             }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use crate::configs::ConfigKey;
 use crate::references::ConfigKind;
-use crate::workload::WorkloadRef;
+use crate::workload::{WorkloadKind, WorkloadRef};
 
 #[derive(Default)]
 struct Inner {
@@ -58,6 +58,17 @@ impl Index {
                 .by_workload
                 .insert(workload.clone(), (keys, whole_namespace));
         }
+    }
+
+    /// The indexed workloads of one kind.
+    pub fn workloads(&self, kind: WorkloadKind) -> Vec<WorkloadRef> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .by_workload
+            .keys()
+            .filter(|w| w.kind == kind)
+            .cloned()
+            .collect()
     }
 
     /// Forgets a workload (deleted, or no longer opted in).
@@ -108,7 +119,6 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::WorkloadKind;
 
     fn w(ns: &str, name: &str) -> WorkloadRef {
         WorkloadRef {
@@ -154,6 +164,10 @@ mod tests {
         index.remove(&w("a", "api"));
         assert!(index.affected(&cm("a", "y")).is_empty());
         assert_eq!(index.len(), 2);
+        let mut deployments = index.workloads(WorkloadKind::Deployment);
+        deployments.sort_by(|x, y| x.namespace.cmp(&y.namespace));
+        assert_eq!(deployments, vec![w("a", "web"), w("b", "web")]);
+        assert!(index.workloads(WorkloadKind::DaemonSet).is_empty());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::metrics::{KindLabels, Metrics, Outcome};
 use crate::optin::{self, ConfigView};
 use crate::ratelimit::{TokenBucket, cooldown};
 use crate::references::{ConfigKind, references};
-use crate::workload::{Workload, WorkloadRef};
+use crate::workload::{Workload, WorkloadKind, WorkloadRef};
 
 /// Annotations kube-reloader writes.
 pub mod written {
@@ -110,6 +110,39 @@ impl Context {
         self.may_write.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Every workload of `kind` this context holds something about: indexed, warned about,
+    /// failing, or with a write or dry-run baseline in flight.
+    pub fn known(&self, kind: WorkloadKind) -> HashSet<WorkloadRef> {
+        let mut known: HashSet<WorkloadRef> = self.index.workloads(kind).into_iter().collect();
+        let of_kind = |w: &&WorkloadRef| w.kind == kind;
+        known.extend(
+            locked(&self.warned)
+                .iter()
+                .map(|(w, _)| w)
+                .filter(of_kind)
+                .cloned(),
+        );
+        known.extend(locked(&self.failures).keys().filter(of_kind).cloned());
+        known.extend(locked(&self.pending_writes).keys().filter(of_kind).cloned());
+        known.extend(
+            locked(&self.dry_run_baselines)
+                .keys()
+                .filter(of_kind)
+                .cloned(),
+        );
+        known
+    }
+
+    /// Forgets everything about a workload that no longer exists, so that memory follows the
+    /// workloads that exist, whatever the churn.
+    pub fn forget(&self, wref: &WorkloadRef) {
+        self.index.remove(wref);
+        locked(&self.warned).retain(|(w, _)| w != wref);
+        locked(&self.failures).remove(wref);
+        locked(&self.pending_writes).remove(wref);
+        locked(&self.dry_run_baselines).remove(wref);
+    }
+
     /// Whether a problem of a workload is to be reported now: true the first time it is seen,
     /// false while it persists; once it is gone, it is forgotten.
     fn report_once(&self, wref: &WorkloadRef, problem: String, present: bool) -> bool {
@@ -122,6 +155,11 @@ impl Context {
             false
         }
     }
+}
+
+/// A lock that a panicked holder did not poison for good: the data stays usable.
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Debug, Error)]

@@ -21,6 +21,52 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A deleted workload is forgotten (its index entry, its warnings, its retry count), so memory
+/// follows the workloads that exist however many come and go; and one created again under the
+/// same name is judged afresh: warned again about the same missing ConfigMap.
+#[tokio::test]
+async fn deleted_workloads_are_forgotten() {
+    let ns = TestNs::new("forget").await;
+    workloads::opted_in_with_configmap(&ns, "web").await;
+    let lacking = || {
+        let pod = workloads::env_from_configmap("absent");
+        workloads::deployment(
+            &ns,
+            "lacking",
+            json!({"kube-reloader.io/auto": "true"}),
+            pod,
+        )
+    };
+    lacking().await;
+    let reloader = Reloader::start(&ns, &[]);
+    let addr = reloader.http_addr().await;
+    let tracked = |n: f64| async move {
+        let (_, text) = get(addr, "/metrics").await;
+        (sample(&text, "kube_reloader_tracked_workloads") == Some(n)).then_some(())
+    };
+    let test_ns = &ns;
+    let warnings = |n: usize| async move {
+        let events = objects::events(test_ns, "lacking", "MissingReference").await;
+        (events.len() == n).then_some(())
+    };
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
+    wait_for("both to be tracked", TIMEOUT, || tracked(2.0)).await;
+    wait_for("the Warning about lacking", TIMEOUT, || warnings(1)).await;
+
+    for name in ["web", "lacking"] {
+        workloads::delete(&ns, Kind::Deployment, name).await;
+    }
+    wait_for("the deleted workloads to be forgotten", TIMEOUT, || {
+        tracked(0.0)
+    })
+    .await;
+    reloader
+        .wait_count(&["workload deleted; forgetting it", "name=lacking"], 1)
+        .await;
+    lacking().await;
+    wait_for("a Warning about the new lacking", TIMEOUT, || warnings(2)).await;
+}
+
 #[tokio::test]
 async fn metrics_and_probes_after_a_rollout() {
     let ns = TestNs::new("metrics").await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 
 use super::{TestNs, from_json, wait_for};
@@ -108,6 +108,31 @@ pub async fn create(ns: &TestNs, kind: Kind, manifest: Value) {
                 .create(&pp, &from_json(manifest))
                 .await
                 .expect("create"),
+        ),
+    }
+}
+
+/// Deletes the workload (in the background: its pods and ReplicaSets go after it).
+pub async fn delete(ns: &TestNs, kind: Kind, name: &str) {
+    let dp = DeleteParams::default();
+    match kind {
+        Kind::Deployment => drop(
+            ns.api::<Deployment>()
+                .delete(name, &dp)
+                .await
+                .expect("delete"),
+        ),
+        Kind::StatefulSet => drop(
+            ns.api::<StatefulSet>()
+                .delete(name, &dp)
+                .await
+                .expect("delete"),
+        ),
+        Kind::DaemonSet => drop(
+            ns.api::<DaemonSet>()
+                .delete(name, &dp)
+                .await
+                .expect("delete"),
         ),
     }
 }

@@ -141,24 +141,44 @@ impl ConfigStore {
             .sum()
     }
 
-    /// Inserts or replaces one object; true when what the rules see of it changed.
-    fn upsert(&self, key: ConfigKey, summary: ConfigSummary) -> bool {
+    /// Inserts or replaces one object; true when what the rules see of it changed. A change is
+    /// announced to `announce` before it becomes visible, so a reconcile that sees the new
+    /// content also sees the change's debounce window open (see `Context::is_debouncing`).
+    fn upsert(
+        &self,
+        key: ConfigKey,
+        summary: ConfigSummary,
+        announce: impl FnOnce(Vec<ConfigKey>),
+    ) -> bool {
         let mut objects = self.objects.write().unwrap_or_else(|e| e.into_inner());
-        objects.insert(key, summary.clone()) != Some(summary)
+        if objects.get(&key) == Some(&summary) {
+            return false;
+        }
+        announce(vec![key.clone()]);
+        objects.insert(key, summary);
+        true
     }
 
-    fn remove(&self, key: &ConfigKey) -> bool {
+    /// Removes one object; true when it was there. Announced as [`upsert`](Self::upsert) is.
+    fn remove(&self, key: &ConfigKey, announce: impl FnOnce(Vec<ConfigKey>)) -> bool {
         let mut objects = self.objects.write().unwrap_or_else(|e| e.into_inner());
-        objects.remove(key).is_some()
+        if !objects.contains_key(key) {
+            return false;
+        }
+        announce(vec![key.clone()]);
+        objects.remove(key);
+        true
     }
 
     /// Replaces every object of `kind` within `scope` (a namespace, or all when `None`) with a
-    /// complete list, and returns the keys whose summary changed, appeared or disappeared.
+    /// complete list, and returns the keys whose summary changed, appeared or disappeared
+    /// (announced first, as [`upsert`](Self::upsert) does).
     fn replace(
         &self,
         kind: ConfigKind,
         scope: Option<&str>,
         listed: BTreeMap<ConfigKey, ConfigSummary>,
+        announce: impl FnOnce(Vec<ConfigKey>),
     ) -> Vec<ConfigKey> {
         let mut objects = self.objects.write().unwrap_or_else(|e| e.into_inner());
         let in_scope = |(ns, k, _): &ConfigKey| *k == kind && scope.is_none_or(|s| s == ns);
@@ -167,16 +187,21 @@ impl ConfigStore {
             .filter(|k| in_scope(k) && !listed.contains_key(*k))
             .cloned()
             .collect();
-        let mut changed = Vec::new();
+        let mut changed = gone.clone();
+        changed.extend(
+            listed
+                .iter()
+                .filter(|(key, summary)| objects.get(*key) != Some(*summary))
+                .map(|(key, _)| key.clone()),
+        );
+        if !changed.is_empty() {
+            announce(changed.clone());
+        }
         for key in gone {
             objects.remove(&key);
-            changed.push(key);
         }
         for (key, summary) in listed {
-            if objects.get(&key) != Some(&summary) {
-                changed.push(key.clone());
-                objects.insert(key, summary);
-            }
+            objects.insert(key, summary);
         }
         changed
     }
@@ -201,7 +226,7 @@ impl ConfigStore {
 
     /// Puts a listed object in (for one-shot uses such as `explain`, outside any watch).
     pub fn insert(&self, key: ConfigKey, summary: ConfigSummary) {
-        self.upsert(key, summary);
+        self.upsert(key, summary, |_| {});
     }
 
     /// A view of one namespace for the opt-in rules.
@@ -286,28 +311,20 @@ pub async fn watch<K: ConfigObject>(
             Ok(Event::InitDone) => {
                 let listed = listing.take().unwrap_or_default();
                 let n = listed.len();
-                let diff = store.replace(K::KIND, scope.as_deref(), listed);
+                let diff = store.replace(K::KIND, scope.as_deref(), listed, &hooks.changed);
                 tracing::debug!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), objects = n, changed = diff.len(), "listed");
                 if !synced_once {
                     synced_once = true;
                     store.mark_stream_synced();
                 }
                 (hooks.listed)();
-                if !diff.is_empty() {
-                    (hooks.changed)(diff);
-                }
             }
             Ok(Event::Apply(obj)) => {
-                let k = key_of(&obj);
-                if store.upsert(k.clone(), summarize(&obj, &key, reloader_compat)) {
-                    (hooks.changed)(vec![k]);
-                }
+                let summary = summarize(&obj, &key, reloader_compat);
+                store.upsert(key_of(&obj), summary, &hooks.changed);
             }
             Ok(Event::Delete(obj)) => {
-                let k = key_of(&obj);
-                if store.remove(&k) {
-                    (hooks.changed)(vec![k]);
-                }
+                store.remove(&key_of(&obj), &hooks.changed);
             }
             Err(e) => {
                 (hooks.failed)();
@@ -337,16 +354,16 @@ mod tests {
     fn relist_reports_only_differences_within_scope() {
         let store = ConfigStore::new(1);
         assert!(!store.is_synced());
-        store.upsert(key("a", "same"), summary("1"));
-        store.upsert(key("a", "edited"), summary("1"));
-        store.upsert(key("a", "deleted"), summary("1"));
-        store.upsert(key("b", "other-ns"), summary("1"));
+        store.upsert(key("a", "same"), summary("1"), |_| {});
+        store.upsert(key("a", "edited"), summary("1"), |_| {});
+        store.upsert(key("a", "deleted"), summary("1"), |_| {});
+        store.upsert(key("b", "other-ns"), summary("1"), |_| {});
         let listed = BTreeMap::from([
             (key("a", "same"), summary("1")),
             (key("a", "edited"), summary("2")),
             (key("a", "new"), summary("1")),
         ]);
-        let mut changed = store.replace(ConfigKind::ConfigMap, Some("a"), listed);
+        let mut changed = store.replace(ConfigKind::ConfigMap, Some("a"), listed, |_| {});
         changed.sort();
         assert_eq!(
             changed,
@@ -364,18 +381,22 @@ mod tests {
     #[test]
     fn upsert_of_the_same_summary_is_no_change() {
         let store = ConfigStore::new(0);
-        assert!(store.upsert(key("a", "x"), summary("1")));
-        assert!(!store.upsert(key("a", "x"), summary("1")));
-        assert!(store.upsert(key("a", "x"), summary("2")));
+        assert!(store.upsert(key("a", "x"), summary("1"), |_| {}));
+        assert!(!store.upsert(key("a", "x"), summary("1"), |_| {}));
+        assert!(store.upsert(key("a", "x"), summary("2"), |_| {}));
     }
 
     #[test]
     fn view_lists_names_of_one_namespace_and_kind() {
         let store = ConfigStore::new(0);
-        store.upsert(key("a", "x"), summary("1"));
-        store.upsert(key("a", "y"), summary("1"));
-        store.upsert(key("ab", "z"), summary("1"));
-        store.upsert(("a".into(), ConfigKind::Secret, "s".into()), summary("1"));
+        store.upsert(key("a", "x"), summary("1"), |_| {});
+        store.upsert(key("a", "y"), summary("1"), |_| {});
+        store.upsert(key("ab", "z"), summary("1"), |_| {});
+        store.upsert(
+            ("a".into(), ConfigKind::Secret, "s".into()),
+            summary("1"),
+            |_| {},
+        );
         assert_eq!(store.view("a").names(ConfigKind::ConfigMap), ["x", "y"]);
         assert_eq!(store.view("a").names(ConfigKind::Secret), ["s"]);
     }

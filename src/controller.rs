@@ -21,7 +21,6 @@ use tokio::sync::watch;
 use crate::cli::Args;
 use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
 use crate::http::{self, Health};
-use crate::index::Index;
 use crate::key::{self, KeyError};
 use crate::lease;
 use crate::metrics::{KindLabels, Metrics};
@@ -101,7 +100,6 @@ type Senders = HashMap<(WorkloadKind, Option<String>), mpsc::UnboundedSender<Tri
 /// are dropped: a new leader reconciles every workload from the cluster state anyway.
 pub struct TriggerRouter {
     debounce: Duration,
-    pending: Mutex<HashSet<WorkloadRef>>,
     senders: Mutex<Senders>,
 }
 
@@ -109,7 +107,6 @@ impl TriggerRouter {
     fn new(debounce: Duration) -> Self {
         Self {
             debounce,
-            pending: Mutex::default(),
             senders: Mutex::default(),
         }
     }
@@ -118,29 +115,24 @@ impl TriggerRouter {
         *self.senders.lock().unwrap_or_else(|e| e.into_inner()) = senders;
     }
 
-    /// Schedules a reconcile of every workload the changed objects concern.
-    pub fn changed(self: &Arc<Self>, keys: Vec<ConfigKey>, index: &Index) {
+    /// Schedules a reconcile of every workload the changed objects concern, at the end of its
+    /// debounce window (opened now unless it is open already).
+    pub fn changed(self: &Arc<Self>, keys: Vec<ConfigKey>, ctx: &Arc<Context>) {
         for key in keys {
-            for workload in index.affected(&key) {
-                self.schedule(workload);
+            for workload in ctx.index.affected(&key) {
+                self.schedule(workload, ctx);
             }
         }
     }
 
-    fn schedule(self: &Arc<Self>, workload: WorkloadRef) {
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if !pending.insert(workload.clone()) {
-                return;
-            }
+    fn schedule(self: &Arc<Self>, workload: WorkloadRef, ctx: &Arc<Context>) {
+        if !ctx.open_debounce(&workload) {
+            return;
         }
-        let me = Arc::clone(self);
+        let (me, ctx) = (Arc::clone(self), Arc::clone(ctx));
         tokio::spawn(async move {
             tokio::time::sleep(me.debounce).await;
-            me.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&workload);
+            ctx.close_debounce(&workload);
             let senders = me.senders.lock().unwrap_or_else(|e| e.into_inner());
             let sender = senders
                 .get(&(workload.kind, Some(workload.namespace.clone())))
@@ -262,7 +254,7 @@ fn spawn_config_watch<K: ConfigObject>(
     let scope = scope.clone();
     tokio::spawn(async move {
         let hooks = WatchHooks {
-            changed: |keys| router.changed(keys, &ctx.index),
+            changed: |keys| router.changed(keys, &ctx),
             listed: || {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

@@ -69,6 +69,9 @@ pub struct Context {
     pending_writes: Mutex<HashMap<WorkloadRef, String>>,
     /// Failed reconciles in a row, per workload: the retry delay grows with them.
     failures: Mutex<HashMap<WorkloadRef, u32>>,
+    /// Workloads whose debounce window is open: a config change of theirs was seen, and its
+    /// reconcile is scheduled for the window's end.
+    debouncing: Mutex<HashSet<WorkloadRef>>,
 }
 
 impl Context {
@@ -95,6 +98,7 @@ impl Context {
             may_write: std::sync::atomic::AtomicBool::new(false),
             pending_writes: Mutex::default(),
             failures: Mutex::default(),
+            debouncing: Mutex::default(),
         }
     }
 }
@@ -108,6 +112,22 @@ impl Context {
 
     fn may_write(&self) -> bool {
         self.may_write.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Opens a workload's debounce window; false when it is open already.
+    pub fn open_debounce(&self, wref: &WorkloadRef) -> bool {
+        locked(&self.debouncing).insert(wref.clone())
+    }
+
+    pub fn close_debounce(&self, wref: &WorkloadRef) {
+        locked(&self.debouncing).remove(wref);
+    }
+
+    /// Whether a config change of this workload waits for the end of its debounce window. A
+    /// change is announced before the store shows it, so a reconcile that sees the new content
+    /// and then finds the window closed knows that the window has passed.
+    fn is_debouncing(&self, wref: &WorkloadRef) -> bool {
+        locked(&self.debouncing).contains(wref)
     }
 
     /// Every workload of `kind` this context holds something about: indexed, warned about,
@@ -326,6 +346,13 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
             Ok(Action::await_change())
         }
         Decision::Roll { changed } => {
+            // Reconciled early (say, because the workload itself was updated) while configs
+            // are still changing: the reconcile at the window's end rolls once for them all.
+            if ctx.is_debouncing(&wref) {
+                tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+                    "change pending: inside the --debounce window");
+                return Ok(Action::await_change());
+            }
             let last = last_rollout
                 .as_deref()
                 .and_then(|t| t.parse::<Timestamp>().ok())

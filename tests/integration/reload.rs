@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube_reloader::digest::{ContentDigest, Entry, WorkloadDigest};
 use kube_reloader::references::{ConfigKind, Keys};
 use serde_json::{Value, json};
@@ -623,10 +624,26 @@ async fn several_configs_changed_together_roll_once() {
     let reloader = Reloader::start(&ns, &["--debounce=2s"]);
     workloads::baseline(&ns, Kind::Deployment, "web").await;
 
-    for c in ["a", "b", "c"] {
+    // The workload itself changes inside the debounce window too: the reconcile that this
+    // triggers sees `a` changed already, and must leave the rollout to the window's end.
+    configmap(&ns, "a", &[("k", "2")], json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let touch = json!({"metadata": {"labels": {"touched": "yes"}}});
+    ns.api::<Deployment>()
+        .patch("web", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .expect("label the Deployment");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for c in ["b", "c"] {
         configmap(&ns, c, &[("k", "2")], json!({})).await;
     }
-    wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
+    let k2: &[(&str, &str)] = &[("k", "2")];
+    let want = expected_hash(&[("a", k2), ("b", k2), ("c", k2)]);
+    wait_for("all three changes to be rolled out", TIMEOUT, || async {
+        let t = workloads::annotation(&ns, Kind::Deployment, "web", HASH, true).await?;
+        (t == want).then_some(())
+    })
+    .await;
     reloader.wait_up_to_date("web", 1).await;
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 1);
     let notes = objects::events(&ns, "web", "Reloaded").await;

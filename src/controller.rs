@@ -13,8 +13,8 @@ use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{Controller, Error as ControllerError};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use thiserror::Error;
 use tokio::sync::watch;
 
@@ -158,8 +158,14 @@ fn run_controller<K: Workload>(
 ) -> impl std::future::Future<Output = ()> {
     let triggers = triggers.map(|(ns, name)| ObjectRef::<K>::new(&name).within(&ns));
     let index_ctx = Arc::clone(&ctx);
-    let controller = Controller::new(api, config);
-    let store = controller.store();
+    // As Controller::new builds it, with two differences: objects are slimmed before they are
+    // cached, and deletions trigger too, so that a deleted workload is forgotten at once.
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .modify(K::slim)
+        .reflect(writer)
+        .touched_objects();
+    let controller = Controller::for_stream(stream, store.clone());
     let (sweep_ctx, mut sweep_stop) = (Arc::clone(&ctx), stop.clone());
     // kube-runtime's readiness signal wakes only one of several concurrent waiters, and the
     // controller itself waits on it too; so poll it with a timeout instead of awaiting it once.
@@ -172,10 +178,11 @@ fn run_controller<K: Workload>(
                 Err(_) => continue,
             }
         }
-        // A deleted workload triggers no reconcile (the controller follows applied objects
-        // only), so what the context holds about it is dropped here, once it has left the
-        // cache; a workload of another controller's namespace is not this one's to judge. Ends
-        // with the controller (say, on losing the Lease), so no stale cache outlives it.
+        // A deletion triggers a reconcile that finds the workload gone (ObjectNotFound, below),
+        // but one made while the watch was down only shows as an absence after the relist; so
+        // what the context holds is also swept against the cache. A workload of another
+        // controller's namespace is not this one's to judge. Ends with the controller (say, on
+        // losing the Lease), so no stale cache outlives it.
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
         loop {
             tokio::select! {
@@ -207,13 +214,16 @@ fn run_controller<K: Workload>(
         .for_each(move |result| {
             match result {
                 Ok(_) => {}
-                // A workload deleted since a config change was routed to it.
+                // A workload deleted (or deleted since a config change was routed to it).
                 Err(ControllerError::ObjectNotFound(obj)) => {
-                    index_ctx.forget(&WorkloadRef {
+                    let w = WorkloadRef {
                         kind: K::KIND,
                         namespace: obj.namespace.clone().unwrap_or_default(),
                         name: obj.name.clone(),
-                    });
+                    };
+                    tracing::debug!(kind = %w.kind, namespace = %w.namespace, name = %w.name,
+                        "workload deleted; forgetting it");
+                    index_ctx.forget(&w);
                 }
                 Err(ControllerError::ReconcilerFailed(..)) => {} // logged by error_policy
                 Err(e @ ControllerError::QueueError(_)) => {

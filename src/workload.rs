@@ -37,6 +37,9 @@ impl fmt::Display for WorkloadKind {
 }
 
 /// A Deployment, StatefulSet or DaemonSet.
+/// kubectl's client-side apply record: a copy of the whole object as last applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 pub trait Workload:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone
@@ -49,6 +52,20 @@ pub trait Workload:
 {
     const KIND: WorkloadKind;
     fn template(&self) -> Option<&PodTemplateSpec>;
+
+    /// Drops what kube-reloader never reads before the object is cached: its status, its
+    /// managedFields and kubectl's last-applied copy of the whole object. These are most of a
+    /// typical workload's size, and the controller's cache holds every watched workload.
+    fn slim(&mut self) {
+        let meta = self.meta_mut();
+        meta.managed_fields = None;
+        if let Some(a) = meta.annotations.as_mut() {
+            a.remove(LAST_APPLIED);
+        }
+        self.clear_status();
+    }
+
+    fn clear_status(&mut self);
 
     /// The pod template's annotations (empty when it has none).
     fn template_annotations(&self) -> &BTreeMap<String, String> {
@@ -65,6 +82,9 @@ impl Workload for Deployment {
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref().map(|s| &s.template)
     }
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
 }
 
 impl Workload for StatefulSet {
@@ -72,12 +92,18 @@ impl Workload for StatefulSet {
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref().map(|s| &s.template)
     }
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
 }
 
 impl Workload for DaemonSet {
     const KIND: WorkloadKind = WorkloadKind::DaemonSet;
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref().map(|s| &s.template)
+    }
+    fn clear_status(&mut self) {
+        self.status = None;
     }
 }
 
@@ -92,5 +118,48 @@ pub struct WorkloadRef {
 impl fmt::Display for WorkloadRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slimming_keeps_what_reconciles_read_and_drops_the_rest() {
+        let mut d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web", "namespace": "app", "uid": "u1", "resourceVersion": "7",
+                "annotations": {
+                    "kube-reloader.io/auto": "true",
+                    LAST_APPLIED: "{\"a whole copy\": true}",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+            },
+            "spec": {
+                "selector": {},
+                "template": {
+                    "metadata": {"annotations": {"reloader.stakater.com/auto": "true"}},
+                    "spec": {"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]},
+                },
+            },
+            "status": {"replicas": 3, "observedGeneration": 2},
+        }))
+        .expect("a Deployment");
+        let before = d.clone();
+        d.slim();
+        assert_eq!(d.metadata.managed_fields, None);
+        assert_eq!(d.status, None);
+        let annotations = d.metadata.annotations.as_ref().expect("annotations");
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["kube-reloader.io/auto"]
+        );
+        assert_eq!(d.spec, before.spec);
+        assert_eq!(d.template_annotations(), before.template_annotations());
+        assert_eq!(
+            (d.metadata.uid, d.metadata.resource_version),
+            (before.metadata.uid, before.metadata.resource_version)
+        );
     }
 }

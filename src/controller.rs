@@ -37,6 +37,10 @@ pub const SKIPPED_SECRET_TYPES: [&str; 2] =
 /// Page size of initial lists: bounds the transient memory of listing large ConfigMaps.
 const LIST_PAGE_SIZE: u32 = 10;
 
+/// Workloads are listed in pages of this many: they are decoded whole before they are slimmed,
+/// so the page bounds what a list costs on top of the cache.
+const WORKLOAD_PAGE_SIZE: u32 = 50;
+
 #[derive(Debug, Error)]
 pub enum RunError {
     #[error("cannot configure the Kubernetes client: {0} (set KUBECONFIG, or run in a cluster)")]
@@ -419,7 +423,7 @@ impl Workers {
     ) -> Self {
         let selector = field_selector(ignored, &[]);
         let config = || {
-            let c = watcher::Config::default();
+            let c = watcher::Config::default().page_size(WORKLOAD_PAGE_SIZE);
             match &selector {
                 Some(s) => c.fields(s),
                 None => c,

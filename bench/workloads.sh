@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Workload memory benchmark: kube-reloader's resident memory while it caches many opted-in
+# Deployments of a realistic size (a pod spec with ENVS environment variables, applied with
+# client-side `kubectl apply`, so each carries kubectl's last-applied copy of itself and its
+# managedFields). Compares the binaries given, one control plane per run.
+#
+#   bench/workloads.sh [BINARY ...]          (default: target/release/kube-reloader)
+#   COUNT=1000 ENVS=30 bench/workloads.sh old/kube-reloader target/release/kube-reloader
+#
+# Prints a Markdown table: the binary, the workloads, their average size as the API server
+# returns them (JSON), and the controller's RSS once every baseline is recorded, and its peak.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+[ $# -gt 0 ] || set -- "$here/target/release/kube-reloader"
+count=${COUNT:-1000}
+envs=${ENVS:-30}
+for bin in "$@"; do
+  [ -x "$bin" ] || { echo "bench: no binary $bin (cargo build --release, or pass one)" >&2; exit 1; }
+done
+work=$(mktemp -d "${TMPDIR:-/tmp}/kube-reloader-bench.XXXXXX")
+controller_pid=""
+cleanup() {
+  [ -n "$controller_pid" ] && kill "$controller_pid" 2>/dev/null && wait "$controller_pid" 2>/dev/null
+  "$here/hack/cluster.sh" down "$work/cluster" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+kib() { awk '/^'"$1"':/ {print $2}' "/proc/$controller_pid/status"; }
+
+{
+  echo "apiVersion: v1"
+  echo "kind: ConfigMap"
+  echo "metadata: {name: shared, namespace: bench}"
+  echo "data: {k: v}"
+  for i in $(seq 1 "$count"); do
+    cat <<YAML
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-$i, namespace: bench, labels: {app: web-$i, team: bench}, annotations: {kube-reloader.io/auto: "true"}}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: web-$i}}
+  template:
+    metadata: {labels: {app: web-$i, team: bench}}
+    spec:
+      containers:
+      - name: app
+        image: registry.invalid/team/app:1.2.3
+        envFrom: [{configMapRef: {name: shared}}]
+        env:
+YAML
+    for e in $(seq 1 "$envs"); do
+      echo "        - {name: SETTING_NUMBER_$e, value: \"a value of a typical length for setting $e\"}"
+    done
+  done
+} > "$work/objects.yaml"
+
+echo "| binary | Deployments | average size (JSON) | RSS after sync | peak RSS |"
+echo "|---|---|---|---|---|"
+for bin in "$@"; do
+  export KUBECONFIG
+  KUBECONFIG=$("$here/hack/cluster.sh" up "$work/cluster" 2>/dev/null)
+  kubectl create namespace bench >/dev/null
+  kubectl create namespace kube-reloader >/dev/null
+  kubectl apply -f "$work/objects.yaml" >/dev/null
+  bytes=$(kubectl get deployments -n bench -o json | wc -c)
+  "$bin" --namespace bench --controller-namespace kube-reloader --log-level info > "$work/log" 2>&1 &
+  controller_pid=$!
+  for _ in $(seq 1 1500); do
+    n=$(grep -c "recorded the baseline" "$work/log" || true)
+    [ "$n" -ge "$count" ] && break
+    sleep 0.2
+  done
+  sleep 2
+  rss=$(kib VmRSS); hwm=$(kib VmHWM)
+  printf '| %s | %d | %d KiB | %d MiB | %d MiB |\n' "$bin" "$count" $((bytes / count / 1024)) $((rss / 1024)) $((hwm / 1024))
+  kill "$controller_pid"; wait "$controller_pid" 2>/dev/null || true; controller_pid=""
+  "$here/hack/cluster.sh" down "$work/cluster" >/dev/null
+done

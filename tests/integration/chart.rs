@@ -98,9 +98,8 @@ async fn every_chart_rendering_applies_server_side_as_rendered() {
     let custom = chart::render("custom", ns(3), CUSTOM_VALUES).expect("render");
     check_custom(&custom, ns(3));
 
-    for (i, r) in [defaults, ha, scoped, custom].iter().enumerate() {
-        let file = r.write(&release_ns[i].name);
-        cp.kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    for r in [defaults, ha, scoped, custom].iter() {
+        cp.apply(&r.yaml);
         for o in &r.objects {
             let kind = o["kind"].as_str().unwrap();
             let name = o["metadata"]["name"].as_str().unwrap();

@@ -39,15 +39,19 @@ impl Install {
     /// Applies the objects server-side and returns them with the arguments of their Deployment,
     /// plus what the pod would have (its namespace) and shorter timings for the test.
     fn apply(&self, cp: &ControlPlane) -> (Vec<Value>, Vec<String>) {
-        let (path, objects) = match self {
-            Install::Manifests(dir) => (repo_root().join(dir), chart::yaml_documents(dir)),
+        let (applied, objects) = match self {
+            Install::Manifests(dir) => {
+                let path = repo_root().join(dir);
+                let path = path.to_str().unwrap();
+                let applied = cp.kubectl(&["apply", "--server-side", "-f", path]);
+                (applied, chart::yaml_documents(dir))
+            }
             Install::Chart(values) => {
                 let r = chart::render("kube-reloader", "kube-reloader", values).expect("render");
                 cp.kubectl(&["create", "namespace", "kube-reloader"]);
-                (r.write("install"), r.objects)
+                (cp.apply(&r.yaml), r.objects)
             }
         };
-        let applied = cp.kubectl(&["apply", "--server-side", "-f", path.to_str().unwrap()]);
         assert!(
             applied.contains("deployment.apps/kube-reloader serverside-applied"),
             "{applied}"

@@ -61,13 +61,6 @@ impl Rendering {
     pub fn args(&self) -> Vec<String> {
         deployment_args(&self.objects)
     }
-
-    /// Writes the YAML to a file, for kubectl.
-    pub fn write(&self, label: &str) -> PathBuf {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chart-{label}.yaml"));
-        std::fs::write(&path, &self.yaml).expect("write rendering");
-        path
-    }
 }
 
 /// Renders charts/kube-reloader as `helm template RELEASE charts/kube-reloader -n NAMESPACE -f

@@ -126,6 +126,22 @@ impl ControlPlane {
         text
     }
 
+    /// Applies these YAML documents server-side as admin (`kubectl apply --server-side -f -`),
+    /// with no file between, so parallel tests cannot overwrite each other's input; panics with
+    /// kubectl's output on failure.
+    pub fn apply(&self, yaml: &str) -> String {
+        let out = run_with_stdin(
+            Command::new("kubectl")
+                .args(["apply", "--server-side", "-f", "-"])
+                .env("KUBECONFIG", &self.kubeconfig),
+            yaml,
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl apply failed:\n{text}");
+        text
+    }
+
     /// The requests `user` has made so far, as the apiserver's audit log records them (every
     /// request by a ServiceAccount is logged, metadata only; see hack/cluster.sh).
     pub fn requests_by(&self, user: &str) -> Vec<AuditedRequest> {

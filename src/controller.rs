@@ -23,6 +23,7 @@ use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
 use crate::http::{self, Health};
 use crate::key::{self, KeyError};
 use crate::lease;
+use crate::locked;
 use crate::metrics::{KindLabels, Metrics};
 use crate::ratelimit::TokenBucket;
 use crate::reconcile::{self, Context, Settings};
@@ -116,7 +117,7 @@ impl TriggerRouter {
     }
 
     fn set_senders(&self, senders: Senders) {
-        *self.senders.lock().unwrap_or_else(|e| e.into_inner()) = senders;
+        *locked(&self.senders) = senders;
     }
 
     /// Schedules a reconcile of every workload the changed objects concern, at the end of its
@@ -137,7 +138,7 @@ impl TriggerRouter {
         tokio::spawn(async move {
             tokio::time::sleep(me.debounce).await;
             ctx.close_debounce(&workload);
-            let senders = me.senders.lock().unwrap_or_else(|e| e.into_inner());
+            let senders = locked(&me.senders);
             let sender = senders
                 .get(&(workload.kind, Some(workload.namespace.clone())))
                 .or_else(|| senders.get(&(workload.kind, None)));

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::configs::ConfigKey;
+use crate::locked;
 use crate::references::ConfigKind;
 use crate::workload::{WorkloadKind, WorkloadRef};
 
@@ -33,7 +34,7 @@ impl Index {
         objects: BTreeSet<(ConfigKind, String)>,
         whole_namespace: bool,
     ) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = locked(&self.inner);
         Self::remove_locked(&mut inner, workload);
         let keys: Vec<ConfigKey> = objects
             .into_iter()
@@ -62,7 +63,7 @@ impl Index {
 
     /// The indexed workloads of one kind.
     pub fn workloads(&self, kind: WorkloadKind) -> Vec<WorkloadRef> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = locked(&self.inner);
         inner
             .by_workload
             .keys()
@@ -73,7 +74,7 @@ impl Index {
 
     /// Forgets a workload (deleted, or no longer opted in).
     pub fn remove(&self, workload: &WorkloadRef) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = locked(&self.inner);
         Self::remove_locked(&mut inner, workload);
     }
 
@@ -99,7 +100,7 @@ impl Index {
 
     /// The workloads a change of `key` concerns.
     pub fn affected(&self, key: &ConfigKey) -> BTreeSet<WorkloadRef> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = locked(&self.inner);
         let direct = inner.by_object.get(key).into_iter().flatten();
         let by_ns = inner.by_namespace.get(&key.0).into_iter().flatten();
         direct.chain(by_ns).cloned().collect()
@@ -107,7 +108,7 @@ impl Index {
 
     /// Number of workloads indexed.
     pub fn len(&self) -> usize {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = locked(&self.inner);
         inner.by_workload.len()
     }
 

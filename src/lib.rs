@@ -22,3 +22,9 @@ pub mod ratelimit;
 pub mod reconcile;
 pub mod references;
 pub mod workload;
+
+/// A Mutex's guard, also when a holder panicked: every lock here guards data that stays
+/// consistent between statements, so a panic elsewhere must not stop the controller.
+pub(crate) fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -17,6 +17,7 @@ use crate::configs::{ConfigStore, NamespaceView};
 use crate::decision::{Decision, decide};
 use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
 use crate::index::Index;
+use crate::locked;
 use crate::metrics::{KindLabels, Metrics, Outcome};
 use crate::optin::{self, ConfigView};
 use crate::ratelimit::{TokenBucket, cooldown};
@@ -166,7 +167,7 @@ impl Context {
     /// Whether a problem of a workload is to be reported now: true the first time it is seen,
     /// false while it persists; once it is gone, it is forgotten.
     fn report_once(&self, wref: &WorkloadRef, problem: String, present: bool) -> bool {
-        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut warned = locked(&self.warned);
         let key = (wref.clone(), problem);
         if present {
             warned.insert(key)
@@ -175,11 +176,6 @@ impl Context {
             false
         }
     }
-}
-
-/// A lock that a panicked holder did not poison for good: the data stays usable.
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Debug, Error)]
@@ -209,10 +205,7 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
     let wref = workload_ref(obj.as_ref());
     let result = reconcile_synced(obj, &ctx).await;
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&wref);
+        locked(&ctx.failures).remove(&wref);
     }
     ctx.metrics
         .reconcile_duration
@@ -228,7 +221,7 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
 
     // Skip a copy of the object older than our own last write (see `pending_writes`).
     {
-        let mut pending = ctx.pending_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = locked(&ctx.pending_writes);
         if let Some(before) = pending.get(&wref) {
             if obj.resource_version().as_ref() == Some(before) {
                 return Ok(Action::requeue(Duration::from_millis(500)));
@@ -293,10 +286,7 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
         annotations.get(written::TRACKED).map(String::as_str),
     );
     if ctx.settings.dry_run {
-        let simulated = ctx
-            .dry_run_baselines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let simulated = locked(&ctx.dry_run_baselines);
         if let Some(r) = simulated.get(&wref) {
             recorded = Some(r.clone());
         }
@@ -378,11 +368,7 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
                 publish(ctx, obj.as_ref(), EventType::Normal, "WouldReload", note).await;
                 return Ok(Action::await_change());
             }
-            let token = ctx
-                .bucket
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .try_take(Instant::now());
+            let token = locked(&ctx.bucket).try_take(Instant::now());
             if let Err(wait) = token {
                 tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, ?wait,
                     "change pending: global rollout rate limit (--max-rollouts-per-second)");
@@ -422,10 +408,7 @@ fn simulate(ctx: &Context, wref: &WorkloadRef, current: &WorkloadDigest) {
         Some(&current.parts_annotation()),
     );
     if let Some(r) = recorded {
-        ctx.dry_run_baselines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(wref.clone(), r);
+        locked(&ctx.dry_run_baselines).insert(wref.clone(), r);
     }
 }
 
@@ -523,10 +506,7 @@ async fn write<K: Workload>(
             source,
         })?;
     if let Some(rv) = before.filter(|rv| updated.resource_version().as_ref() != Some(rv)) {
-        ctx.pending_writes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(wref.clone(), rv);
+        locked(&ctx.pending_writes).insert(wref.clone(), rv);
     }
     Ok(())
 }
@@ -565,7 +545,7 @@ pub fn error_policy<K: Workload>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) 
         return Action::await_change();
     }
     let failures = {
-        let mut all = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = locked(&ctx.failures);
         let n = all.entry(wref.clone()).or_default();
         *n = n.saturating_add(1);
         *n

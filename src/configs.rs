@@ -402,6 +402,24 @@ mod tests {
     }
 
     #[test]
+    fn only_real_changes_are_announced_each_once() {
+        let store = ConfigStore::new(0);
+        let seen = std::cell::RefCell::new(Vec::new());
+        let announce = |keys: Vec<ConfigKey>| seen.borrow_mut().extend(keys);
+        assert!(store.upsert(key("a", "x"), summary("1"), announce));
+        assert!(!store.upsert(key("a", "x"), summary("1"), announce));
+        assert!(!store.remove(&key("a", "absent"), announce));
+        let relisted = BTreeMap::from([(key("a", "x"), summary("1"))]);
+        assert!(
+            store
+                .replace(ConfigKind::ConfigMap, None, relisted, announce)
+                .is_empty()
+        );
+        assert!(store.remove(&key("a", "x"), announce));
+        assert_eq!(*seen.borrow(), [key("a", "x"), key("a", "x")]);
+    }
+
+    #[test]
     fn configmap_entries_include_binary_data() {
         let cm: ConfigMap = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "c", "namespace": "n"},

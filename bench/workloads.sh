@@ -8,7 +8,8 @@
 #   COUNT=1000 ENVS=30 bench/workloads.sh old/kube-reloader target/release/kube-reloader
 #
 # Prints a Markdown table: the binary, the workloads, their average size as the API server
-# returns them (JSON), and the controller's RSS once every baseline is recorded, and its peak.
+# returns them (JSON), the time from start until every baseline is recorded, and the
+# controller's RSS then, and its peak.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,8 +59,8 @@ YAML
   done
 } > "$work/objects.yaml"
 
-echo "| binary | Deployments | average size (JSON) | RSS after sync | peak RSS |"
-echo "|---|---|---|---|---|"
+echo "| binary | Deployments | average size (JSON) | all baselines after | RSS after sync | peak RSS |"
+echo "|---|---|---|---|---|---|"
 for bin in "$@"; do
   export KUBECONFIG
   KUBECONFIG=$("$here/hack/cluster.sh" up "$work/cluster" 2>/dev/null)
@@ -67,6 +68,7 @@ for bin in "$@"; do
   kubectl create namespace kube-reloader >/dev/null
   kubectl apply -f "$work/objects.yaml" >/dev/null
   bytes=$(kubectl get deployments -n bench -o json | wc -c)
+  start=$(date +%s.%N)
   "$bin" --namespace bench --controller-namespace kube-reloader --log-level info > "$work/log" 2>&1 &
   controller_pid=$!
   for _ in $(seq 1 1500); do
@@ -74,9 +76,10 @@ for bin in "$@"; do
     [ "$n" -ge "$count" ] && break
     sleep 0.2
   done
+  took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   sleep 2
   rss=$(kib VmRSS); hwm=$(kib VmHWM)
-  printf '| %s | %d | %d KiB | %d MiB | %d MiB |\n' "$bin" "$count" $((bytes / count / 1024)) $((rss / 1024)) $((hwm / 1024))
+  printf '| %s | %d | %d KiB | %s s | %d MiB | %d MiB |\n' "$bin" "$count" $((bytes / count / 1024)) "$took" $((rss / 1024)) $((hwm / 1024))
   kill "$controller_pid"; wait "$controller_pid" 2>/dev/null || true; controller_pid=""
   "$here/hack/cluster.sh" down "$work/cluster" >/dev/null
 done

@@ -69,6 +69,12 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_ROLLOUT_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub rollout_burst: u32,
 
+    /// Reconciles in flight at once, per workload kind and watched namespace (each holds an API
+    /// connection while it writes, so this also bounds the connections kept open after a burst,
+    /// such as the first baselines of a large cluster).
+    #[arg(long, env = "KUBE_RELOADER_MAX_CONCURRENT_RECONCILES", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
+
     /// Honour stakater Reloader's annotations (`reloader.stakater.com/…`), so manifests written for
     /// Reloader work unchanged.
     #[arg(long, env = "KUBE_RELOADER_RELOADER_COMPAT", default_value_t = true, action = clap::ArgAction::Set)]
@@ -258,6 +264,8 @@ mod tests {
         assert_eq!(a.min_rollout_interval, Duration::from_secs(10));
         assert!(a.reloader_compat);
         assert!(a.namespaces.is_empty());
+        assert_eq!(a.max_concurrent_reconciles, 4);
+        assert!(Args::try_parse_from(["kube-reloader", "--max-concurrent-reconciles=0"]).is_err());
         let a = Args::try_parse_from([
             "kube-reloader",
             "--namespace",

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::controller::{Controller, Error as ControllerError};
+use kube::runtime::controller::{self, Controller, Error as ControllerError};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -170,7 +170,9 @@ fn run_controller<K: Workload>(
         .modify(K::slim)
         .reflect(writer)
         .touched_objects();
-    let controller = Controller::for_stream(stream, store.clone());
+    let concurrency = ctx.settings.max_concurrent_reconciles;
+    let controller = Controller::for_stream(stream, store.clone())
+        .with_config(controller::Config::default().concurrency(concurrency));
     let (sweep_ctx, mut sweep_stop) = (Arc::clone(&ctx), stop.clone());
     // kube-runtime's readiness signal wakes only one of several concurrent waiters, and the
     // controller itself waits on it too; so poll it with a timeout instead of awaiting it once.
@@ -329,6 +331,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             reloader_compat: args.reloader_compat,
             min_rollout_interval: args.min_rollout_interval,
             dry_run: args.dry_run,
+            max_concurrent_reconciles: args.max_concurrent_reconciles,
         },
         TokenBucket::new(
             args.max_rollouts_per_second,

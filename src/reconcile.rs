@@ -45,6 +45,8 @@ pub struct Settings {
     pub min_rollout_interval: Duration,
     /// Report what would be rolled out; write nothing to workloads.
     pub dry_run: bool,
+    /// Reconciles in flight at once per workload controller.
+    pub max_concurrent_reconciles: u16,
 }
 
 /// Everything a reconcile needs, shared.

@@ -152,15 +152,28 @@ impl TriggerRouter {
 /// How often each workload controller forgets the workloads that are gone from its cache.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
-fn run_controller<K: Workload>(
+/// What one workload controller (one kind, one watched scope) runs with.
+struct ControllerParts {
+    client: Client,
     scope: Option<String>,
-    api: Api<K>,
     config: watcher::Config,
     triggers: mpsc::UnboundedReceiver<Trigger>,
     ctx: Arc<Context>,
     health: Arc<Health>,
     stop: watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> {
+}
+
+fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Future<Output = ()> {
+    let ControllerParts {
+        client,
+        scope,
+        config,
+        triggers,
+        ctx,
+        health,
+        stop,
+    } = parts;
+    let api = api_for::<K>(&client, &scope);
     let triggers = triggers.map(|(ns, name)| ObjectRef::<K>::new(&name).within(&ns));
     let index_ctx = Arc::clone(&ctx);
     // As Controller::new builds it, with two differences: objects are slimmed before they are
@@ -441,38 +454,19 @@ impl Workers {
             for kind in WorkloadKind::ALL {
                 let (tx, rx) = mpsc::unbounded();
                 senders.insert((kind, scope.clone()), tx);
-                let (ctx, h, s) = (Arc::clone(ctx), Arc::clone(health), stop_rx.clone());
+                let parts = ControllerParts {
+                    client: client.clone(),
+                    scope: scope.clone(),
+                    config: config(),
+                    triggers: rx,
+                    ctx: Arc::clone(ctx),
+                    health: Arc::clone(health),
+                    stop: stop_rx.clone(),
+                };
                 let fut = match kind {
-                    WorkloadKind::Deployment => run_controller::<Deployment>(
-                        scope.clone(),
-                        api_for(client, scope),
-                        config(),
-                        rx,
-                        ctx,
-                        h,
-                        s,
-                    )
-                    .boxed(),
-                    WorkloadKind::StatefulSet => run_controller::<StatefulSet>(
-                        scope.clone(),
-                        api_for(client, scope),
-                        config(),
-                        rx,
-                        ctx,
-                        h,
-                        s,
-                    )
-                    .boxed(),
-                    WorkloadKind::DaemonSet => run_controller::<DaemonSet>(
-                        scope.clone(),
-                        api_for(client, scope),
-                        config(),
-                        rx,
-                        ctx,
-                        h,
-                        s,
-                    )
-                    .boxed(),
+                    WorkloadKind::Deployment => run_controller::<Deployment>(parts).boxed(),
+                    WorkloadKind::StatefulSet => run_controller::<StatefulSet>(parts).boxed(),
+                    WorkloadKind::DaemonSet => run_controller::<DaemonSet>(parts).boxed(),
                 };
                 tasks.push(tokio::spawn(fut));
             }

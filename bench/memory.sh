@@ -16,16 +16,8 @@ bin=${1:-$here/target/release/kube-reloader}
 [ -x "$bin" ] || { echo "bench: build first: cargo build --release (or pass the binary)" >&2; exit 1; }
 counts=${COUNTS:-200}
 sizes=${SIZES:-1024 65536 524288}
-work=$(mktemp -d "${TMPDIR:-/tmp}/kube-reloader-bench.XXXXXX")
-controller_pid=""
-cleanup() {
-  [ -n "$controller_pid" ] && kill "$controller_pid" 2>/dev/null && wait "$controller_pid" 2>/dev/null
-  "$here/hack/cluster.sh" down "$work/cluster" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-kib() { awk -v k="$1" '/^'"$1"':/ {print $2}' "/proc/$controller_pid/status"; }
+# shellcheck source=bench/lib.sh
+. "$here/bench/lib.sh"
 
 echo "| objects (ConfigMaps + Secrets) | bytes each | data watched | RSS after sync | peak RSS |"
 echo "|---|---|---|---|---|"
@@ -63,16 +55,11 @@ EOF
     kubectl create namespace kube-reloader >/dev/null
     "$bin" --namespace bench --controller-namespace kube-reloader --log-level info > "$work/log" 2>&1 &
     controller_pid=$!
-    for _ in $(seq 1 1500); do
-      n=$(grep -c "recorded the baseline" "$work/log" || true)
-      [ "$n" -ge "$count" ] && break
-      sleep 0.2
-    done
+    wait_baselines "$count"
     sleep 2
     rss=$(kib VmRSS); hwm=$(kib VmHWM)
     total=$(( 2 * count * size / 1024 / 1024 ))
     printf '| %d + %d | %d | %d MiB | %d MiB | %d MiB |\n' "$count" "$count" "$size" "$total" $((rss / 1024)) $((hwm / 1024))
-    kill "$controller_pid"; wait "$controller_pid" 2>/dev/null || true; controller_pid=""
-    "$here/hack/cluster.sh" down "$work/cluster" >/dev/null
+    stop_run
   done
 done

@@ -19,16 +19,8 @@ envs=${ENVS:-30}
 for bin in "$@"; do
   [ -x "$bin" ] || { echo "bench: no binary $bin (cargo build --release, or pass one)" >&2; exit 1; }
 done
-work=$(mktemp -d "${TMPDIR:-/tmp}/kube-reloader-bench.XXXXXX")
-controller_pid=""
-cleanup() {
-  [ -n "$controller_pid" ] && kill "$controller_pid" 2>/dev/null && wait "$controller_pid" 2>/dev/null
-  "$here/hack/cluster.sh" down "$work/cluster" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-kib() { awk '/^'"$1"':/ {print $2}' "/proc/$controller_pid/status"; }
+# shellcheck source=bench/lib.sh
+. "$here/bench/lib.sh"
 
 {
   echo "apiVersion: v1"
@@ -71,15 +63,10 @@ for bin in "$@"; do
   start=$(date +%s.%N)
   "$bin" --namespace bench --controller-namespace kube-reloader --log-level info > "$work/log" 2>&1 &
   controller_pid=$!
-  for _ in $(seq 1 1500); do
-    n=$(grep -c "recorded the baseline" "$work/log" || true)
-    [ "$n" -ge "$count" ] && break
-    sleep 0.2
-  done
+  wait_baselines "$count"
   took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   sleep 2
   rss=$(kib VmRSS); hwm=$(kib VmHWM)
   printf '| %s | %d | %d KiB | %s s | %d MiB | %d MiB |\n' "$bin" "$count" $((bytes / count / 1024)) "$took" $((rss / 1024)) $((hwm / 1024))
-  kill "$controller_pid"; wait "$controller_pid" 2>/dev/null || true; controller_pid=""
-  "$here/hack/cluster.sh" down "$work/cluster" >/dev/null
+  stop_run
 done

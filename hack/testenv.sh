@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/k8s-version.env"
 
 cache_root=${KUBE_RELOADER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-reloader}
-bin_dir="$cache_root/k8s-$K8S_VERSION"
+bin_dir="$cache_root/k8s-$K8S_VERSION-$K8S_BUILD"
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
@@ -32,6 +32,7 @@ if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ]
 else
   command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
   command -v make >/dev/null 2>&1 || need_pkgs+=(make)
+  [ -d "$gocode/github.com/modern-go/reflect2" ] || need_pkgs+=(golang-github-modern-go-reflect2-dev)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -72,6 +73,14 @@ orig=$(ls "$work"/src/*.orig.tar.* 2>/dev/null | head -n 1)
 [ -n "$orig" ] || die "no .orig tarball in the downloaded source package"
 mkdir -p "$work/tree"
 tar -xf "$orig" -C "$work/tree" --strip-components=1 || die "unpacking $orig failed"
+# Kubernetes 1.20 vendors reflect2 1.0.1, whose map iteration faults under Go 1.18 and newer:
+# the apiserver dies on the first custom resource it encodes. 1.0.2 fixes only that; Debian
+# packages it. (Only the vendored files change; go.mod and vendor/modules.txt keep 1.0.1.)
+vendored="$work/tree/vendor/github.com/modern-go/reflect2"
+[ -d "$vendored" ] || die "no vendored reflect2 in the Kubernetes tree at $vendored"
+rm -rf "$vendored" && mkdir -p "$vendored"
+find "$gocode/github.com/modern-go/reflect2" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) \
+  ! -name '*_test.go' -exec cp {} "$vendored/" \; || die "copying Debian's reflect2 failed"
 
 (cd "$work/tree" && PATH=/usr/lib/go-1.19/bin:$PATH CGO_ENABLED=0 GOFLAGS= GOCACHE="$work/gocache" \
   make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2) || die "building Kubernetes $K8S_VERSION failed (see the output above)"

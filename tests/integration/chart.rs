@@ -98,6 +98,13 @@ async fn every_chart_rendering_applies_server_side_as_rendered() {
     let custom = chart::render("custom", ns(3), CUSTOM_VALUES).expect("render");
     check_custom(&custom, ns(3));
 
+    // The custom values include a ServiceMonitor: the API server needs its kind first.
+    cp.apply(SERVICE_MONITOR_CRD);
+    cp.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+    ]);
     for r in [defaults, ha, scoped, custom].iter() {
         cp.apply(&r.yaml);
         for o in &r.objects {
@@ -117,6 +124,25 @@ async fn every_chart_rendering_applies_server_side_as_rendered() {
     }
 }
 
+/// Just enough of the Prometheus Operator's ServiceMonitor kind for the API server to store
+/// one (its real schema is the operator's; only the group, names and scope matter here).
+const SERVICE_MONITOR_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
 const CUSTOM_VALUES: &str = r#"
 fullnameOverride: reloader
 replicas: 0
@@ -128,6 +154,7 @@ reloaderCompat: false
 keySecretName: digest-key
 log: {level: debug, format: json}
 metricsPort: 8080
+metrics: {serviceMonitor: {enabled: true, interval: 15s, labels: {release: prom}}}
 extraArgs: ["--debounce=5s"]
 extraEnv: [{name: TZ, value: UTC}]
 resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {cpu: "1", memory: 256Mi}}
@@ -152,8 +179,27 @@ fn check_custom(r: &Rendering, namespace: &str) {
         .collect();
     assert_eq!(
         kinds,
-        ["Deployment"],
-        "rbac.create and serviceAccount.create are off"
+        ["Service", "Deployment", "ServiceMonitor"],
+        "rbac.create and serviceAccount.create are off; the ServiceMonitor brings its Service"
+    );
+    let selector =
+        json!({"app.kubernetes.io/name": "kube-reloader", "app.kubernetes.io/instance": "custom"});
+    let svc = r.get("Service", "reloader");
+    assert_eq!(svc["spec"]["selector"], selector);
+    assert_eq!(
+        svc["spec"]["ports"],
+        json!([{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}])
+    );
+    let sm = r.get("ServiceMonitor", "reloader");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prom");
+    assert_eq!(sm["spec"]["selector"]["matchLabels"], selector);
+    assert_eq!(
+        sm["spec"]["namespaceSelector"]["matchNames"],
+        json!([namespace])
+    );
+    assert_eq!(
+        sm["spec"]["endpoints"],
+        json!([{"port": "metrics", "path": "/metrics", "interval": "15s"}])
     );
     let d = r.get("Deployment", "reloader");
     assert_eq!(d["metadata"]["namespace"], namespace);
@@ -195,10 +241,7 @@ fn check_custom(r: &Rendering, namespace: &str) {
         "true"
     );
     assert_eq!(pod["metadata"]["labels"]["team"], "platform");
-    assert_eq!(
-        d["spec"]["selector"]["matchLabels"],
-        json!({"app.kubernetes.io/name": "kube-reloader", "app.kubernetes.io/instance": "custom"})
-    );
+    assert_eq!(d["spec"]["selector"]["matchLabels"], selector);
 }
 
 #[test]

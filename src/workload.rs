@@ -36,10 +36,10 @@ impl fmt::Display for WorkloadKind {
     }
 }
 
-/// A Deployment, StatefulSet or DaemonSet.
 /// kubectl's client-side apply record: a copy of the whole object as last applied.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// A Deployment, StatefulSet or DaemonSet.
 pub trait Workload:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone

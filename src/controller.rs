@@ -200,24 +200,20 @@ fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Futu
         }
         // A deletion triggers a reconcile that finds the workload gone (ObjectNotFound, below),
         // but one made while the watch was down only shows as an absence after the relist; so
-        // what the context holds is also swept against the cache. A workload of another
-        // controller's namespace is not this one's to judge. Ends with the controller (say, on
-        // losing the Lease), so no stale cache outlives it.
+        // what the context holds is also swept against the cache, for this controller's scope
+        // only. Ends with the controller (say, on losing the Lease), so no stale cache outlives
+        // it.
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = sweep_stop.wait_for(|s| *s) => return,
             }
-            for w in sweep_ctx.known(K::KIND) {
-                let mine = scope.as_ref().is_none_or(|ns| *ns == w.namespace);
-                if mine
-                    && store
-                        .get(&ObjectRef::new(&w.name).within(&w.namespace))
-                        .is_none()
+            for w in sweep_ctx.known(K::KIND, scope.as_deref()) {
+                if store
+                    .get(&ObjectRef::new(&w.name).within(&w.namespace))
+                    .is_none()
                 {
-                    tracing::debug!(kind = %w.kind, namespace = %w.namespace, name = %w.name,
-                        "workload deleted; forgetting it");
                     sweep_ctx.forget(&w);
                 }
             }
@@ -236,14 +232,11 @@ fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Futu
                 Ok(_) => {}
                 // A workload deleted (or deleted since a config change was routed to it).
                 Err(ControllerError::ObjectNotFound(obj)) => {
-                    let w = WorkloadRef {
+                    index_ctx.forget(&WorkloadRef {
                         kind: K::KIND,
                         namespace: obj.namespace.clone().unwrap_or_default(),
                         name: obj.name.clone(),
-                    };
-                    tracing::debug!(kind = %w.kind, namespace = %w.namespace, name = %w.name,
-                        "workload deleted; forgetting it");
-                    index_ctx.forget(&w);
+                    });
                 }
                 Err(ControllerError::ReconcilerFailed(..)) => {} // logged by error_policy
                 Err(e @ ControllerError::QueueError(_)) => {

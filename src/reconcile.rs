@@ -133,32 +133,31 @@ impl Context {
         locked(&self.debouncing).contains(wref)
     }
 
-    /// Every workload of `kind` this context holds something about: indexed, warned about,
-    /// failing, or with a write or dry-run baseline in flight.
-    pub fn known(&self, kind: WorkloadKind) -> HashSet<WorkloadRef> {
-        let mut known: HashSet<WorkloadRef> = self.index.workloads(kind).into_iter().collect();
-        let of_kind = |w: &&WorkloadRef| w.kind == kind;
+    /// Every workload of `kind` (in `namespace`, or in all when `None`) this context holds
+    /// something about: indexed, warned about, failing, or with a write or dry-run baseline in
+    /// flight.
+    pub fn known(&self, kind: WorkloadKind, namespace: Option<&str>) -> HashSet<WorkloadRef> {
+        let mine = |w: &&WorkloadRef| w.kind == kind && namespace.is_none_or(|n| n == w.namespace);
+        let indexed = self.index.workloads(kind).into_iter();
+        let mut known: HashSet<WorkloadRef> = indexed.filter(|w| mine(&w)).collect();
         known.extend(
             locked(&self.warned)
                 .iter()
                 .map(|(w, _)| w)
-                .filter(of_kind)
+                .filter(mine)
                 .cloned(),
         );
-        known.extend(locked(&self.failures).keys().filter(of_kind).cloned());
-        known.extend(locked(&self.pending_writes).keys().filter(of_kind).cloned());
-        known.extend(
-            locked(&self.dry_run_baselines)
-                .keys()
-                .filter(of_kind)
-                .cloned(),
-        );
+        known.extend(locked(&self.failures).keys().filter(mine).cloned());
+        known.extend(locked(&self.pending_writes).keys().filter(mine).cloned());
+        known.extend(locked(&self.dry_run_baselines).keys().filter(mine).cloned());
         known
     }
 
     /// Forgets everything about a workload that no longer exists, so that memory follows the
     /// workloads that exist, whatever the churn.
     pub fn forget(&self, wref: &WorkloadRef) {
+        tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+            "workload deleted; forgetting it");
         self.index.remove(wref);
         locked(&self.warned).retain(|(w, _)| w != wref);
         locked(&self.failures).remove(wref);

@@ -109,10 +109,7 @@ async fn works_with_exactly_its_rbac(install: Install) {
     }
     configmap(&app, "cfg", &[("k", "2")], json!({})).await;
     for kind in Kind::ALL {
-        wait_for(&format!("the rollout of the {kind:?}"), TIMEOUT, || async {
-            (workloads::rollouts(&app, kind, "web").await == 1).then_some(())
-        })
-        .await;
+        workloads::wait_rollouts(&app, kind, "web", 1).await;
     }
     wait_for("the Reloaded Event", TIMEOUT, || async {
         let n = objects::events(&app, "web", "Reloaded").await;
@@ -133,9 +130,7 @@ async fn works_with_exactly_its_rbac(install: Install) {
 async fn every_kind_opted_in(ns: &TestNs) {
     workloads::opted_in_with_configmap(ns, "web").await;
     for kind in [Kind::StatefulSet, Kind::DaemonSet] {
-        let auto = json!({"kube-reloader.io/auto": "true"});
-        let m = workloads::manifest(kind, "web", auto, workloads::env_from_configmap("cfg"));
-        workloads::create(ns, kind, m).await;
+        workloads::opted_in(ns, kind, "web", workloads::env_from_configmap("cfg")).await;
     }
 }
 
@@ -164,12 +159,7 @@ async fn works_in_its_namespaces_only(install: Install) {
         configmap(ns, "cfg", &[("k", "2")], json!({})).await;
     }
     for kind in Kind::ALL {
-        wait_for(
-            &format!("the rollout of the {kind:?} in apps"),
-            TIMEOUT,
-            || async { (workloads::rollouts(&apps, kind, "web").await == 1).then_some(()) },
-        )
-        .await;
+        workloads::wait_rollouts(&apps, kind, "web", 1).await;
     }
     let untouched = workloads::get(&other, Kind::Deployment, "web").await;
     assert_eq!(

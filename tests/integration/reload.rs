@@ -21,16 +21,6 @@ const AUTO: &str = "kube-reloader.io/auto";
 const IGNORE: &str = "kube-reloader.io/ignore";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Waits until the workload has had `n` rollouts.
-async fn wait_rollouts(ns: &TestNs, kind: Kind, name: &str, n: u64) {
-    wait_for(
-        &format!("{n} rollouts of {kind:?} {name}"),
-        TIMEOUT,
-        || async { (workloads::rollouts(ns, kind, name).await >= n).then_some(()) },
-    )
-    .await;
-}
-
 /// The digest kube-reloader must record for a workload tracking exactly these ConfigMaps with all
 /// their keys, computed independently of the controller from the data the test wrote.
 fn expected_hash(configmaps: &[(&str, &[(&str, &str)])]) -> String {
@@ -54,13 +44,7 @@ async fn each_workload_kind_rolls_when_its_configmap_changes() {
     configmap(&ns, "cfg", &[("level", "info")], json!({})).await;
     for kind in Kind::ALL {
         let name = format!("{kind:?}").to_lowercase();
-        let m = workloads::manifest(
-            kind,
-            &name,
-            json!({AUTO: "true"}),
-            workloads::env_from_configmap("cfg"),
-        );
-        workloads::create(&ns, kind, m).await;
+        workloads::opted_in(&ns, kind, &name, workloads::env_from_configmap("cfg")).await;
     }
     let reloader = Reloader::start(&ns, &[]);
     let mut before = Vec::new();
@@ -75,7 +59,7 @@ async fn each_workload_kind_rolls_when_its_configmap_changes() {
     let want = expected_hash(&[("cfg", &[("level", "debug")])]);
     for (kind, before) in Kind::ALL.into_iter().zip(before) {
         let name = format!("{kind:?}").to_lowercase();
-        wait_rollouts(&ns, kind, &name, 1).await;
+        workloads::wait_rollouts(&ns, kind, &name, 1).await;
         let after = workloads::settled_revision(&ns, kind, &name).await;
         assert_ne!(
             after, before,
@@ -163,7 +147,7 @@ async fn run_cases(prefix: &str, cases: Vec<Case>, extra_args: &[&str], extra: &
     }
 
     for c in cases.iter().filter(|c| c.rolls) {
-        wait_rollouts(&ns, Kind::Deployment, c.name, 1).await;
+        workloads::wait_rollouts(&ns, Kind::Deployment, c.name, 1).await;
     }
     // The rolled ones prove the changes were processed; give the others the same chance by
     // waiting for a reconcile of theirs after the change where they have an opt-in at all.
@@ -477,7 +461,7 @@ async fn a_key_the_workload_does_not_use_rolls_nothing_and_a_used_one_does() {
     );
 
     configmap(&ns, "cfg", &[("used", "2"), ("unused", "2")], json!({})).await;
-    wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
+    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
 }
 
 #[tokio::test]
@@ -513,7 +497,7 @@ async fn metadata_only_change_does_not_roll() {
     // ConfigMap events arrive in order on one watch: once the canary's later change has rolled,
     // the metadata change before it has been seen.
     configmap(&ns, "canary", &[("k", "2")], json!({})).await;
-    wait_rollouts(&ns, Kind::Deployment, "canary", 1).await;
+    workloads::wait_rollouts(&ns, Kind::Deployment, "canary", 1).await;
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 0);
 }
 
@@ -530,7 +514,7 @@ async fn absent_then_created_rolls_and_delete_recreate_does_not() {
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 0);
 
     configmap(&ns, "late", &[("k", "1")], json!({})).await;
-    wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
+    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
     reloader.wait_up_to_date("web", 1).await;
 
     objects::delete_configmap(&ns, "late").await;
@@ -550,8 +534,7 @@ async fn installing_over_existing_workloads_rolls_nothing() {
     let spec = env_cm_and_secret("cfg", "creds");
     for kind in Kind::ALL {
         let name = format!("{kind:?}").to_lowercase();
-        let m = workloads::manifest(kind, &name, json!({AUTO: "true"}), spec.clone());
-        workloads::create(&ns, kind, m).await;
+        workloads::opted_in(&ns, kind, &name, spec.clone()).await;
     }
     let _reloader = Reloader::start(&ns, &[]);
     for kind in Kind::ALL {
@@ -605,7 +588,7 @@ async fn restart_without_changes_writes_nothing_and_a_change_while_down_rolls_on
     // A change made while it is down: exactly one rollout after it starts.
     configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
     let third = Reloader::start(&ns, &[]);
-    wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
+    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
     third.wait_up_to_date("web", 1).await;
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 1);
 }
@@ -700,7 +683,7 @@ async fn a_secret_digest_is_keyed_not_a_plain_sha256_of_its_data() {
     workloads::baseline(&ns, Kind::Deployment, "web").await;
 
     objects::update_secret(&ns, "creds", &[("password", "correct horse")]).await;
-    wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
+    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
     let recorded = workloads::annotation(&ns, Kind::Deployment, "web", HASH, true)
         .await
         .expect("template hash");
@@ -821,7 +804,7 @@ async fn a_malformed_annotation_gets_a_warning_event_and_nothing_is_patched() {
     // The valid workload beside them is served.
     workloads::baseline(&ns, Kind::Deployment, "good").await;
     configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
-    wait_rollouts(&ns, Kind::Deployment, "good", 1).await;
+    workloads::wait_rollouts(&ns, Kind::Deployment, "good", 1).await;
     for name in ["bad-bool", "bad-list", "bad-regex"] {
         let v = workloads::get(&ns, Kind::Deployment, name).await;
         assert_eq!(
@@ -855,7 +838,7 @@ async fn a_malformed_ignore_on_a_used_config_gets_one_warning_and_counts_as_not_
     // Not ignored: a change rolls; and the warning is not repeated on every reconcile.
     workloads::baseline(&ns, Kind::Deployment, "web").await;
     configmap(&ns, "cfg", &[("k", "2")], json!({IGNORE: "yes"})).await;
-    wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
+    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
     assert_eq!(
         reloader.count(&["has annotation", IGNORE, "counts as not set"]),
         1,

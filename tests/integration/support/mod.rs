@@ -115,30 +115,23 @@ impl ControlPlane {
 
     /// Runs kubectl against this control plane as admin; panics with its output on failure.
     pub fn kubectl(&self, args: &[&str]) -> String {
-        let out = Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output()
-            .expect("run kubectl");
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "kubectl {args:?} failed:\n{text}");
-        text
+        self.kubectl_with_input(args, "")
     }
 
     /// Applies these YAML documents server-side as admin (`kubectl apply --server-side -f -`),
     /// with no file between, so parallel tests cannot overwrite each other's input; panics with
     /// kubectl's output on failure.
     pub fn apply(&self, yaml: &str) -> String {
-        let out = run_with_stdin(
-            Command::new("kubectl")
-                .args(["apply", "--server-side", "-f", "-"])
-                .env("KUBECONFIG", &self.kubeconfig),
-            yaml,
-        );
+        self.kubectl_with_input(&["apply", "--server-side", "-f", "-"], yaml)
+    }
+
+    fn kubectl_with_input(&self, args: &[&str], input: &str) -> String {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
+        let out = run_with_stdin(&mut cmd, input);
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "kubectl apply failed:\n{text}");
+        assert!(out.status.success(), "kubectl {args:?} failed:\n{text}");
         text
     }
 

@@ -83,8 +83,22 @@ pub async fn deployment(ns: &TestNs, name: &str, annotations: Value, pod_spec: V
 /// `kube-reloader.io/auto`, taking `cfg` as environment variables.
 pub async fn opted_in_with_configmap(ns: &TestNs, name: &str) {
     super::objects::configmap(ns, "cfg", &[("k", "1")], json!({})).await;
+    opted_in(ns, Kind::Deployment, name, env_from_configmap("cfg")).await;
+}
+
+/// Creates workload `name` of this kind with this pod spec, opted in with `kube-reloader.io/auto`.
+pub async fn opted_in(ns: &TestNs, kind: Kind, name: &str, pod_spec: Value) {
     let auto = json!({"kube-reloader.io/auto": "true"});
-    deployment(ns, name, auto, env_from_configmap("cfg")).await;
+    create(ns, kind, manifest(kind, name, auto, pod_spec)).await;
+}
+
+/// Waits (at most 60 s) until the workload has had `n` rollouts.
+pub async fn wait_rollouts(ns: &TestNs, kind: Kind, name: &str, n: u64) {
+    let what = format!("{n} rollouts of {kind:?} {name}");
+    wait_for(&what, Duration::from_secs(60), || async {
+        (rollouts(ns, kind, name).await >= n).then_some(())
+    })
+    .await;
 }
 
 /// Creates the workload in the test namespace.

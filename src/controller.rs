@@ -20,12 +20,13 @@ use tokio::sync::watch;
 
 use crate::cli::Args;
 use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
+use crate::decision::Window;
 use crate::http::{self, Health};
+use crate::index::Index;
 use crate::key::{self, KeyError};
 use crate::lease;
 use crate::locked;
 use crate::metrics::{KindLabels, Metrics};
-use crate::ratelimit::TokenBucket;
 use crate::reconcile::{self, Context, Settings};
 use crate::references::ConfigKind;
 use crate::workload::{Workload, WorkloadKind, WorkloadRef};
@@ -100,19 +101,23 @@ type Trigger = (String, String);
 type Senders = HashMap<(WorkloadKind, Option<String>), mpsc::UnboundedSender<Trigger>>;
 
 /// Delivers config changes to the controllers of the workloads they concern, after the debounce
-/// window. The window is fixed from the first change, not extended by later ones, so a config
-/// rewritten continuously still gets rolled out. While no controllers run (a standby), changes
-/// are dropped: a new leader reconciles every workload from the cluster state anyway.
+/// window, and keeps each workload's window. The window is fixed from the first change, not
+/// extended by later ones, so a config rewritten continuously still gets rolled out. While no
+/// controllers run (a standby), changes are dropped: a new leader reconciles every workload from
+/// the cluster state anyway.
 pub struct TriggerRouter {
     debounce: Duration,
     senders: Mutex<Senders>,
+    /// When each workload's open (or passed, not yet decided) window opened.
+    windows: Mutex<HashMap<WorkloadRef, Instant>>,
 }
 
 impl TriggerRouter {
-    fn new(debounce: Duration) -> Self {
+    pub fn new(debounce: Duration) -> Self {
         Self {
             debounce,
             senders: Mutex::default(),
+            windows: Mutex::default(),
         }
     }
 
@@ -120,24 +125,34 @@ impl TriggerRouter {
         *locked(&self.senders) = senders;
     }
 
-    /// Schedules a reconcile of every workload the changed objects concern, at the end of its
-    /// debounce window (opened now unless it is open already).
-    pub fn changed(self: &Arc<Self>, keys: Vec<ConfigKey>, ctx: &Arc<Context>) {
+    /// Opens the window of every workload the changed objects concern (unless it is open
+    /// already); each is reconciled when its window ends.
+    pub fn changed(self: &Arc<Self>, keys: Vec<ConfigKey>, index: &Index) {
         for key in keys {
-            for workload in ctx.index.affected(&key) {
-                self.schedule(workload, ctx);
+            for workload in index.affected(&key) {
+                self.open(&workload);
             }
         }
     }
 
-    fn schedule(self: &Arc<Self>, workload: WorkloadRef, ctx: &Arc<Context>) {
-        if !ctx.open_debounce(&workload) {
-            return;
+    /// Opens a workload's debounce window, unless one is open; at its end the workload is
+    /// reconciled. A window that has passed but was not decided yet (say, a rollout waiting for
+    /// its cooldown) is opened anew, so that a change seen now is reconciled after it.
+    pub fn open(self: &Arc<Self>, workload: &WorkloadRef) {
+        let now = Instant::now();
+        {
+            let mut windows = locked(&self.windows);
+            if windows
+                .get(workload)
+                .is_some_and(|opened| now < *opened + self.debounce)
+            {
+                return;
+            }
+            windows.insert(workload.clone(), now);
         }
-        let (me, ctx) = (Arc::clone(self), Arc::clone(ctx));
+        let (me, workload) = (Arc::clone(self), workload.clone());
         tokio::spawn(async move {
             tokio::time::sleep(me.debounce).await;
-            ctx.close_debounce(&workload);
             let senders = locked(&me.senders);
             let sender = senders
                 .get(&(workload.kind, Some(workload.namespace.clone())))
@@ -146,6 +161,38 @@ impl TriggerRouter {
                 let _ = tx.unbounded_send((workload.namespace, workload.name));
             }
         });
+    }
+
+    /// The state of a workload's window, and when it opened. With no debounce at all, every
+    /// change is decided at once.
+    pub fn window(&self, workload: &WorkloadRef) -> (Window, Option<Instant>) {
+        match locked(&self.windows).get(workload) {
+            None if self.debounce.is_zero() => (Window::Passed, None),
+            None => (Window::Closed, None),
+            Some(opened) if Instant::now() < *opened + self.debounce => {
+                (Window::Open, Some(*opened))
+            }
+            Some(opened) => (Window::Passed, Some(*opened)),
+        }
+    }
+
+    /// Closes the window that opened at `opened`, once what it held was decided. A window opened
+    /// since (by a change announced meanwhile) stays, and brings its own reconcile.
+    pub fn close(&self, workload: &WorkloadRef, opened: Option<Instant>) {
+        let mut windows = locked(&self.windows);
+        if opened.is_some() && windows.get(workload) == opened.as_ref() {
+            windows.remove(workload);
+        }
+    }
+
+    /// Forgets a workload's window (the workload is gone, or no longer opted in).
+    pub fn forget(&self, workload: &WorkloadRef) {
+        locked(&self.windows).remove(workload);
+    }
+
+    /// The workloads with a window.
+    pub fn workloads(&self) -> Vec<WorkloadRef> {
+        locked(&self.windows).keys().cloned().collect()
     }
 }
 
@@ -261,7 +308,6 @@ fn spawn_config_watch<K: ConfigObject>(
     scope: &Option<String>,
     selector: Option<String>,
     ctx: &Arc<Context>,
-    router: &Arc<TriggerRouter>,
 ) {
     let mut config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
     if let Some(s) = selector {
@@ -273,11 +319,11 @@ fn spawn_config_watch<K: ConfigObject>(
         ctx.key.clone(),
         ctx.settings.reloader_compat,
     );
-    let (router, ctx) = (Arc::clone(router), Arc::clone(ctx));
+    let ctx = Arc::clone(ctx);
     let scope = scope.clone();
     tokio::spawn(async move {
         let hooks = WatchHooks {
-            changed: |keys| router.changed(keys, &ctx),
+            changed: |keys| ctx.router.changed(keys, &ctx.index),
             listed: || {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -328,6 +374,12 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         controller: "kube-reloader".to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let skipped: &'static [&'static str] = if args.watch_all_secret_types {
+        &[]
+    } else {
+        &SKIPPED_SECRET_TYPES
+    };
+    let router = Arc::new(TriggerRouter::new(args.debounce));
     let ctx = Arc::new(Context::new(
         client.clone(),
         store,
@@ -338,27 +390,20 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             min_rollout_interval: args.min_rollout_interval,
             dry_run: args.dry_run,
             max_concurrent_reconciles: args.max_concurrent_reconciles,
+            skipped_secret_types: skipped,
+            max_rollouts_per_second: args.max_rollouts_per_second,
+            rollout_burst: args.rollout_burst,
         },
-        TokenBucket::new(
-            args.max_rollouts_per_second,
-            args.rollout_burst,
-            Instant::now(),
-        ),
+        Arc::clone(&router),
         Arc::clone(&metrics),
     ));
     tokio::spawn(update_gauges(Arc::clone(&ctx)));
 
-    let router = Arc::new(TriggerRouter::new(args.debounce));
-    let skipped: &[&str] = if args.watch_all_secret_types {
-        &[]
-    } else {
-        &SKIPPED_SECRET_TYPES
-    };
     for scope in &scopes {
         let cm_selector = field_selector(&args.ignore_namespaces, &[]);
-        spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx, &router);
+        spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx);
         let secret_selector = field_selector(&args.ignore_namespaces, skipped);
-        spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx, &router);
+        spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx);
     }
     let spawn_workers = || {
         Workers::start(

@@ -1,56 +1,240 @@
-//! The decision at the heart of kube-reloader: given what a workload recorded and what its configs
-//! digest to now, record a baseline, roll it out, or do nothing.
+//! The decision at the heart of kube-reloader, and the one place that makes it: given what a
+//! workload recorded, what its configs and pod template digest to now, and the state of its
+//! debounce window, cooldown and the rollout rate limit, what to do. `reconcile.rs` executes the
+//! [`Action`] returned and decides nothing itself.
+//!
+//! Two steps: [`classify`] says what changed since the baseline (a pure function of the record
+//! and the present), and [`decide`] turns that into an action under the timing rules.
+
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::digest::{ABSENT, Recorded, WorkloadDigest};
+use crate::ratelimit::{TokenBucket, cooldown};
 
+/// What changed since the baseline a workload records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub enum Change {
+    /// No baseline yet: the workload is seen for the first time.
+    FirstSight,
     /// Recorded and current agree.
-    Nothing,
-    /// No baseline yet (first sight): record one, roll nothing.
-    Baseline,
-    /// The secret key changed since the baseline was recorded, so Secret digests cannot be
-    /// compared, and no ConfigMap changed: record the current digest, roll nothing.
-    Rebaseline,
+    None,
+    /// The configs agree, but the baseline was written before kube-reloader recorded the pod
+    /// template's digest: record it, so that later template changes can be recognised.
+    Backfill,
+    /// Only the pod template changed (someone else's rollout: an image bump, `kubectl rollout
+    /// restart`): record its digest, so that a later config change is compared with it.
+    Template,
+    /// The secret key changed since the baseline, so Secret digests cannot be compared, and no
+    /// ConfigMap changed: record the current digest.
+    KeyRotated,
+    /// Configs changed, and so did the pod template, since the baseline: the rollout the
+    /// template change starts brings up pods that read the new configs, so this is one delivery
+    /// (a kustomize generator's rename, Helm's `checksum/config`, a config and the workload
+    /// applied together). `changed` names the configs that differ, references that came and went
+    /// included.
+    Covered { changed: Vec<String> },
     /// The only difference is that tracked objects were deleted. Rolling now would start pods
     /// that reference a missing object; keep the baseline instead, so that re-creating it with
     /// the same content rolls nothing, and with other content rolls once.
     Hold { deleted: Vec<String> },
-    /// The configs changed: roll out. `changed` names the objects whose digest differs.
+    /// The configs changed and the pod template did not: roll out. `changed` names the objects
+    /// whose digest differs.
     Roll { changed: Vec<String> },
 }
 
-pub fn decide(recorded: Option<&Recorded>, current: &WorkloadDigest) -> Decision {
+/// What changed between the baseline `recorded` and the present: the digest of the configs the
+/// workload tracks now, and the digest of its pod template ([`crate::digest::template_digest`]).
+///
+/// "The template changed at or after the config change" is established from the record alone:
+/// every template change is recorded once its debounce window has passed (see [`decide`]), so a
+/// template digest that still differs from the record when a config change is decided was
+/// changed within that window, before or after the config change, or while no kube-reloader was
+/// leading. A template change made earlier than that is already in the record, and the config
+/// change then rolls.
+pub fn classify(recorded: Option<&Recorded>, current: &WorkloadDigest, template: &str) -> Change {
     let Some(recorded) = recorded else {
-        return Decision::Baseline;
+        return Change::FirstSight;
     };
+    let template_changed = recorded.template.as_deref().is_some_and(|t| t != template);
     if recorded.hash == current.hash {
-        return Decision::Nothing;
-    }
-    if let (Some(was), Some(now)) = (&recorded.key_id, &current.key_id)
-        && was != now
-    {
-        // Secrets cannot be compared across keys; ConfigMaps still can.
-        let changed: Vec<String> = recorded
-            .changed(current)
-            .into_iter()
-            .filter(|name| !name.starts_with("Secret/"))
-            .collect();
-        return if changed.is_empty() {
-            Decision::Rebaseline
-        } else {
-            Decision::Roll { changed }
+        return match &recorded.template {
+            None => Change::Backfill,
+            Some(_) if template_changed => Change::Template,
+            Some(_) => Change::None,
         };
     }
-    let changed = recorded.changed(current);
+    let key_rotated =
+        matches!((&recorded.key_id, &current.key_id), (Some(was), Some(now)) if was != now);
+    let mut changed = recorded.changed(current);
+    if key_rotated {
+        // Secrets cannot be compared across keys; ConfigMaps still can.
+        changed.retain(|name| !name.starts_with("Secret/"));
+        if changed.is_empty() {
+            return Change::KeyRotated;
+        }
+    }
+    if template_changed {
+        return Change::Covered { changed };
+    }
     let deleted = |name: &String| {
         current.parts.get(name).map(String::as_str) == Some(ABSENT)
             && recorded.parts.get(name).is_some_and(|p| p != ABSENT)
     };
     if !changed.is_empty() && changed.iter().all(deleted) {
-        return Decision::Hold { deleted: changed };
+        return Change::Hold { deleted: changed };
     }
-    Decision::Roll { changed }
+    Change::Roll { changed }
+}
+
+/// Tracked objects that the store shows as absent while the baseline does not record them so:
+/// before anything records them absent, their absence is confirmed with the API server, since the
+/// watch may simply not have delivered them yet (a workload and its ConfigMap created together).
+pub fn unconfirmed_absent(recorded: Option<&Recorded>, current: &WorkloadDigest) -> Vec<String> {
+    current
+        .parts
+        .iter()
+        .filter(|(_, part)| *part == ABSENT)
+        .filter(|(name, _)| {
+            recorded.is_none_or(|r| r.parts.get(*name).map(String::as_str) != Some(ABSENT))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The workload's debounce window: opened by the first change seen (a config change, or a
+/// template change), reconciled again when it ends. Everything a delivery changes within one
+/// window is decided together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// No window: nothing pending.
+    Closed,
+    /// Opened, not yet over: its end brings a reconcile.
+    Open,
+    /// Over: decide now.
+    Passed,
+}
+
+/// Why a workload waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// `--min-rollout-interval` since the workload's last rollout.
+    Cooldown,
+    /// The global token bucket (`--max-rollouts-per-second`).
+    RateLimit,
+}
+
+/// Why a baseline is recorded without a rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    FirstSight,
+    Backfill,
+    Template,
+    KeyRotated,
+    Covered { changed: Vec<String> },
+}
+
+/// What a reconcile does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Recorded and current agree: nothing to write.
+    UpToDate,
+    /// Tracked objects were deleted: keep the baseline, write nothing.
+    Hold { deleted: Vec<String> },
+    /// Wait for the end of the debounce window, opening it first when `open`.
+    Debounce { open: bool },
+    /// Read these objects, which the store shows as absent, from the API server; decide again
+    /// with their absence confirmed, or wait for the watch if they exist.
+    Confirm { absent: Vec<String> },
+    /// Reconcile again after `delay`.
+    Wait { delay: Duration, why: WaitReason },
+    /// Write the new baseline; roll nothing.
+    Record(Record),
+    /// Write the new baseline and the digest into the pod template: a rollout.
+    Roll { changed: Vec<String> },
+    /// `--dry-run`: report what would be done (`roll` names what changed, `None` for a
+    /// baseline) and remember the baseline in memory; write nothing.
+    Simulate { roll: Option<Vec<String>> },
+}
+
+/// Everything a decision reads, as data.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub change: Change,
+    /// See [`unconfirmed_absent`]; empty once the API server has confirmed them absent.
+    pub unconfirmed: Vec<String>,
+    pub window: Window,
+    /// When the workload last rolled (its `reloaded-at` annotation).
+    pub last_rollout: Option<SystemTime>,
+    pub now: SystemTime,
+    pub min_rollout_interval: Duration,
+    pub dry_run: bool,
+}
+
+/// The one decision: what to do about `inputs`. A token is taken from `bucket` only when the
+/// answer is a rollout.
+pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action {
+    /// Where a change leads once its window has passed.
+    enum Then {
+        Record(Record),
+        Roll(Vec<String>),
+    }
+    let Inputs {
+        change,
+        unconfirmed,
+        window,
+        last_rollout,
+        now: wall_now,
+        min_rollout_interval,
+        dry_run,
+    } = inputs;
+    let (then, windowed) = match change {
+        Change::None => return Action::UpToDate,
+        Change::Hold { deleted } => return Action::Hold { deleted },
+        Change::FirstSight => (Then::Record(Record::FirstSight), false),
+        Change::Backfill => (Then::Record(Record::Backfill), false),
+        Change::KeyRotated => (Then::Record(Record::KeyRotated), false),
+        // A delivery may change the template before or after its configs: wait for the window
+        // to see the whole of it.
+        Change::Template => (Then::Record(Record::Template), true),
+        Change::Covered { changed } => (Then::Record(Record::Covered { changed }), true),
+        Change::Roll { changed } => (Then::Roll(changed), true),
+    };
+    // An object missing from the store gets one window to arrive before its absence is checked.
+    if windowed || !unconfirmed.is_empty() {
+        match window {
+            Window::Closed => return Action::Debounce { open: true },
+            Window::Open => return Action::Debounce { open: false },
+            Window::Passed => {}
+        }
+    }
+    if !unconfirmed.is_empty() {
+        return Action::Confirm {
+            absent: unconfirmed,
+        };
+    }
+    let changed = match then {
+        Then::Record(_) if dry_run => return Action::Simulate { roll: None },
+        Then::Record(record) => return Action::Record(record),
+        Then::Roll(changed) => changed,
+    };
+    if let Some(delay) = cooldown(last_rollout, wall_now, min_rollout_interval) {
+        return Action::Wait {
+            delay,
+            why: WaitReason::Cooldown,
+        };
+    }
+    if dry_run {
+        return Action::Simulate {
+            roll: Some(changed),
+        };
+    }
+    match bucket.try_take(now) {
+        Ok(()) => Action::Roll { changed },
+        Err(delay) => Action::Wait {
+            delay,
+            why: WaitReason::RateLimit,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -59,81 +243,395 @@ mod tests {
     use crate::digest::Entry;
     use crate::references::ConfigKind;
 
+    fn entry(kind: ConfigKind, name: &str, digest: Option<u8>) -> Entry {
+        Entry {
+            kind,
+            name: name.into(),
+            digest: digest.map(|b| [b; 32]),
+        }
+    }
+
     fn digest(cm: Option<u8>, secret: Option<u8>, key_id: &str) -> WorkloadDigest {
-        let mut entries = vec![Entry {
-            kind: ConfigKind::ConfigMap,
-            name: "app".into(),
-            digest: cm.map(|b| [b; 32]),
-        }];
+        let mut entries = vec![entry(ConfigKind::ConfigMap, "app", cm)];
         if let Some(s) = secret {
-            entries.push(Entry {
-                kind: ConfigKind::Secret,
-                name: "db".into(),
-                digest: Some([s; 32]),
-            });
+            entries.push(entry(ConfigKind::Secret, "db", Some(s)));
         }
         WorkloadDigest::new(entries, key_id)
     }
 
+    const T1: &str = "11111111111111111111";
+    const T2: &str = "22222222222222222222";
+
     fn record(d: &WorkloadDigest) -> Recorded {
+        Recorded::of(d, T1)
+    }
+
+    /// A record as written before template digests were recorded.
+    fn legacy(d: &WorkloadDigest) -> Recorded {
         Recorded::parse(Some(&d.hash_annotation()), Some(&d.parts_annotation())).unwrap()
     }
 
-    fn absent_cm() -> WorkloadDigest {
-        digest(None, None, "k1")
+    fn roll(names: &[&str]) -> Change {
+        Change::Roll {
+            changed: names.iter().map(|n| n.to_string()).collect(),
+        }
     }
 
     #[test]
-    fn decisions() {
+    fn changes_with_the_template_unchanged() {
         let base = digest(Some(1), Some(1), "k1");
-        assert_eq!(decide(None, &base), Decision::Baseline);
-        assert_eq!(decide(Some(&record(&base)), &base), Decision::Nothing);
+        let c = |r: &Recorded, now: &WorkloadDigest| classify(Some(r), now, T1);
+        assert_eq!(classify(None, &base, T1), Change::FirstSight);
+        assert_eq!(c(&record(&base), &base), Change::None);
         assert_eq!(
-            decide(Some(&record(&base)), &digest(Some(2), Some(1), "k1")),
-            Decision::Roll {
-                changed: vec!["ConfigMap/app".into()]
-            }
+            c(&record(&base), &digest(Some(2), Some(1), "k1")),
+            roll(&["ConfigMap/app"])
         );
         // Key rotated: the Secret's digest differs for that reason alone.
         assert_eq!(
-            decide(Some(&record(&base)), &digest(Some(1), Some(9), "k2")),
-            Decision::Rebaseline
+            c(&record(&base), &digest(Some(1), Some(9), "k2")),
+            Change::KeyRotated
         );
         // Key rotated while a ConfigMap changed: that change is still rolled out.
         assert_eq!(
-            decide(Some(&record(&base)), &digest(Some(3), Some(9), "k2")),
-            Decision::Roll {
-                changed: vec!["ConfigMap/app".into()]
-            }
+            c(&record(&base), &digest(Some(3), Some(9), "k2")),
+            roll(&["ConfigMap/app"])
         );
         // Without Secrets the key id plays no part.
         let no_secret = digest(Some(1), None, "k1");
         assert_eq!(
-            decide(Some(&record(&no_secret)), &digest(Some(1), None, "k2")),
-            Decision::Nothing
+            c(&record(&no_secret), &digest(Some(1), None, "k2")),
+            Change::None
         );
         // A Secret newly tracked is a change, not a key rotation.
-        assert!(matches!(
-            decide(Some(&record(&no_secret)), &digest(Some(1), Some(1), "k2")),
-            Decision::Roll { .. }
-        ));
-        // Deleted: hold the baseline; re-created unchanged: nothing.
         assert_eq!(
-            decide(Some(&record(&no_secret)), &absent_cm()),
-            Decision::Hold {
+            c(&record(&no_secret), &digest(Some(1), Some(1), "k2")),
+            roll(&["Secret/db"])
+        );
+        // Deleted: hold the baseline; re-created unchanged: nothing.
+        let absent = digest(None, None, "k1");
+        assert_eq!(
+            c(&record(&no_secret), &absent),
+            Change::Hold {
                 deleted: vec!["ConfigMap/app".into()]
             }
         );
         // Deleted while another object changed: roll.
         assert!(matches!(
-            decide(Some(&record(&base)), &digest(None, Some(2), "k1")),
-            Decision::Roll { .. }
+            c(&record(&base), &digest(None, Some(2), "k1")),
+            Change::Roll { .. }
         ));
         // Absent, then created.
-        let absent = digest(None, None, "k1");
-        assert!(matches!(
-            decide(Some(&record(&absent)), &no_secret),
-            Decision::Roll { .. }
-        ));
+        assert_eq!(c(&record(&absent), &no_secret), roll(&["ConfigMap/app"]));
+    }
+
+    #[test]
+    fn changes_with_the_template_changed_too() {
+        let base = digest(Some(1), None, "k1");
+        let c = |now: &WorkloadDigest| classify(Some(&record(&base)), now, T2);
+        // Template alone: someone else's rollout, recorded.
+        assert_eq!(c(&base), Change::Template);
+        // Template and config together (Helm's checksum/config): covered by that rollout.
+        assert_eq!(
+            c(&digest(Some(2), None, "k1")),
+            Change::Covered {
+                changed: vec!["ConfigMap/app".into()]
+            }
+        );
+        // A kustomize generator's rename: the template references another object now.
+        let renamed =
+            WorkloadDigest::new(vec![entry(ConfigKind::ConfigMap, "app-b", Some(5))], "k1");
+        assert_eq!(
+            c(&renamed),
+            Change::Covered {
+                changed: vec!["ConfigMap/app".into(), "ConfigMap/app-b".into()]
+            }
+        );
+        // Key rotated with the template changed: Secrets are still not compared.
+        let with_secret = digest(Some(1), Some(1), "k1");
+        assert_eq!(
+            classify(
+                Some(&record(&with_secret)),
+                &digest(Some(1), Some(7), "k2"),
+                T2
+            ),
+            Change::KeyRotated
+        );
+        // A baseline from before template digests: configs unchanged → backfill; changed → the
+        // old rule (no template to compare with).
+        assert_eq!(classify(Some(&legacy(&base)), &base, T2), Change::Backfill);
+        assert_eq!(
+            classify(Some(&legacy(&base)), &digest(Some(2), None, "k1"), T2),
+            roll(&["ConfigMap/app"])
+        );
+    }
+
+    #[test]
+    fn absences_to_confirm_are_those_not_recorded_absent() {
+        let two = |a: Option<u8>, b: Option<u8>| {
+            WorkloadDigest::new(
+                vec![
+                    entry(ConfigKind::ConfigMap, "a", a),
+                    entry(ConfigKind::ConfigMap, "b", b),
+                ],
+                "k",
+            )
+        };
+        assert_eq!(
+            unconfirmed_absent(None, &two(Some(1), None)),
+            ["ConfigMap/b"]
+        );
+        assert!(unconfirmed_absent(None, &two(Some(1), Some(1))).is_empty());
+        // Recorded absent already (confirmed when it was recorded): nothing to confirm.
+        let r = Recorded::of(&two(Some(1), None), T1);
+        assert!(unconfirmed_absent(Some(&r), &two(Some(2), None)).is_empty());
+        // Recorded present, missing now (deleted, or a new reference the watch has not
+        // delivered yet): confirm.
+        assert_eq!(
+            unconfirmed_absent(Some(&r), &two(None, None)),
+            ["ConfigMap/a"]
+        );
+    }
+
+    struct Case {
+        name: &'static str,
+        change: Change,
+        unconfirmed: &'static [&'static str],
+        window: Window,
+        /// Seconds since the last rollout.
+        since_rollout: Option<u64>,
+        dry_run: bool,
+        tokens: bool,
+        want: Action,
+    }
+
+    fn case(name: &'static str, change: Change, window: Window, want: Action) -> Case {
+        Case {
+            name,
+            change,
+            unconfirmed: &[],
+            window,
+            since_rollout: None,
+            dry_run: false,
+            tokens: true,
+            want,
+        }
+    }
+
+    fn changed(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn decisions() {
+        use Window::*;
+        let cm = || roll(&["ConfigMap/app"]);
+        let covered = || Change::Covered {
+            changed: changed(&["ConfigMap/app"]),
+        };
+        let cases = vec![
+            case("up to date", Change::None, Closed, Action::UpToDate),
+            case(
+                "up to date in a window",
+                Change::None,
+                Open,
+                Action::UpToDate,
+            ),
+            case(
+                "deleted: hold",
+                Change::Hold {
+                    deleted: changed(&["ConfigMap/app"]),
+                },
+                Passed,
+                Action::Hold {
+                    deleted: changed(&["ConfigMap/app"]),
+                },
+            ),
+            case(
+                "first sight records at once",
+                Change::FirstSight,
+                Closed,
+                Action::Record(Record::FirstSight),
+            ),
+            Case {
+                unconfirmed: &["ConfigMap/app"],
+                ..case(
+                    "first sight with a missing object: a window for it to arrive",
+                    Change::FirstSight,
+                    Closed,
+                    Action::Debounce { open: true },
+                )
+            },
+            Case {
+                unconfirmed: &["ConfigMap/app"],
+                ..case(
+                    "first sight, window over, object still missing: confirm",
+                    Change::FirstSight,
+                    Passed,
+                    Action::Confirm {
+                        absent: changed(&["ConfigMap/app"]),
+                    },
+                )
+            },
+            case(
+                "backfill at once",
+                Change::Backfill,
+                Closed,
+                Action::Record(Record::Backfill),
+            ),
+            case(
+                "key rotated at once",
+                Change::KeyRotated,
+                Closed,
+                Action::Record(Record::KeyRotated),
+            ),
+            case(
+                "template change opens a window",
+                Change::Template,
+                Closed,
+                Action::Debounce { open: true },
+            ),
+            case(
+                "template change inside its window waits",
+                Change::Template,
+                Open,
+                Action::Debounce { open: false },
+            ),
+            case(
+                "template change recorded after the window",
+                Change::Template,
+                Passed,
+                Action::Record(Record::Template),
+            ),
+            case(
+                "covered: waits for the window",
+                covered(),
+                Open,
+                Action::Debounce { open: false },
+            ),
+            case(
+                "covered: recorded, not rolled",
+                covered(),
+                Passed,
+                Action::Record(Record::Covered {
+                    changed: changed(&["ConfigMap/app"]),
+                }),
+            ),
+            Case {
+                unconfirmed: &["ConfigMap/app-b"],
+                ..case(
+                    "covered with a new reference not delivered yet: confirm first",
+                    covered(),
+                    Passed,
+                    Action::Confirm {
+                        absent: changed(&["ConfigMap/app-b"]),
+                    },
+                )
+            },
+            case(
+                "config change opens a window",
+                cm(),
+                Closed,
+                Action::Debounce { open: true },
+            ),
+            case(
+                "config change inside the window waits",
+                cm(),
+                Open,
+                Action::Debounce { open: false },
+            ),
+            case(
+                "config change rolls after the window",
+                cm(),
+                Passed,
+                Action::Roll {
+                    changed: changed(&["ConfigMap/app"]),
+                },
+            ),
+            Case {
+                since_rollout: Some(3),
+                ..case(
+                    "cooldown",
+                    cm(),
+                    Passed,
+                    Action::Wait {
+                        delay: Duration::from_secs(7),
+                        why: WaitReason::Cooldown,
+                    },
+                )
+            },
+            Case {
+                since_rollout: Some(60),
+                ..case(
+                    "cooldown over",
+                    cm(),
+                    Passed,
+                    Action::Roll {
+                        changed: changed(&["ConfigMap/app"]),
+                    },
+                )
+            },
+            Case {
+                dry_run: true,
+                ..case(
+                    "dry run: would roll",
+                    cm(),
+                    Passed,
+                    Action::Simulate {
+                        roll: Some(changed(&["ConfigMap/app"])),
+                    },
+                )
+            },
+            Case {
+                dry_run: true,
+                ..case(
+                    "dry run: would record",
+                    Change::FirstSight,
+                    Closed,
+                    Action::Simulate { roll: None },
+                )
+            },
+            Case {
+                tokens: false,
+                ..case(
+                    "rate limited",
+                    cm(),
+                    Passed,
+                    Action::Wait {
+                        delay: Duration::from_secs(1),
+                        why: WaitReason::RateLimit,
+                    },
+                )
+            },
+            Case {
+                tokens: false,
+                ..case(
+                    "the rate limit holds back rollouts only",
+                    covered(),
+                    Passed,
+                    Action::Record(Record::Covered {
+                        changed: changed(&["ConfigMap/app"]),
+                    }),
+                )
+            },
+        ];
+        let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for c in cases {
+            let start = Instant::now();
+            let mut bucket = TokenBucket::new(1.0, 1, start);
+            if !c.tokens {
+                bucket.try_take(start).expect("one token");
+            }
+            let inputs = Inputs {
+                change: c.change,
+                unconfirmed: changed(c.unconfirmed),
+                window: c.window,
+                last_rollout: c.since_rollout.map(|s| epoch - Duration::from_secs(s)),
+                now: epoch,
+                min_rollout_interval: Duration::from_secs(10),
+                dry_run: c.dry_run,
+            };
+            assert_eq!(decide(inputs, &mut bucket, start), c.want, "{}", c.name);
+        }
     }
 }

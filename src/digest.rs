@@ -17,6 +17,8 @@ use std::fmt;
 use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+
 use crate::references::{ConfigKind, Keys};
 
 /// A SHA-256 or HMAC-SHA256 output.
@@ -226,12 +228,45 @@ impl WorkloadDigest {
     }
 }
 
+/// Length of a pod-template digest (hex characters): it only has to tell two templates of one
+/// workload apart.
+const TEMPLATE_DIGEST_LEN: usize = 20;
+
+/// The digest of a pod template as others wrote it: the whole template but the annotation
+/// kube-reloader itself writes there (`template_annotation`), so that our own rollouts do not
+/// count as someone else's template change. `None` (no template) digests as an empty one.
+pub fn template_digest(template: Option<&PodTemplateSpec>, template_annotation: &str) -> String {
+    let mut h = Sha256::new();
+    if let Some(t) = template {
+        let mut mine = t.clone();
+        if let Some(m) = mine.metadata.as_mut() {
+            if let Some(a) = m.annotations.as_mut() {
+                a.remove(template_annotation);
+            }
+            // Our first rollout adds the map itself: no annotations and none left are the same.
+            if m.annotations.as_ref().is_some_and(|a| a.is_empty()) {
+                m.annotations = None;
+            }
+        }
+        // k8s-openapi serializes fields in a fixed order and maps sorted, so equal templates give
+        // equal bytes.
+        match serde_json::to_vec(&mine) {
+            Ok(bytes) => h.update(&bytes),
+            Err(_) => h.update(b"unserializable"),
+        }
+    }
+    hex(&h.finalize())[..TEMPLATE_DIGEST_LEN].to_string()
+}
+
 /// A digest as recorded on a workload by an earlier reconcile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
     pub hash: String,
     pub key_id: Option<String>,
     pub parts: BTreeMap<String, String>,
+    /// The pod template's digest when the baseline was recorded ([`template_digest`]); `None` in
+    /// baselines written before kube-reloader recorded it.
+    pub template: Option<String>,
 }
 
 impl Recorded {
@@ -256,7 +291,26 @@ impl Recorded {
             hash: hash.to_string(),
             key_id,
             parts,
+            template: None,
         })
+    }
+
+    /// The same record, with the pod-template digest of a `template-hash` annotation.
+    pub fn with_template(mut self, template: Option<&str>) -> Self {
+        self.template = template
+            .filter(|t| t.len() == TEMPLATE_DIGEST_LEN && t.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_string);
+        self
+    }
+
+    /// What a baseline of `digest` and `template` records.
+    pub fn of(digest: &WorkloadDigest, template: &str) -> Self {
+        Self {
+            hash: digest.hash.clone(),
+            key_id: digest.key_id.clone(),
+            parts: digest.parts.clone(),
+            template: Some(template.to_string()),
+        }
     }
 
     /// Names of the objects whose short digest differs between this record and `now`.
@@ -432,6 +486,63 @@ mod tests {
             "kid",
         );
         assert_eq!(rec.changed(&after), vec!["ConfigMap/a", "ConfigMap/new"]);
+    }
+
+    fn template(json: serde_json::Value) -> PodTemplateSpec {
+        serde_json::from_value(json).expect("a pod template")
+    }
+
+    #[test]
+    fn template_digest_ignores_only_our_own_annotation() {
+        const OURS: &str = "kube-reloader.io/config-hash";
+        let plain = template(serde_json::json!({
+            "metadata": {"annotations": {"checksum/config": "1"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+        }));
+        let d = template_digest(Some(&plain), OURS);
+        assert_eq!(d.len(), TEMPLATE_DIGEST_LEN);
+        let mut ours = plain.clone();
+        if let Some(a) = ours.metadata.as_mut().and_then(|m| m.annotations.as_mut()) {
+            a.insert(OURS.into(), "abc".into());
+        }
+        assert_eq!(template_digest(Some(&ours), OURS), d);
+        let mut checksum = plain.clone();
+        if let Some(a) = checksum
+            .metadata
+            .as_mut()
+            .and_then(|m| m.annotations.as_mut())
+        {
+            a.insert("checksum/config".into(), "2".into());
+        }
+        assert_ne!(template_digest(Some(&checksum), OURS), d);
+        let image = template(serde_json::json!({
+            "metadata": {"annotations": {"checksum/config": "1"}},
+            "spec": {"containers": [{"name": "app", "image": "app:2"}]},
+        }));
+        assert_ne!(template_digest(Some(&image), OURS), d);
+        assert_ne!(template_digest(None, OURS), d);
+        // A template without annotations, before and after our first rollout adds ours.
+        let bare = template(serde_json::json!({"metadata": {"labels": {"app": "web"}}}));
+        let rolled = template(serde_json::json!({
+            "metadata": {"labels": {"app": "web"}, "annotations": {"kube-reloader.io/config-hash": "abc"}},
+        }));
+        assert_eq!(
+            template_digest(Some(&bare), OURS),
+            template_digest(Some(&rolled), OURS)
+        );
+    }
+
+    #[test]
+    fn recorded_template_digest_is_kept_only_when_well_formed() {
+        let rec = Recorded::parse(Some(&"a".repeat(64)), None).unwrap();
+        assert_eq!(rec.template, None);
+        let t = "0123456789abcdef0123";
+        assert_eq!(
+            rec.clone().with_template(Some(t)).template.as_deref(),
+            Some(t)
+        );
+        assert_eq!(rec.clone().with_template(Some("xyz")).template, None);
+        assert_eq!(rec.with_template(None).template, None);
     }
 
     #[test]

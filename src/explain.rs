@@ -13,10 +13,10 @@ use thiserror::Error;
 
 use crate::configs::{ConfigObject, ConfigStore, summarize};
 use crate::controller::{SKIPPED_SECRET_TYPES, field_selector};
-use crate::decision::{Decision, decide};
-use crate::digest::{Recorded, SecretKey};
+use crate::decision::{Change, classify};
+use crate::digest::{SecretKey, template_digest};
 use crate::optin::{self, ConfigView};
-use crate::reconcile::written;
+use crate::reconcile::{changed_text, recorded_baseline, written};
 use crate::references::{ConfigKind, Keys, references};
 use crate::workload::{Workload, WorkloadKind};
 
@@ -121,6 +121,7 @@ pub fn explain<K: Workload>(
                 && *k != written::CONFIG_HASH
                 && *k != written::TRACKED
                 && *k != written::RELOADED_AT
+                && *k != written::TEMPLATE_HASH
                 || (reloader_compat && k.contains("reloader.stakater.com/"))
         })
         .map(|(k, v)| format!("{k}={v}"))
@@ -197,31 +198,39 @@ pub fn explain<K: Workload>(
     let key_id = key.map(SecretKey::id).unwrap_or("unknown");
     let current = store.workload_digest(&namespace, &tracked, key_id);
     out.current = Some(current.hash_annotation());
-    let recorded = Recorded::parse(
-        annotations.get(written::CONFIG_HASH).map(String::as_str),
-        annotations.get(written::TRACKED).map(String::as_str),
-    );
+    let recorded = recorded_baseline(annotations);
     if key.is_none() && current.key_id.is_some() && recorded.is_some() {
         out.status = "unknown: the digest key Secret could not be read, so Secret digests cannot be compared".into();
         return out;
     }
-    out.status = match decide(recorded.as_ref(), &current) {
-        Decision::Nothing => "up to date: the recorded baseline matches what it tracks now".into(),
-        Decision::Baseline => {
+    let template_now = template_digest(template, written::CONFIG_HASH);
+    out.status = match classify(recorded.as_ref(), &current, &template_now) {
+        Change::None => "up to date: the recorded baseline matches what it tracks now".into(),
+        Change::FirstSight => {
             "no baseline yet: the controller records one on first sight, without a rollout (is it running and watching this namespace?)".into()
         }
-        Decision::Rebaseline => {
+        Change::KeyRotated => {
             "the digest key changed: the controller records a new baseline, without a rollout".into()
         }
-        Decision::Hold { deleted } => format!(
+        Change::Backfill => {
+            "up to date; the baseline predates pod-template digests: the controller adds one, without a rollout".into()
+        }
+        Change::Template => {
+            "up to date; the pod template changed since the baseline (someone else's rollout): the controller records it, without a rollout of its own".into()
+        }
+        Change::Covered { changed } => format!(
+            "no rollout needed: {} changed, and the pod template changed at the same time: the new pods read the new config. The controller records the new baseline and rolls nothing.",
+            changed_text(&changed)
+        ),
+        Change::Hold { deleted } => format!(
             "holding: {} was deleted; nothing rolls until it is back or something else changes",
             deleted.join(", ")
         ),
-        Decision::Roll { changed } => {
+        Change::Roll { changed } => {
             out.rollout_pending = true;
             format!(
                 "rollout pending: {} changed since the baseline (the controller rolls it after the debounce window and --min-rollout-interval; if this persists, check the controller's log and the workload's Events)",
-                if changed.is_empty() { "its configuration".to_string() } else { changed.join(", ") }
+                changed_text(&changed)
             )
         }
     };

@@ -23,8 +23,14 @@ pub enum Outcome {
     dry_run,
     /// First sight: baseline recorded.
     baseline,
-    /// Digest key changed: baseline recorded anew.
+    /// Digest key changed, or the pod template's digest added to an older baseline: baseline
+    /// recorded anew.
     rebaseline,
+    /// Configs changed together with the pod template: the template's own rollout covers them;
+    /// baseline recorded, nothing rolled.
+    covered,
+    /// Only the pod template changed (someone else's rollout): its digest recorded.
+    template_changed,
     /// The write failed.
     failed,
 }
@@ -46,6 +52,11 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
 fn reconcile_histogram() -> Histogram {
     // 1 ms to ~16 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -62,6 +73,7 @@ pub struct Metrics {
     pub watch_restarts: Family<KindLabels, Counter>,
     pub last_sync: Gauge<f64, AtomicU64>,
     pub leader: Gauge,
+    pub absence_checks: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -116,6 +128,12 @@ impl Default for Metrics {
             "1 while this replica may write (it holds the Lease, or leader election is off), else 0",
             leader.clone(),
         );
+        let absence_checks = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "absence_checks",
+            "Tracked objects missing from the watch cache that were looked up in the API server before being recorded absent, by result (absent, present)",
+            absence_checks.clone(),
+        );
         Self {
             registry,
             rollouts,
@@ -126,6 +144,7 @@ impl Default for Metrics {
             watch_restarts,
             last_sync,
             leader,
+            absence_checks,
         }
     }
 }
@@ -144,6 +163,13 @@ impl Metrics {
     pub fn error(&self, reason: &'static str) {
         self.reconcile_errors
             .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn absence_check(&self, present: bool) {
+        let result = if present { "present" } else { "absent" };
+        self.absence_checks
+            .get_or_create(&ResultLabels { result })
             .inc();
     }
 

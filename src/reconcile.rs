@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, ResourceExt};
@@ -14,13 +15,16 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::configs::{ConfigStore, NamespaceView};
-use crate::decision::{Decision, decide};
-use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
+use crate::controller::{TriggerRouter, field_selector};
+use crate::decision::{
+    Action as Decided, Inputs, Record, WaitReason, classify, decide, unconfirmed_absent,
+};
+use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest, template_digest};
 use crate::index::Index;
 use crate::locked;
 use crate::metrics::{KindLabels, Metrics, Outcome};
 use crate::optin::{self, ConfigView};
-use crate::ratelimit::{TokenBucket, cooldown};
+use crate::ratelimit::TokenBucket;
 use crate::references::{ConfigKind, references};
 use crate::workload::{Workload, WorkloadKind, WorkloadRef};
 
@@ -33,6 +37,9 @@ pub mod written {
     pub const TRACKED: &str = "kube-reloader.io/tracked";
     /// On the workload's metadata: when the last rollout was made (RFC 3339).
     pub const RELOADED_AT: &str = "kube-reloader.io/reloaded-at";
+    /// On the workload's metadata: the digest of the pod template (all of it but our own
+    /// annotation) when the baseline was recorded, to tell someone else's template change.
+    pub const TEMPLATE_HASH: &str = "kube-reloader.io/template-hash";
 }
 
 /// The field manager of every write.
@@ -47,6 +54,11 @@ pub struct Settings {
     pub dry_run: bool,
     /// Reconciles in flight at once per workload controller.
     pub max_concurrent_reconciles: u16,
+    /// Secret types the Secret watch leaves out (so a check of an absence leaves them out too).
+    pub skipped_secret_types: &'static [&'static str],
+    /// The global token bucket of rollouts: its rate per second and burst.
+    pub max_rollouts_per_second: f64,
+    pub rollout_burst: u32,
 }
 
 /// Everything a reconcile needs, shared.
@@ -72,9 +84,8 @@ pub struct Context {
     pending_writes: Mutex<HashMap<WorkloadRef, String>>,
     /// Failed reconciles in a row, per workload: the retry delay grows with them.
     failures: Mutex<HashMap<WorkloadRef, u32>>,
-    /// Workloads whose debounce window is open: a config change of theirs was seen, and its
-    /// reconcile is scheduled for the window's end.
-    debouncing: Mutex<HashSet<WorkloadRef>>,
+    /// The workloads' debounce windows, and the triggers at their ends.
+    pub router: Arc<TriggerRouter>,
 }
 
 impl Context {
@@ -84,9 +95,14 @@ impl Context {
         key: SecretKey,
         recorder: Recorder,
         settings: Settings,
-        bucket: TokenBucket,
+        router: Arc<TriggerRouter>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let bucket = TokenBucket::new(
+            settings.max_rollouts_per_second,
+            settings.rollout_burst,
+            Instant::now(),
+        );
         Self {
             client,
             configs,
@@ -101,7 +117,7 @@ impl Context {
             may_write: std::sync::atomic::AtomicBool::new(false),
             pending_writes: Mutex::default(),
             failures: Mutex::default(),
-            debouncing: Mutex::default(),
+            router,
         }
     }
 }
@@ -117,25 +133,9 @@ impl Context {
         self.may_write.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Opens a workload's debounce window; false when it is open already.
-    pub fn open_debounce(&self, wref: &WorkloadRef) -> bool {
-        locked(&self.debouncing).insert(wref.clone())
-    }
-
-    pub fn close_debounce(&self, wref: &WorkloadRef) {
-        locked(&self.debouncing).remove(wref);
-    }
-
-    /// Whether a config change of this workload waits for the end of its debounce window. A
-    /// change is announced before the store shows it, so a reconcile that sees the new content
-    /// and then finds the window closed knows that the window has passed.
-    fn is_debouncing(&self, wref: &WorkloadRef) -> bool {
-        locked(&self.debouncing).contains(wref)
-    }
-
     /// Every workload of `kind` (in `namespace`, or in all when `None`) this context holds
-    /// something about: indexed, warned about, failing, or with a write or dry-run baseline in
-    /// flight.
+    /// something about: indexed, warned about, failing, debouncing, or with a write or dry-run
+    /// baseline in flight.
     pub fn known(&self, kind: WorkloadKind, namespace: Option<&str>) -> HashSet<WorkloadRef> {
         let mine = |w: &&WorkloadRef| w.kind == kind && namespace.is_none_or(|n| n == w.namespace);
         let indexed = self.index.workloads(kind).into_iter();
@@ -150,6 +150,7 @@ impl Context {
         known.extend(locked(&self.failures).keys().filter(mine).cloned());
         known.extend(locked(&self.pending_writes).keys().filter(mine).cloned());
         known.extend(locked(&self.dry_run_baselines).keys().filter(mine).cloned());
+        known.extend(self.router.workloads().into_iter().filter(|w| mine(&w)));
         known
     }
 
@@ -163,6 +164,57 @@ impl Context {
         locked(&self.failures).remove(wref);
         locked(&self.pending_writes).remove(wref);
         locked(&self.dry_run_baselines).remove(wref);
+        self.router.forget(wref);
+    }
+
+    /// Which of these tracked objects (`Kind/name`) exist in the API server, read now (a list by
+    /// name, with the watch's own selector, so an object the watch leaves out counts as absent
+    /// here too). Metadata only: no Secret value is read.
+    pub async fn find_present(
+        &self,
+        namespace: &str,
+        objects: &[String],
+    ) -> Result<Vec<String>, Error> {
+        let mut present = Vec::new();
+        for object in objects {
+            let Some((kind, name)) = object.split_once('/') else {
+                continue;
+            };
+            let (selector, kind) = match kind {
+                "Secret" => (
+                    field_selector(&[], self.settings.skipped_secret_types),
+                    ConfigKind::Secret,
+                ),
+                _ => (None, ConfigKind::ConfigMap),
+            };
+            let fields = match selector {
+                Some(s) => format!("metadata.name={name},{s}"),
+                None => format!("metadata.name={name}"),
+            };
+            let params = ListParams::default().fields(&fields);
+            let found = match kind {
+                ConfigKind::ConfigMap => {
+                    Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+                        .list_metadata(&params)
+                        .await
+                        .map(|l| !l.items.is_empty())
+                }
+                ConfigKind::Secret => Api::<Secret>::namespaced(self.client.clone(), namespace)
+                    .list_metadata(&params)
+                    .await
+                    .map(|l| !l.items.is_empty()),
+            };
+            let found = found.map_err(|source| Error::Read {
+                namespace: namespace.to_string(),
+                object: object.clone(),
+                source,
+            })?;
+            self.metrics.absence_check(found);
+            if found {
+                present.push(object.clone());
+            }
+        }
+        Ok(present)
     }
 
     /// Whether a problem of a workload is to be reported now: true the first time it is seen,
@@ -183,6 +235,15 @@ impl Context {
 pub enum Error {
     #[error("not writing to {0}: this replica does not hold the Lease")]
     NotLeader(WorkloadRef),
+    #[error(
+        "checking whether {object} exists in namespace {namespace} failed: {source} (the controller needs list on configmaps and secrets)"
+    )]
+    Read {
+        namespace: String,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("writing the config-hash annotations of {workload} failed: {source}")]
     Write {
         workload: WorkloadRef,
@@ -241,10 +302,12 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
         Ok(Some(opt)) => opt,
         Ok(None) => {
             ctx.index.remove(&wref);
+            ctx.router.forget(&wref);
             return Ok(Action::await_change());
         }
         Err(invalid) => {
             ctx.index.remove(&wref);
+            ctx.router.forget(&wref);
             ctx.metrics.error("invalid_annotation");
             tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
                 "{invalid}; the workload is left alone until the annotation is fixed");
@@ -280,118 +343,208 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
     let current = ctx
         .configs
         .workload_digest(&wref.namespace, &tracked, ctx.key.id());
-    warn_missing(ctx, obj.as_ref(), &wref, &current).await;
+    let template_now = template_digest(template, written::CONFIG_HASH);
     let annotations = obj.annotations();
-    let mut recorded = Recorded::parse(
-        annotations.get(written::CONFIG_HASH).map(String::as_str),
-        annotations.get(written::TRACKED).map(String::as_str),
-    );
+    let mut recorded = recorded_baseline(annotations);
     if ctx.settings.dry_run {
         let simulated = locked(&ctx.dry_run_baselines);
         if let Some(r) = simulated.get(&wref) {
             recorded = Some(r.clone());
         }
     }
-    let decision = decide(recorded.as_ref(), &current);
+    let change = classify(recorded.as_ref(), &current, &template_now);
+    let unconfirmed = unconfirmed_absent(recorded.as_ref(), &current);
+    let (window, opened) = ctx.router.window(&wref);
+    let last_rollout = annotations
+        .get(written::RELOADED_AT)
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map(SystemTime::from);
+    let inputs = Inputs {
+        change,
+        unconfirmed,
+        window,
+        last_rollout,
+        now: SystemTime::now(),
+        min_rollout_interval: ctx.settings.min_rollout_interval,
+        dry_run: ctx.settings.dry_run,
+    };
+    let Some((action, unconfirmed)) = decide_confirmed(ctx, &wref, inputs).await? else {
+        // The watch has not delivered an object the API server has; when it does, the window
+        // decides again.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    warn_missing(ctx, obj.as_ref(), &wref, &current, &unconfirmed).await;
+    let found = Found {
+        obj: obj.as_ref(),
+        wref,
+        current,
+        template: template_now,
+        opened,
+        tracked: tracked.len(),
+    };
+    execute(ctx, &found, action).await
+}
 
-    let template_hash = template_annotations.get(written::CONFIG_HASH).cloned();
-    let last_rollout = annotations.get(written::RELOADED_AT).cloned();
-    match decision {
-        Decision::Nothing => {
-            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = tracked.len(), "up to date");
+/// Decides, confirming with the API server any absence the decision asks about. `None` when an
+/// apparently missing object exists (the watch is behind); otherwise the action, and the
+/// absences still unconfirmed (not to be warned about).
+async fn decide_confirmed(
+    ctx: &Context,
+    wref: &WorkloadRef,
+    mut inputs: Inputs,
+) -> Result<Option<(Decided, Vec<String>)>, Error> {
+    loop {
+        let action = decide(inputs.clone(), &mut locked(&ctx.bucket), Instant::now());
+        let absent = match action {
+            Decided::Confirm { absent } => absent,
+            // A deletion comes from the watch itself: nothing to confirm before warning of it.
+            Decided::Hold { .. } => return Ok(Some((action, Vec::new()))),
+            _ => return Ok(Some((action, inputs.unconfirmed))),
+        };
+        let present = ctx.find_present(&wref.namespace, &absent).await?;
+        if !present.is_empty() {
+            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+                present = %present.join(", "),
+                "exists in the API server but not yet in the watch; waiting for the watch");
+            return Ok(None);
+        }
+        inputs.unconfirmed.clear();
+    }
+}
+
+/// What a reconcile found out about one workload, for executing its decision.
+struct Found<'a, K> {
+    obj: &'a K,
+    wref: WorkloadRef,
+    current: WorkloadDigest,
+    /// The pod template's digest now.
+    template: String,
+    /// When its debounce window opened, if it has one.
+    opened: Option<Instant>,
+    /// How many objects it tracks.
+    tracked: usize,
+}
+
+/// Carries out a decision: the writes, Events, metrics and log lines it stands for.
+async fn execute<K: Workload>(
+    ctx: &Context,
+    found: &Found<'_, K>,
+    action: Decided,
+) -> Result<Action, Error> {
+    let Found {
+        obj,
+        wref,
+        current,
+        opened,
+        ..
+    } = found;
+    let (obj, opened) = (*obj, *opened);
+    let log = |what: &str| {
+        tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = found.tracked, "{what}");
+    };
+    let template_hash = obj
+        .template_annotations()
+        .get(written::CONFIG_HASH)
+        .cloned();
+    let reloaded_at = obj.annotations().get(written::RELOADED_AT).cloned();
+    let base = Baseline {
+        digest: current,
+        template: &found.template,
+    };
+    match action {
+        // Answered by `decide_confirmed`; never reaches here.
+        Decided::Confirm { .. } => Ok(Action::requeue(Duration::from_secs(1))),
+        Decided::UpToDate => {
+            ctx.router.close(wref, opened);
+            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = found.tracked, "up to date");
             Ok(Action::await_change())
         }
-        Decision::Hold { deleted } => {
+        Decided::Hold { deleted } => {
+            ctx.router.close(wref, opened);
             tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, deleted = %deleted.join(", "),
                 "tracked objects were deleted; keeping the baseline and rolling nothing until they are back or something else changes");
             Ok(Action::await_change())
         }
-        Decision::Baseline | Decision::Rebaseline => {
-            let outcome = if decision == Decision::Baseline {
-                Outcome::baseline
-            } else {
-                Outcome::rebaseline
-            };
-            if ctx.settings.dry_run {
-                simulate(ctx, &wref, &current);
-                tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
-                    "dry run: would record the baseline");
-                return Ok(Action::await_change());
+        Decided::Debounce { open } => {
+            if open {
+                ctx.router.open(wref);
             }
-            write(
-                ctx,
-                obj.as_ref(),
-                &wref,
-                &current,
-                template_hash,
-                last_rollout,
-            )
-            .await?;
-            ctx.metrics.rollout(wref.kind, &wref.namespace, outcome);
-            let what = if decision == Decision::Baseline {
-                "recorded the baseline (first sight: nothing rolled)"
-            } else {
-                "recorded a new baseline: the digest key changed, so Secret digests cannot be compared (nothing rolled)"
-            };
-            tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = tracked.len(), "{what}");
+            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+                "change pending: inside the --debounce window");
             Ok(Action::await_change())
         }
-        Decision::Roll { changed } => {
-            // Reconciled early (say, because the workload itself was updated) while configs
-            // are still changing: the reconcile at the window's end rolls once for them all.
-            if ctx.is_debouncing(&wref) {
-                tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
-                    "change pending: inside the --debounce window");
-                return Ok(Action::await_change());
-            }
-            let last = last_rollout
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .map(SystemTime::from);
-            if let Some(wait) = cooldown(last, SystemTime::now(), ctx.settings.min_rollout_interval)
-            {
-                tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, ?wait,
-                    "change pending: waiting for --min-rollout-interval since the last rollout");
-                return Ok(Action::requeue(wait));
-            }
-            let what = if changed.is_empty() {
-                "its tracked configuration".to_string()
-            } else {
-                changed.join(", ")
+        Decided::Wait { delay, why } => {
+            let what = match why {
+                WaitReason::Cooldown => "waiting for --min-rollout-interval since the last rollout",
+                WaitReason::RateLimit => "global rollout rate limit (--max-rollouts-per-second)",
             };
-            if ctx.settings.dry_run {
-                simulate(ctx, &wref, &current);
-                ctx.metrics
-                    .rollout(wref.kind, &wref.namespace, Outcome::dry_run);
-                tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
-                    "dry run: would roll out");
-                let note = format!("Dry run: would roll out because {what} changed.");
-                publish(ctx, obj.as_ref(), EventType::Normal, "WouldReload", note).await;
-                return Ok(Action::await_change());
+            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, wait = ?delay,
+                "change pending: {what}");
+            Ok(Action::requeue(delay))
+        }
+        Decided::Simulate { roll } => {
+            simulate(ctx, wref, base);
+            ctx.router.close(wref, opened);
+            match roll {
+                None => log("dry run: would record the baseline"),
+                Some(changed) => {
+                    let what = changed_text(&changed);
+                    ctx.metrics
+                        .rollout(wref.kind, &wref.namespace, Outcome::dry_run);
+                    tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
+                        "dry run: would roll out");
+                    let note = format!("Dry run: would roll out because {what} changed.");
+                    publish(ctx, obj, EventType::Normal, "WouldReload", note).await;
+                }
             }
-            let token = locked(&ctx.bucket).try_take(Instant::now());
-            if let Err(wait) = token {
-                tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, ?wait,
-                    "change pending: global rollout rate limit (--max-rollouts-per-second)");
-                return Ok(Action::requeue(wait));
+            Ok(Action::await_change())
+        }
+        Decided::Record(why) => {
+            write(ctx, obj, wref, base, template_hash, reloaded_at).await?;
+            ctx.router.close(wref, opened);
+            let outcome = match &why {
+                Record::FirstSight => Outcome::baseline,
+                Record::KeyRotated | Record::Backfill => Outcome::rebaseline,
+                Record::Template => Outcome::template_changed,
+                Record::Covered { .. } => Outcome::covered,
+            };
+            ctx.metrics.rollout(wref.kind, &wref.namespace, outcome);
+            match why {
+                Record::FirstSight => log("recorded the baseline (first sight: nothing rolled)"),
+                Record::KeyRotated => log(
+                    "recorded a new baseline: the digest key changed, so Secret digests cannot be compared (nothing rolled)",
+                ),
+                Record::Backfill => log(
+                    "recorded the pod template's digest beside a baseline written without it (nothing rolled)",
+                ),
+                Record::Template => log(
+                    "recorded the pod template's change (someone else's rollout; configs unchanged, nothing rolled)",
+                ),
+                Record::Covered { changed } => {
+                    let what = changed_text(&changed);
+                    tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
+                        "recorded a new baseline: the pod template changed at the same time as its configs, so the new pods read the new config (nothing rolled)");
+                    let note = format!(
+                        "{what} changed, and the pod template changed at the same time: the new pods read the new config. Recorded the new baseline; kube-reloader rolled nothing."
+                    );
+                    publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note).await;
+                }
             }
+            Ok(Action::await_change())
+        }
+        Decided::Roll { changed } => {
+            let what = changed_text(&changed);
             let now = Timestamp::from_second(Timestamp::now().as_second())
                 .unwrap_or_else(|_| Timestamp::now());
-            write(
-                ctx,
-                obj.as_ref(),
-                &wref,
-                &current,
-                Some(current.hash_annotation()),
-                Some(now.to_string()),
-            )
-            .await?;
+            let hash = Some(current.hash_annotation());
+            write(ctx, obj, wref, base, hash, Some(now.to_string())).await?;
+            ctx.router.close(wref, opened);
             ctx.metrics
                 .rollout(wref.kind, &wref.namespace, Outcome::rolled);
             tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what, "rolled out");
             publish(
                 ctx,
-                obj.as_ref(),
+                obj,
                 EventType::Normal,
                 "Reloaded",
                 format!("Rolled out because {what} changed."),
@@ -402,27 +555,49 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
     }
 }
 
-/// Records, in memory only, the baseline a dry run would have written.
-fn simulate(ctx: &Context, wref: &WorkloadRef, current: &WorkloadDigest) {
-    let recorded = Recorded::parse(
-        Some(&current.hash_annotation()),
-        Some(&current.parts_annotation()),
-    );
-    if let Some(r) = recorded {
-        locked(&ctx.dry_run_baselines).insert(wref.clone(), r);
+/// The baseline a workload records on its metadata, `None` before the first.
+pub fn recorded_baseline(annotations: &BTreeMap<String, String>) -> Option<Recorded> {
+    let get = |key: &str| annotations.get(key).map(String::as_str);
+    Recorded::parse(get(written::CONFIG_HASH), get(written::TRACKED))
+        .map(|r| r.with_template(get(written::TEMPLATE_HASH)))
+}
+
+/// The changed objects, as messages name them.
+pub fn changed_text(changed: &[String]) -> String {
+    if changed.is_empty() {
+        "its tracked configuration".to_string()
+    } else {
+        changed.join(", ")
     }
 }
 
+/// What a baseline write records.
+#[derive(Clone, Copy)]
+struct Baseline<'a> {
+    digest: &'a WorkloadDigest,
+    template: &'a str,
+}
+
+/// Records, in memory only, the baseline a dry run would have written.
+fn simulate(ctx: &Context, wref: &WorkloadRef, base: Baseline<'_>) {
+    let recorded = Recorded::of(base.digest, base.template);
+    locked(&ctx.dry_run_baselines).insert(wref.clone(), recorded);
+}
+
 /// A Warning Event, once per workload and object, for each tracked object that does not exist.
+/// Objects whose absence is `unconfirmed` are passed over: they may exist, not yet delivered by
+/// the watch.
 async fn warn_missing<K: Workload>(
     ctx: &Context,
     obj: &K,
     wref: &WorkloadRef,
     current: &WorkloadDigest,
+    unconfirmed: &[String],
 ) {
     let newly_missing: Vec<&String> = current
         .parts
         .iter()
+        .filter(|(name, _)| !unconfirmed.contains(name))
         .filter(|(name, part)| ctx.report_once(wref, format!("missing {name}"), *part == ABSENT))
         .map(|(name, _)| name)
         .collect();
@@ -473,13 +648,14 @@ async fn write<K: Workload>(
     ctx: &Context,
     obj: &K,
     wref: &WorkloadRef,
-    current: &WorkloadDigest,
+    base: Baseline<'_>,
     template_hash: Option<String>,
     reloaded_at: Option<String>,
 ) -> Result<(), Error> {
     let mut meta = BTreeMap::from([
-        (written::CONFIG_HASH, current.hash_annotation()),
-        (written::TRACKED, current.parts_annotation()),
+        (written::CONFIG_HASH, base.digest.hash_annotation()),
+        (written::TRACKED, base.digest.parts_annotation()),
+        (written::TEMPLATE_HASH, base.template.to_string()),
     ]);
     if let Some(at) = reloaded_at {
         meta.insert(written::RELOADED_AT, at);

@@ -500,7 +500,9 @@ async fn execute<K: Workload>(
             Ok(Action::await_change())
         }
         Decided::Record(why) => {
-            write(ctx, obj, wref, base, template_hash, reloaded_at).await?;
+            if write(ctx, obj, wref, base, template_hash, reloaded_at).await? == Written::Stale {
+                return Ok(decide_again(wref));
+            }
             ctx.router.close(wref, opened);
             let outcome = match &why {
                 Record::FirstSight => Outcome::baseline,
@@ -537,7 +539,9 @@ async fn execute<K: Workload>(
             let now = Timestamp::from_second(Timestamp::now().as_second())
                 .unwrap_or_else(|_| Timestamp::now());
             let hash = Some(current.hash_annotation());
-            write(ctx, obj, wref, base, hash, Some(now.to_string())).await?;
+            if write(ctx, obj, wref, base, hash, Some(now.to_string())).await? == Written::Stale {
+                return Ok(decide_again(wref));
+            }
             ctx.router.close(wref, opened);
             ctx.metrics
                 .rollout(wref.kind, &wref.namespace, Outcome::rolled);
@@ -553,6 +557,14 @@ async fn execute<K: Workload>(
             Ok(Action::await_change())
         }
     }
+}
+
+/// After a write refused because the workload changed since its copy was read: decide again on a
+/// fresh copy, once the watch has delivered it.
+fn decide_again(wref: &WorkloadRef) -> Action {
+    tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+        "the workload changed since this copy was read; deciding again on the current one");
+    Action::requeue(Duration::from_millis(500))
 }
 
 /// The baseline a workload records on its metadata, `None` before the first.
@@ -651,7 +663,7 @@ async fn write<K: Workload>(
     base: Baseline<'_>,
     template_hash: Option<String>,
     reloaded_at: Option<String>,
-) -> Result<(), Error> {
+) -> Result<Written, Error> {
     let mut meta = BTreeMap::from([
         (written::CONFIG_HASH, base.digest.hash_annotation()),
         (written::TRACKED, base.digest.parts_annotation()),
@@ -673,19 +685,36 @@ async fn write<K: Workload>(
         return Err(Error::NotLeader(wref.clone()));
     }
     let before = obj.resource_version();
+    // A precondition: the decision was made on this version of the workload. A copy the watch
+    // has not brought up to date (it lacks a baseline written a moment ago, say) fails with a
+    // conflict instead of recording or rolling a second time.
+    if let Some(rv) = &before {
+        patch["metadata"]["resourceVersion"] = json!(rv);
+    }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &wref.namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let updated = api
-        .patch(&wref.name, &params, &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::Write {
-            workload: wref.clone(),
-            source,
-        })?;
+    let updated = match api.patch(&wref.name, &params, &Patch::Apply(&patch)).await {
+        Ok(updated) => updated,
+        Err(kube::Error::Api(status)) if status.code == 409 => return Ok(Written::Stale),
+        Err(source) => {
+            return Err(Error::Write {
+                workload: wref.clone(),
+                source,
+            });
+        }
+    };
     if let Some(rv) = before.filter(|rv| updated.resource_version().as_ref() != Some(rv)) {
         locked(&ctx.pending_writes).insert(wref.clone(), rv);
     }
-    Ok(())
+    Ok(Written::Done)
+}
+
+/// The outcome of a write that did not fail.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    Done,
+    /// The workload changed since the copy the decision was made on: nothing was written.
+    Stale,
 }
 
 async fn publish<K: Workload>(

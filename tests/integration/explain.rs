@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::support::TestNs;
@@ -127,4 +129,49 @@ async fn explain_reports_auto_explicit_missing_ignored_and_pending() {
     );
     let (ok, text) = explain(&ns, "pod/web", false);
     assert!(!ok && text.contains("deployment"), "{text}");
+}
+
+#[tokio::test]
+async fn explain_takes_a_config_and_template_change_together_as_one_delivery() {
+    let ns = TestNs::new("explain-delivery").await;
+    configmap(&ns, "app", &[("k", "1")], json!({})).await;
+    let mut web = workloads::manifest(
+        Kind::Deployment,
+        "web",
+        json!({"kube-reloader.io/auto": "true"}),
+        workloads::env_from_configmap("app"),
+    );
+    web["spec"]["template"]["metadata"]["annotations"] = json!({"checksum/config": "1"});
+    workloads::create(&ns, Kind::Deployment, web).await;
+    let mut reloader = Reloader::start(&ns, &[]);
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
+    reloader.wait_up_to_date("web", 1).await;
+    reloader.kill();
+    let recorded = "kube-reloader.io/template-hash";
+    assert!(
+        workloads::annotation(&ns, Kind::Deployment, "web", recorded, false)
+            .await
+            .is_some(),
+        "no {recorded} beside the baseline"
+    );
+
+    // One Helm upgrade while no controller runs: the ConfigMap and the checksum in the template.
+    configmap(&ns, "app", &[("k", "2")], json!({})).await;
+    let checksum =
+        json!({"spec": {"template": {"metadata": {"annotations": {"checksum/config": "2"}}}}});
+    ns.api::<Deployment>()
+        .patch("web", &PatchParams::default(), &Patch::Merge(&checksum))
+        .await
+        .expect("patch the pod template");
+
+    let e = explain_json(&ns, "deployment/web");
+    let status = e["status"].as_str().unwrap_or_default();
+    assert!(
+        status.contains(
+            "the pod template changed at the same time: the new pods read the new config"
+        ),
+        "{e:#}"
+    );
+    assert!(status.contains("ConfigMap/app"), "{e:#}");
+    assert_eq!(e["rollout_pending"], false, "{e:#}");
 }

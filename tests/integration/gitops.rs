@@ -1,30 +1,14 @@
 //! What a GitOps tool's re-apply of the original manifest does to kube-reloader's annotation,
 //! as docs/gitops.md states it.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 use crate::support::objects::configmap;
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, run_with_stdin, wait_for};
+use crate::support::{TestNs, kubectl, wait_for};
 
 const HASH: &str = "kube-reloader.io/config-hash";
-
-fn kubectl(ns: &TestNs, args: &[&str], stdin: &str) -> String {
-    let out = run_with_stdin(
-        Command::new("kubectl")
-            .args(args)
-            .args(["-n", &ns.name])
-            .env("KUBECONFIG", &ns.kubeconfig),
-        stdin,
-    );
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kubectl {args:?}: {text}");
-    text
-}
 
 fn manifest(name: &str) -> String {
     let m = workloads::manifest(
@@ -44,7 +28,7 @@ async fn template_hash(ns: &TestNs, name: &str) -> Option<String> {
 /// writes the same manifest again with `again`, and returns whether the pod-template annotation
 /// survived.
 async fn reapply_keeps_annotation(ns: &TestNs, name: &str, first: &[&str], again: &[&str]) -> bool {
-    kubectl(ns, first, &manifest(name));
+    kubectl(ns, first, &manifest(name)).await;
     workloads::baseline(ns, Kind::Deployment, name).await;
     configmap(ns, "cfg", &[("k", name)], json!({})).await;
     wait_for(
@@ -53,7 +37,7 @@ async fn reapply_keeps_annotation(ns: &TestNs, name: &str, first: &[&str], again
         || async { template_hash(ns, name).await },
     )
     .await;
-    kubectl(ns, again, &manifest(name));
+    kubectl(ns, again, &manifest(name)).await;
     template_hash(ns, name).await.is_some()
 }
 

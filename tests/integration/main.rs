@@ -4,6 +4,7 @@
 mod support;
 
 mod chart;
+mod delivery;
 mod environment;
 mod explain;
 mod gitops;

@@ -299,6 +299,24 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
     child.wait_with_output().expect("command output")
 }
 
+/// Runs kubectl as admin in the test namespace with `stdin` as its input (`apply -f -` reads the
+/// manifests from there, so parallel tests share no file); panics with its output on failure.
+/// kubectl runs off the async runtime, so that deliveries joined in one test run at once.
+pub async fn kubectl(ns: &TestNs, args: &[&str], stdin: &str) -> String {
+    let mut cmd = Command::new("kubectl");
+    cmd.args(args)
+        .args(["-n", &ns.name])
+        .env("KUBECONFIG", &ns.kubeconfig);
+    let input = stdin.to_string();
+    let out = tokio::task::spawn_blocking(move || run_with_stdin(&mut cmd, &input))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl {args:?}: {text}");
+    text
+}
+
 /// Builds a typed object from JSON (test fixtures read best as manifests).
 pub fn from_json<K: serde::de::DeserializeOwned>(v: serde_json::Value) -> K {
     serde_json::from_value(v).expect("valid fixture")

@@ -371,7 +371,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         }
     });
     let reporter = Reporter {
-        controller: "kube-reloader".to_string(),
+        controller: reconcile::REPORTER.to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
     let skipped: &'static [&'static str] = if args.watch_all_secret_types {

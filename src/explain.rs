@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Secret};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
@@ -16,7 +16,7 @@ use crate::controller::{SKIPPED_SECRET_TYPES, field_selector};
 use crate::decision::{Change, classify};
 use crate::digest::{SecretKey, template_digest};
 use crate::optin::{self, ConfigView};
-use crate::reconcile::{changed_text, recorded_baseline, written};
+use crate::reconcile::{REPORTER, changed_text, recorded_baseline, written};
 use crate::references::{ConfigKind, Keys, references};
 use crate::workload::{Workload, WorkloadKind};
 
@@ -54,6 +54,10 @@ pub struct Explanation {
     pub last_rollout: Option<String>,
     pub rollout_pending: bool,
     pub status: String,
+    /// kube-reloader's latest Event about the workload (`Reason: note`), which says what it did
+    /// last and why (a rollout, a change a template change covered, a missing object). `None`
+    /// when there is none, or the Events could not be read.
+    pub last_event: Option<String>,
 }
 
 impl Serialize for ConfigKind {
@@ -99,6 +103,7 @@ pub fn explain<K: Workload>(
         last_rollout: annotations.get(written::RELOADED_AT).cloned(),
         rollout_pending: false,
         status: String::new(),
+        last_event: None,
     };
     let opt = match optin::parse(annotations, template_annotations, reloader_compat) {
         Err(e) => {
@@ -307,6 +312,9 @@ pub fn render_text(e: &Explanation) -> String {
         e.last_rollout.as_ref().unwrap_or(&none)
     );
     let _ = writeln!(s, "Status:        {}", e.status);
+    if let Some(event) = &e.last_event {
+        let _ = writeln!(s, "Last event:    {event}");
+    }
     s
 }
 
@@ -373,6 +381,39 @@ async fn list_into<K: ConfigObject>(
     }
 }
 
+/// kube-reloader's latest Event about a workload, as `Reason: note`. Read with the caller's own
+/// credentials; if they may not list Events, explain goes without.
+async fn last_event(
+    client: Client,
+    namespace: &str,
+    kind: WorkloadKind,
+    name: &str,
+) -> Option<String> {
+    let api: Api<CoreEvent> = Api::namespaced(client, namespace);
+    let fields = format!("involvedObject.kind={kind},involvedObject.name={name}");
+    let list = api
+        .list(&ListParams::default().fields(&fields))
+        .await
+        .ok()?;
+    let when = |e: &CoreEvent| {
+        let series = e.series.as_ref().and_then(|s| s.last_observed_time.clone());
+        let at = e.event_time.clone().or(series).map(|t| t.0);
+        at.or_else(|| e.last_timestamp.clone().map(|t| t.0))
+    };
+    list.items
+        .into_iter()
+        .filter(|e| e.reporting_component.as_deref() == Some(REPORTER))
+        .max_by_key(when)
+        .map(|e| {
+            let at = when(&e).map(|t| format!(" (at {t})")).unwrap_or_default();
+            format!(
+                "{}: {}{at}",
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            )
+        })
+}
+
 async fn fetch<K: Workload>(api: Api<K>, name: &str) -> Result<K, ExplainError> {
     api.get(name).await.map_err(|source| ExplainError::Read {
         what: format!("{} {name}", K::KIND),
@@ -416,6 +457,7 @@ pub async fn run(
     list_into::<Secret>(&client, &namespace, selector, &store, &digest_key, compat).await?;
 
     let ns = namespace.as_str();
+    let client_for_events = client.clone();
     let e = match kind {
         WorkloadKind::Deployment => {
             let w = fetch(Api::<Deployment>::namespaced(client, ns), &name).await?;
@@ -430,6 +472,8 @@ pub async fn run(
             explain(&w, &store, key.as_ref(), compat)
         }
     };
+    let mut e = e;
+    e.last_event = last_event(client_for_events, ns, kind, &name).await;
     if json {
         Ok(serde_json::to_string_pretty(&e).unwrap_or_default() + "\n")
     } else {

@@ -45,6 +45,9 @@ pub mod written {
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "kube-reloader";
 
+/// The reporting controller of every Event.
+pub const REPORTER: &str = "kube-reloader";
+
 /// Behaviour settings from the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {

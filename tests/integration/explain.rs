@@ -174,4 +174,35 @@ async fn explain_takes_a_config_and_template_change_together_as_one_delivery() {
     );
     assert!(status.contains("ConfigMap/app"), "{e:#}");
     assert_eq!(e["rollout_pending"], false, "{e:#}");
+
+    // The controller back: it records the new baseline, and afterwards explain still says why
+    // nothing of its own rolled, from its latest Event.
+    let reloader = Reloader::start(&ns, &[]);
+    reloader
+        .wait_count(
+            &[
+                "recorded a new baseline: the pod template changed",
+                "name=web",
+            ],
+            1,
+        )
+        .await;
+    reloader.wait_up_to_date("web", 1).await;
+    let e = explain_json(&ns, "deployment/web");
+    assert!(
+        e["status"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("up to date"),
+        "{e:#}"
+    );
+    let last = e["last_event"].as_str().unwrap_or_default();
+    assert!(last.starts_with("ReloadNotNeeded: "), "{e:#}");
+    assert!(last.contains("the new pods read the new config"), "{e:#}");
+    let (ok, text) = explain(&ns, "deployment/web", false);
+    assert!(
+        ok && text.contains("Last event:    ReloadNotNeeded: "),
+        "{text}"
+    );
+    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 1);
 }

@@ -97,6 +97,20 @@ echo "And the Deployment has an Event saying why:"
 wait_until "the Reloaded Event" 10 sh -c "kubectl -n demo get events --field-selector reason=Reloaded --no-headers | grep -q ."
 kubectl -n demo get events --field-selector reason=Reloaded | sed 's/^/    /'
 
+step "A GitOps delivery: a kustomize-style rename (new ConfigMap app-config-v2, the Deployment switched to it) in one apply"
+sed -e 's/name: app-config$/name: app-config-v2/' -e 's/LOG_LEVEL: info/LOG_LEVEL: warn/' \
+  -e 's/{name: app-config}/{name: app-config-v2}/' "$dir/app.yaml" >"$dir/app-v2.yaml"
+grep -E "app-config|LOG_LEVEL" "$dir/app-v2.yaml" | sed 's/^/    /'
+kubectl apply -f "$dir/app-v2.yaml" >/dev/null
+wait_until "the re-baseline" 30 sh -c \
+  "kubectl -n demo get events --field-selector reason=ReloadNotNeeded --no-headers | grep -q ."
+wait_until "Kubernetes' rollout" 30 sh -c "[ \$(kubectl -n demo get rs -l app=web --no-headers | wc -l) -ge 3 ]"
+sleep 3 # long enough for a second rollout to show, if there were one
+echo "Kubernetes rolled once, for the new pod template; kube-reloader added no rollout of its own:"
+kubectl -n demo get rs -l app=web | sed 's/^/    /'
+kubectl -n demo get events --field-selector reason=ReloadNotNeeded -o custom-columns=REASON:.reason,MESSAGE:.message |
+  sed 's/^/    /'
+
 step "Controller log"
 grep -E "rolled out|baseline" "$dir/controller.log" | sed 's/^/    /'
 

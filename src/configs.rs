@@ -143,7 +143,7 @@ impl ConfigStore {
 
     /// Inserts or replaces one object; true when what the rules see of it changed. A change is
     /// announced to `announce` before it becomes visible, so a reconcile that sees the new
-    /// content also sees the change's debounce window open (see `Context::is_debouncing`).
+    /// content also sees the change's debounce window open (see `TriggerRouter::window`).
     fn upsert(
         &self,
         key: ConfigKey,

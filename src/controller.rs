@@ -583,6 +583,42 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    fn web() -> WorkloadRef {
+        WorkloadRef {
+            kind: WorkloadKind::Deployment,
+            namespace: "shop".into(),
+            name: "web".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_window_opens_once_passes_and_closes_only_as_decided() {
+        let router = Arc::new(TriggerRouter::new(Duration::from_millis(500)));
+        let w = web();
+        assert_eq!(router.window(&w), (Window::Closed, None));
+        router.open(&w);
+        let (state, opened) = router.window(&w);
+        assert_eq!(state, Window::Open);
+        // A second change inside the window does not move it.
+        router.open(&w);
+        assert_eq!(router.window(&w), (Window::Open, opened));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(router.window(&w), (Window::Passed, opened));
+        // A change after the window passed, before it was decided, opens a new one, which the
+        // decision of the old one leaves alone.
+        router.open(&w);
+        let (state, reopened) = router.window(&w);
+        assert_eq!(state, Window::Open);
+        assert_ne!(reopened, opened);
+        router.close(&w, opened);
+        assert_eq!(router.window(&w).0, Window::Open);
+        router.close(&w, reopened);
+        assert_eq!(router.window(&w), (Window::Closed, None));
+        // Without a debounce, every change is decided at once.
+        let at_once = TriggerRouter::new(Duration::ZERO);
+        assert_eq!(at_once.window(&w), (Window::Passed, None));
+    }
+
     #[test]
     fn scopes_from_flags() {
         assert_eq!(scopes(&[], &s(&["x"])), vec![None]);

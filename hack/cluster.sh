@@ -109,8 +109,8 @@ EOF
     kill -0 "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null || break
     kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null || break
     if [ -f "$dir/certs/apiserver.crt" ] &&
-      [ "$(kubectl --kubeconfig "$dir/kubeconfig" get --raw /readyz 2>/dev/null)" = ok ] &&
-      kubectl --kubeconfig "$dir/kubeconfig" get namespace default >/dev/null 2>&1; then
+      [ "$("$bin_dir/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz 2>/dev/null)" = ok ] &&
+      "$bin_dir/kubectl" --kubeconfig "$dir/kubeconfig" get namespace default >/dev/null 2>&1; then
       ready=1
       break
     fi

@@ -29,6 +29,10 @@ wait_until() { # description, timeout seconds, command...
   return 1
 }
 
+# The pinned kubectl (hack/testenv.sh), not whichever one is installed.
+bin_dir=$("$here/testenv.sh" 2>"$dir/testenv.log" | tail -n 1) || { cat "$dir/testenv.log" >&2; exit 1; }
+PATH="$bin_dir:$PATH"
+
 step "Starting a local control plane (etcd, kube-apiserver, kube-controller-manager)"
 KUBECONFIG=$("$here/cluster.sh" up "$dir/cluster" 2>/dev/null)
 export KUBECONFIG

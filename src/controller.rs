@@ -2,6 +2,7 @@
 //! router, and one kube-runtime Controller per workload kind and watched scope.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -208,6 +209,8 @@ struct ControllerParts {
     ctx: Arc<Context>,
     health: Arc<Health>,
     stop: watch::Receiver<bool>,
+    /// Set once the controller's cache has listed: before that it reconciles nothing.
+    ready: Arc<AtomicBool>,
 }
 
 fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Future<Output = ()> {
@@ -219,6 +222,7 @@ fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Futu
         ctx,
         health,
         stop,
+        ready,
     } = parts;
     let api = api_for::<K>(&client, &scope);
     let triggers = triggers.map(|(ns, name)| ObjectRef::<K>::new(&name).within(&ns));
@@ -240,7 +244,10 @@ fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Futu
         loop {
             let wait = tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready());
             match wait.await {
-                Ok(Ok(())) => break health.workload_synced(),
+                Ok(Ok(())) => {
+                    ready.store(true, Ordering::Release);
+                    break health.workload_synced();
+                }
                 Ok(Err(_)) => return, // the controller is gone
                 Err(_) => continue,
             }
@@ -461,7 +468,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
 /// The workload controllers of every scope, run while this replica may write.
 struct Workers {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<(tokio::task::JoinHandle<()>, Arc<AtomicBool>)>,
     stop: watch::Sender<bool>,
     router: Arc<TriggerRouter>,
     health: Arc<Health>,
@@ -492,6 +499,7 @@ impl Workers {
             for kind in WorkloadKind::ALL {
                 let (tx, rx) = mpsc::unbounded();
                 senders.insert((kind, scope.clone()), tx);
+                let ready = Arc::new(AtomicBool::new(false));
                 let parts = ControllerParts {
                     client: client.clone(),
                     scope: scope.clone(),
@@ -500,13 +508,14 @@ impl Workers {
                     ctx: Arc::clone(ctx),
                     health: Arc::clone(health),
                     stop: stop_rx.clone(),
+                    ready: Arc::clone(&ready),
                 };
                 let fut = match kind {
                     WorkloadKind::Deployment => run_controller::<Deployment>(parts).boxed(),
                     WorkloadKind::StatefulSet => run_controller::<StatefulSet>(parts).boxed(),
                     WorkloadKind::DaemonSet => run_controller::<DaemonSet>(parts).boxed(),
                 };
-                tasks.push(tokio::spawn(fut));
+                tasks.push((tokio::spawn(fut), ready));
             }
         }
         router.set_senders(senders);
@@ -522,7 +531,7 @@ impl Workers {
     fn abort(self) {
         self.router.set_senders(Senders::new());
         self.health.expect_workloads(0);
-        for t in &self.tasks {
+        for (t, _) in &self.tasks {
             t.abort();
         }
     }
@@ -532,8 +541,15 @@ impl Workers {
         self.router.set_senders(Senders::new());
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + grace;
-        for t in self.tasks {
+        for (t, ready) in self.tasks {
             let abort = t.abort_handle();
+            // kube-runtime holds every reconcile back until the cache has listed, and a graceful
+            // shutdown stops the watch that would list it: such a controller has nothing in
+            // flight and would only wait out the grace period.
+            if !ready.load(Ordering::Acquire) {
+                abort.abort();
+                continue;
+            }
             if tokio::time::timeout_at(deadline, t).await.is_err() {
                 tracing::warn!("a reconcile did not finish within --shutdown-grace; abandoning it");
                 abort.abort();

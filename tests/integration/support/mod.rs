@@ -87,6 +87,21 @@ pub fn kubectl_command() -> Command {
     Command::new(&tools().kubectl)
 }
 
+/// Runs the pinned kubectl with this kubeconfig and `input` on its stdin; its stdout and stderr.
+/// Panics with both on failure.
+fn run_kubectl(kubeconfig: &Path, args: &[&str], input: &str) -> (String, String) {
+    let mut cmd = kubectl_command();
+    cmd.args(args).env("KUBECONFIG", kubeconfig);
+    let out = run_with_stdin(&mut cmd, input);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed:\n{stdout}{stderr}"
+    );
+    (stdout, stderr)
+}
+
 /// A running control plane. Stopped when dropped, or when the test process exits.
 pub struct ControlPlane {
     pub kubeconfig: PathBuf,
@@ -177,13 +192,14 @@ impl ControlPlane {
     }
 
     fn kubectl_with_input(&self, args: &[&str], input: &str) -> String {
-        let mut cmd = kubectl_command();
-        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
-        let out = run_with_stdin(&mut cmd, input);
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "kubectl {args:?} failed:\n{text}");
-        text
+        let (stdout, stderr) = run_kubectl(&self.kubeconfig, args, input);
+        stdout + &stderr
+    }
+
+    /// Runs kubectl as admin with `input` on its stdin; what it prints on stdout (its notes on
+    /// stderr, such as "No resources found", are not part of the answer). Panics on failure.
+    pub fn kubectl_stdout(&self, args: &[&str], input: &str) -> String {
+        run_kubectl(&self.kubeconfig, args, input).0
     }
 
     /// The requests `user` has made so far, as the apiserver's audit log records them (every
@@ -354,18 +370,16 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
 /// manifests from there, so parallel tests share no file); panics with its output on failure.
 /// kubectl runs off the async runtime, so that deliveries joined in one test run at once.
 pub async fn kubectl(ns: &TestNs, args: &[&str], stdin: &str) -> String {
-    let mut cmd = kubectl_command();
-    cmd.args(args)
-        .args(["-n", &ns.name])
-        .env("KUBECONFIG", &ns.kubeconfig);
-    let input = stdin.to_string();
-    let out = tokio::task::spawn_blocking(move || run_with_stdin(&mut cmd, &input))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kubectl {args:?}: {text}");
-    text
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["-n".to_string(), ns.name.clone()]);
+    let (kubeconfig, input) = (ns.kubeconfig.clone(), stdin.to_string());
+    let (stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_kubectl(&kubeconfig, &args, &input)
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    stdout + &stderr
 }
 
 /// Builds a typed object from JSON (test fixtures read best as manifests).

@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::workload::{self, WorkloadKind};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// Rolls Deployments, StatefulSets and DaemonSets when the ConfigMaps and Secrets they use change.
+/// Rolls Deployments, StatefulSets, DaemonSets, CronJobs, Argo Rollouts and any pod-template kind
+/// when the ConfigMaps and Secrets they use change.
 ///
 /// Workloads opt in with annotations (`kube-reloader.io/auto: "true"`, or stakater Reloader's);
 /// see docs/annotations.md. The Kubernetes connection is configured as kubectl's is: KUBECONFIG
@@ -80,6 +83,32 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_RELOADER_COMPAT", default_value_t = true, action = clap::ArgAction::Set)]
     pub reloader_compat: bool,
 
+    /// The built-in workload kinds to roll (comma-separated): Deployment, StatefulSet, DaemonSet,
+    /// CronJob (batch/v1: its job template, so the next scheduled Job runs with the new config)
+    /// and Rollout (Argo Rollouts, watched once its CRD is installed). A kind the API server does
+    /// not serve is looked up again every 20 seconds.
+    #[arg(
+        long = "kinds",
+        env = "KUBE_RELOADER_KINDS",
+        value_delimiter = ',',
+        default_value = "Deployment,StatefulSet,DaemonSet,CronJob,Rollout",
+        value_parser = WorkloadKind::built_in
+    )]
+    pub kinds: Vec<WorkloadKind>,
+
+    /// Also roll this kind: GROUP/VERSION/KIND[=PATH], PATH being the dotted path to its pod
+    /// template (default spec.template), e.g. apps.kruise.io/v1alpha1/CloneSet or
+    /// batch/v1beta1/CronJob=spec.jobTemplate.spec.template. Repeatable, or comma-separated. It
+    /// replaces a built-in kind of the same group and kind. Needs list, watch and patch on it.
+    #[arg(
+        long = "workload-kind",
+        env = "KUBE_RELOADER_WORKLOAD_KINDS",
+        value_delimiter = ',',
+        global = true,
+        value_parser = WorkloadKind::parse
+    )]
+    pub workload_kinds: Vec<WorkloadKind>,
+
     /// Also watch Secrets of type helm.sh/release.v1 and kubernetes.io/service-account-token
     /// (skipped by default: they are large or numerous, and never mounted as configuration).
     #[arg(long, env = "KUBE_RELOADER_WATCH_ALL_SECRET_TYPES")]
@@ -145,7 +174,8 @@ pub enum Command {
     /// references or names (where, whether it exists, is ignored, is tracked), the digest now
     /// versus the recorded baseline and the pod template, and whether a rollout is pending.
     Explain {
-        /// The workload: deployment/NAME, statefulset/NAME or daemonset/NAME (deploy, sts, ds).
+        /// The workload: KIND/NAME, KIND being deployment, statefulset, daemonset, cronjob or
+        /// rollout (or deploy, sts, ds, cj, ro), or a --workload-kind kind's name (widget/NAME).
         target: String,
         /// Its namespace (default: the kubeconfig context's).
         #[arg(
@@ -177,6 +207,11 @@ impl Args {
             ));
         }
         Ok((duration, duration - renew))
+    }
+
+    /// The kinds to roll: `--kinds`, with `--workload-kind` kinds added or replacing them.
+    pub fn kinds(&self) -> Vec<WorkloadKind> {
+        workload::resolve(&self.kinds, &self.workload_kinds)
     }
 
     /// The controller's own namespace.
@@ -265,6 +300,36 @@ mod tests {
         assert!(a.reloader_compat);
         assert!(a.namespaces.is_empty());
         assert_eq!(a.max_concurrent_reconciles, 4);
+        assert_eq!(a.kinds(), WorkloadKind::BUILT_IN);
+        let a = Args::try_parse_from([
+            "kube-reloader",
+            "--kinds=deployment,sts",
+            "--workload-kind=batch/v1beta1/CronJob=spec.jobTemplate.spec.template",
+            "--workload-kind",
+            "apps.kruise.io/v1alpha1/CloneSet",
+        ])
+        .unwrap();
+        let kinds: Vec<String> = a.kinds().iter().map(|k| k.describe()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "apps/v1/Deployment=spec.template",
+                "apps/v1/StatefulSet=spec.template",
+                "batch/v1beta1/CronJob=spec.jobTemplate.spec.template",
+                "apps.kruise.io/v1alpha1/CloneSet=spec.template",
+            ]
+        );
+        assert!(Args::try_parse_from(["kube-reloader", "--kinds=CloneSet"]).is_err());
+        assert!(Args::try_parse_from(["kube-reloader", "--workload-kind=CloneSet"]).is_err());
+        // Given to explain as to the controller.
+        let a = Args::try_parse_from([
+            "kube-reloader",
+            "explain",
+            "--workload-kind=tests.example.io/v1/Widget",
+            "widget/w",
+        ])
+        .unwrap();
+        assert_eq!(a.kinds().len(), 6);
         assert!(Args::try_parse_from(["kube-reloader", "--max-concurrent-reconciles=0"]).is_err());
         let a = Args::try_parse_from([
             "kube-reloader",

@@ -6,15 +6,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::TryStreamExt;
 use futures::channel::mpsc;
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::discovery;
 use kube::runtime::controller::{self, Controller, Error as ControllerError};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, watcher};
 use thiserror::Error;
 use tokio::sync::watch;
@@ -154,14 +156,24 @@ impl TriggerRouter {
         let (me, workload) = (Arc::clone(self), workload.clone());
         tokio::spawn(async move {
             tokio::time::sleep(me.debounce).await;
-            let senders = locked(&me.senders);
-            let sender = senders
-                .get(&(workload.kind, Some(workload.namespace.clone())))
-                .or_else(|| senders.get(&(workload.kind, None)));
-            if let Some(tx) = sender {
-                let _ = tx.unbounded_send((workload.namespace, workload.name));
-            }
+            me.send(&workload);
         });
+    }
+
+    /// Reconciles a workload now, outside any window (something it reads besides its configs
+    /// changed: the Deployment holding its pod template).
+    pub fn now(&self, workload: &WorkloadRef) {
+        self.send(workload);
+    }
+
+    fn send(&self, workload: &WorkloadRef) {
+        let senders = locked(&self.senders);
+        let sender = senders
+            .get(&(workload.kind, Some(workload.namespace.clone())))
+            .or_else(|| senders.get(&(workload.kind, None)));
+        if let Some(tx) = sender {
+            let _ = tx.unbounded_send((workload.namespace.clone(), workload.name.clone()));
+        }
     }
 
     /// The state of a workload's window, and when it opened. With no debounce at all, every
@@ -203,39 +215,68 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// What one workload controller (one kind, one watched scope) runs with.
 struct ControllerParts {
     client: Client,
+    kind: WorkloadKind,
+    api: ApiResource,
     scope: Option<String>,
     config: watcher::Config,
     triggers: mpsc::UnboundedReceiver<Trigger>,
     ctx: Arc<Context>,
     health: Arc<Health>,
+    /// Whether its first list counts towards readiness (not for a kind found served only later).
+    counts_for_readiness: bool,
     stop: watch::Receiver<bool>,
     /// Set once the controller's cache has listed: before that it reconciles nothing.
     ready: Arc<AtomicBool>,
 }
 
-fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Future<Output = ()> {
+/// The slim copy of a watch event's object.
+fn slim_event(
+    event: watcher::Event<DynamicObject>,
+    kind: WorkloadKind,
+) -> watcher::Event<Workload> {
+    let slim = |o| Workload::from_dynamic(o, kind);
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(slim(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(slim(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(slim(o)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = ()> {
     let ControllerParts {
         client,
+        kind,
+        api: resource,
         scope,
         config,
         triggers,
         ctx,
         health,
+        counts_for_readiness,
         stop,
         ready,
     } = parts;
-    let api = api_for::<K>(&client, &scope);
-    let triggers = triggers.map(|(ns, name)| ObjectRef::<K>::new(&name).within(&ns));
+    let api: Api<DynamicObject> = match &scope {
+        Some(ns) => Api::namespaced_with(client, ns, &resource),
+        None => Api::all_with(client, &resource),
+    };
+    let trigger_type = resource.clone();
+    let triggers = triggers
+        .map(move |(ns, name)| ObjectRef::new_with(&name, trigger_type.clone()).within(&ns));
     let index_ctx = Arc::clone(&ctx);
     // As Controller::new builds it, with two differences: objects are slimmed before they are
     // cached, and deletions trigger too, so that a deleted workload is forgotten at once.
-    let (store, writer) = reflector::store();
+    let writer = Writer::<Workload>::new(resource.clone());
+    let store = writer.as_reader();
+    ctx.register_store(kind, scope.clone(), resource.clone(), store.clone());
     let stream = watcher(api, config)
-        .modify(K::slim)
+        .map_ok(move |event| slim_event(event, kind))
         .reflect(writer)
         .touched_objects();
     let concurrency = ctx.settings.max_concurrent_reconciles;
-    let controller = Controller::for_stream(stream, store.clone())
+    let controller = Controller::for_stream_with(stream, store.clone(), resource.clone())
         .with_config(controller::Config::default().concurrency(concurrency));
     let (sweep_ctx, mut sweep_stop) = (Arc::clone(&ctx), stop.clone());
     // kube-runtime's readiness signal wakes only one of several concurrent waiters, and the
@@ -246,7 +287,10 @@ fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Futu
             match wait.await {
                 Ok(Ok(())) => {
                     ready.store(true, Ordering::Release);
-                    break health.workload_synced();
+                    if counts_for_readiness {
+                        health.workload_synced();
+                    }
+                    break;
                 }
                 Ok(Err(_)) => return, // the controller is gone
                 Err(_) => continue,
@@ -263,11 +307,9 @@ fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Futu
                 _ = tick.tick() => {}
                 _ = sweep_stop.wait_for(|s| *s) => return,
             }
-            for w in sweep_ctx.known(K::KIND, scope.as_deref()) {
-                if store
-                    .get(&ObjectRef::new(&w.name).within(&w.namespace))
-                    .is_none()
-                {
+            for w in sweep_ctx.known(kind, scope.as_deref()) {
+                let key = ObjectRef::new_with(&w.name, resource.clone()).within(&w.namespace);
+                if store.get(&key).is_none() {
                     sweep_ctx.forget(&w);
                 }
             }
@@ -280,14 +322,14 @@ fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Futu
         .graceful_shutdown_on(async move {
             let _ = stop.wait_for(|s| *s).await;
         })
-        .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(move |result| {
             match result {
                 Ok(_) => {}
                 // A workload deleted (or deleted since a config change was routed to it).
                 Err(ControllerError::ObjectNotFound(obj)) => {
                     index_ctx.forget(&WorkloadRef {
-                        kind: K::KIND,
+                        kind,
                         namespace: obj.namespace.clone().unwrap_or_default(),
                         name: obj.name.clone(),
                     });
@@ -298,16 +340,35 @@ fn run_controller<K: Workload>(parts: ControllerParts) -> impl std::future::Futu
                         .metrics
                         .watch_restarts
                         .get_or_create(&KindLabels {
-                            kind: K::KIND.as_str(),
+                            kind: kind.as_str(),
                         })
                         .inc();
-                    tracing::warn!(kind = %K::KIND, error = %e,
+                    tracing::warn!(kind = %kind, error = %e,
                         "watch failed; retrying with backoff (check the controller's RBAC: it needs list and watch on this kind)");
                 }
-                Err(e) => tracing::warn!(kind = %K::KIND, error = %e, "controller error"),
+                Err(e) => tracing::warn!(kind = %kind, error = %e, "controller error"),
             }
             futures::future::ready(())
         })
+}
+
+/// How often a kind whose API is not served is looked up again.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(20);
+
+/// Finds where the API server serves `kind`: `None` while it does not (its CRD is not installed,
+/// or this Kubernetes version lacks it).
+pub async fn discover(
+    client: &Client,
+    kind: WorkloadKind,
+) -> Result<Option<ApiResource>, kube::Error> {
+    let spec = kind.spec();
+    let gvk = GroupVersionKind::gvk(spec.group, spec.version, spec.kind);
+    match discovery::pinned_kind(client, &gvk).await {
+        Ok((resource, _)) => Ok(Some(resource)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(kube::Error::Discovery(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn spawn_config_watch<K: ConfigObject>(
@@ -359,6 +420,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         controller_namespace = %controller_ns,
         key_id = key.id(),
         reloader_compat = args.reloader_compat,
+        kinds = %args.kinds().iter().map(|k| k.describe()).collect::<Vec<_>>().join(","),
         "starting"
     );
 
@@ -400,6 +462,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             skipped_secret_types: skipped,
             max_rollouts_per_second: args.max_rollouts_per_second,
             rollout_burst: args.rollout_burst,
+            kinds: args.kinds(),
         },
         Arc::clone(&router),
         Arc::clone(&metrics),
@@ -466,12 +529,94 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The workload controllers of every scope, run while this replica may write.
+/// The workload controllers of every kind and scope, run while this replica may write.
 struct Workers {
-    tasks: Vec<(tokio::task::JoinHandle<()>, Arc<AtomicBool>)>,
+    /// One per kind: finds where it is served, then starts its controllers.
+    discovery: Vec<tokio::task::JoinHandle<()>>,
+    /// The controllers started so far, each with whether its cache has listed.
+    tasks: Controllers,
     stop: watch::Sender<bool>,
+    ctx: Arc<Context>,
     router: Arc<TriggerRouter>,
     health: Arc<Health>,
+}
+
+/// The workload controllers started, each with whether its cache has listed.
+type Controllers = Arc<Mutex<Vec<(tokio::task::JoinHandle<()>, Arc<AtomicBool>)>>>;
+
+/// What the controllers of one kind share.
+struct KindWatch {
+    client: Client,
+    kind: WorkloadKind,
+    scopes: Vec<Option<String>>,
+    selector: Option<String>,
+    receivers: Vec<mpsc::UnboundedReceiver<Trigger>>,
+    ctx: Arc<Context>,
+    health: Arc<Health>,
+    stop: watch::Receiver<bool>,
+    tasks: Controllers,
+}
+
+impl KindWatch {
+    /// Looks the kind up until it is served, then runs its controllers (one per scope). While
+    /// it is not served, it does not hold readiness back; found later, it is watched from then
+    /// on without a restart.
+    async fn run(self) {
+        let mut announced = false;
+        loop {
+            match discover(&self.client, self.kind).await {
+                Ok(Some(resource)) => {
+                    if announced {
+                        tracing::info!(kind = %self.kind, api_version = %resource.api_version,
+                            "{} is served now: watching it", self.kind);
+                    }
+                    return self.start(resource, !announced);
+                }
+                Ok(None) if !announced => {
+                    tracing::warn!(kind = %self.kind, api_version = %self.kind.api_version(),
+                        "{} is not served by this API server (its CRD is not installed, or this Kubernetes version lacks {}): not watching it; looking again every {}s. Leave it out of --kinds to stop looking.",
+                        self.kind, self.kind.api_version(), DISCOVERY_INTERVAL.as_secs());
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(kind = %self.kind, error = %e,
+                    "looking up where the API server serves {} failed; trying again in {}s",
+                    self.kind, DISCOVERY_INTERVAL.as_secs()),
+            }
+            if !announced {
+                announced = true;
+                for _ in &self.scopes {
+                    self.health.workload_synced();
+                }
+            }
+            tokio::time::sleep(DISCOVERY_INTERVAL).await;
+        }
+    }
+
+    fn start(self, resource: ApiResource, counts_for_readiness: bool) {
+        self.ctx.set_api_resource(self.kind, resource.clone());
+        let mut tasks = locked(&self.tasks);
+        for (scope, triggers) in self.scopes.into_iter().zip(self.receivers) {
+            let mut config = watcher::Config::default().page_size(WORKLOAD_PAGE_SIZE);
+            if let Some(s) = &self.selector {
+                config = config.fields(s);
+            }
+            let ready = Arc::new(AtomicBool::new(false));
+            let parts = ControllerParts {
+                client: self.client.clone(),
+                kind: self.kind,
+                api: resource.clone(),
+                scope,
+                config,
+                triggers,
+                ctx: Arc::clone(&self.ctx),
+                health: Arc::clone(&self.health),
+                counts_for_readiness,
+                stop: self.stop.clone(),
+                ready: Arc::clone(&ready),
+            };
+            tasks.push((tokio::spawn(run_controller(parts)), ready));
+        }
+    }
 }
 
 impl Workers {
@@ -483,45 +628,38 @@ impl Workers {
         router: &Arc<TriggerRouter>,
         health: &Arc<Health>,
     ) -> Self {
-        let selector = field_selector(ignored, &[]);
-        let config = || {
-            let c = watcher::Config::default().page_size(WORKLOAD_PAGE_SIZE);
-            match &selector {
-                Some(s) => c.fields(s),
-                None => c,
-            }
-        };
+        let kinds = ctx.settings.kinds.clone();
         let (stop, stop_rx) = watch::channel(false);
-        health.expect_workloads(scopes.len() * WorkloadKind::ALL.len());
+        health.expect_workloads(scopes.len() * kinds.len());
+        let tasks = Arc::new(Mutex::new(Vec::new()));
         let mut senders = Senders::new();
-        let mut tasks = Vec::new();
-        for scope in scopes {
-            for kind in WorkloadKind::ALL {
+        let mut discovery = Vec::new();
+        for kind in kinds {
+            let mut receivers = Vec::new();
+            for scope in scopes {
                 let (tx, rx) = mpsc::unbounded();
                 senders.insert((kind, scope.clone()), tx);
-                let ready = Arc::new(AtomicBool::new(false));
-                let parts = ControllerParts {
-                    client: client.clone(),
-                    scope: scope.clone(),
-                    config: config(),
-                    triggers: rx,
-                    ctx: Arc::clone(ctx),
-                    health: Arc::clone(health),
-                    stop: stop_rx.clone(),
-                    ready: Arc::clone(&ready),
-                };
-                let fut = match kind {
-                    WorkloadKind::Deployment => run_controller::<Deployment>(parts).boxed(),
-                    WorkloadKind::StatefulSet => run_controller::<StatefulSet>(parts).boxed(),
-                    WorkloadKind::DaemonSet => run_controller::<DaemonSet>(parts).boxed(),
-                };
-                tasks.push((tokio::spawn(fut), ready));
+                receivers.push(rx);
             }
+            let watch = KindWatch {
+                client: client.clone(),
+                kind,
+                scopes: scopes.to_vec(),
+                selector: field_selector(ignored, &[]),
+                receivers,
+                ctx: Arc::clone(ctx),
+                health: Arc::clone(health),
+                stop: stop_rx.clone(),
+                tasks: Arc::clone(&tasks),
+            };
+            discovery.push(tokio::spawn(watch.run()));
         }
         router.set_senders(senders);
         Self {
+            discovery,
             tasks,
             stop,
+            ctx: Arc::clone(ctx),
             router: Arc::clone(router),
             health: Arc::clone(health),
         }
@@ -531,17 +669,25 @@ impl Workers {
     fn abort(self) {
         self.router.set_senders(Senders::new());
         self.health.expect_workloads(0);
-        for (t, _) in &self.tasks {
+        for d in &self.discovery {
+            d.abort();
+        }
+        for (t, _) in locked(&self.tasks).iter() {
             t.abort();
         }
+        self.ctx.clear_stores();
     }
 
     /// Stops taking work and waits up to `grace` for reconciles in flight to finish.
     async fn stop(self, grace: Duration) {
         self.router.set_senders(Senders::new());
+        for d in &self.discovery {
+            d.abort();
+        }
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + grace;
-        for (t, ready) in self.tasks {
+        let tasks = std::mem::take(&mut *locked(&self.tasks));
+        for (t, ready) in tasks {
             let abort = t.abort_handle();
             // kube-runtime holds every reconcile back until the cache has listed, and a graceful
             // shutdown stops the watch that would list it: such a controller has nothing in
@@ -555,6 +701,7 @@ impl Workers {
                 abort.abort();
             }
         }
+        self.ctx.clear_stores();
     }
 }
 
@@ -601,7 +748,7 @@ mod tests {
 
     fn web() -> WorkloadRef {
         WorkloadRef {
-            kind: WorkloadKind::Deployment,
+            kind: WorkloadKind::DEPLOYMENT,
             namespace: "shop".into(),
             name: "web".into(),
         }

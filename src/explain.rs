@@ -4,21 +4,20 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Secret};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::configs::{ConfigObject, ConfigStore, summarize};
-use crate::controller::{SKIPPED_SECRET_TYPES, field_selector};
+use crate::controller::{SKIPPED_SECRET_TYPES, discover, field_selector};
 use crate::decision::{Change, classify};
 use crate::digest::{SecretKey, template_digest};
 use crate::optin::{self, ConfigView};
 use crate::reconcile::{REPORTER, changed_text, recorded_baseline, written};
 use crate::references::{ConfigKind, Keys, references};
-use crate::workload::{Workload, WorkloadKind};
+use crate::workload::{self, Restart, Workload, WorkloadKind};
 
 /// One ConfigMap or Secret as it concerns the workload.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -51,6 +50,13 @@ pub struct Explanation {
     pub recorded: Option<String>,
     /// The value in the pod template (set by the last rollout).
     pub pod_template: Option<String>,
+    /// Where the pod template is, when not in the workload itself (Argo Rollouts' workloadRef).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_from: Option<String>,
+    /// For a workload restarted through Argo Rollouts' `spec.restartAt`: its value (empty when
+    /// unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<String>,
     pub last_rollout: Option<String>,
     pub rollout_pending: bool,
     pub status: String,
@@ -81,25 +87,48 @@ fn keys_text(k: &Keys) -> String {
 
 /// The explanation of one workload against the objects in `store`. `key` is the installation's
 /// digest key; without it, digests involving Secrets cannot be compared.
-pub fn explain<K: Workload>(
-    obj: &K,
+/// `source` is the Deployment holding its pod template, for an Argo Rollout with a
+/// `spec.workloadRef`.
+pub fn explain(
+    obj: &Workload,
+    source: Option<&Workload>,
     store: &ConfigStore,
     key: Option<&SecretKey>,
     reloader_compat: bool,
 ) -> Explanation {
     let namespace = obj.namespace().unwrap_or_default();
-    let template = obj.template();
-    let template_annotations = obj.template_annotations();
+    let template = match source {
+        Some(deployment) => deployment.template.as_ref(),
+        None => obj.template.as_ref(),
+    };
+    let template_annotations = workload::template_annotations(template);
     let annotations = obj.annotations();
+    let restart = workload::restart(
+        obj.kind,
+        annotations,
+        obj.template_ref.is_some(),
+        reloader_compat,
+    );
     let mut out = Explanation {
-        kind: K::KIND,
+        kind: obj.kind,
         namespace: namespace.clone(),
         name: obj.name_any(),
         opt_in: Ok(Vec::new()),
         objects: Vec::new(),
         current: None,
         recorded: annotations.get(written::CONFIG_HASH).cloned(),
-        pod_template: template_annotations.get(written::CONFIG_HASH).cloned(),
+        pod_template: obj
+            .template_annotations()
+            .get(written::CONFIG_HASH)
+            .cloned(),
+        template_from: obj
+            .template_ref
+            .as_ref()
+            .map(|r| format!("{} {}", r.kind, r.name)),
+        restart_at: match restart {
+            Restart::RestartAt => Some(obj.restart_at.clone().unwrap_or_default()),
+            Restart::Template => None,
+        },
         last_rollout: annotations.get(written::RELOADED_AT).cloned(),
         rollout_pending: false,
         status: String::new(),
@@ -301,11 +330,25 @@ pub fn render_text(e: &Explanation) -> String {
     let none = "-".to_string();
     let _ = writeln!(s, "Digest now:    {}", e.current.as_ref().unwrap_or(&none));
     let _ = writeln!(s, "Baseline:      {}", e.recorded.as_ref().unwrap_or(&none));
-    let _ = writeln!(
-        s,
-        "Pod template:  {}",
-        e.pod_template.as_ref().unwrap_or(&none)
-    );
+    if let Some(from) = &e.template_from {
+        let _ = writeln!(s, "Template in:   {from} (spec.workloadRef)");
+    }
+    match &e.restart_at {
+        Some(at) => {
+            let at = if at.is_empty() { &none } else { at };
+            let _ = writeln!(
+                s,
+                "Restarted at:  {at} (spec.restartAt: rolled by Argo Rollouts' restart)"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "Pod template:  {}",
+                e.pod_template.as_ref().unwrap_or(&none)
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "Last rollout:  {}",
@@ -321,11 +364,13 @@ pub fn render_text(e: &Explanation) -> String {
 #[derive(Debug, Error)]
 pub enum ExplainError {
     #[error(
-        "{0:?} is not <kind>/<name> with kind deployment, statefulset or daemonset (or deploy, sts, ds)"
+        "{0:?} is not KIND/NAME with KIND one of {1} (or their plurals and short names: deploy, sts, ds, cj, ro); for another kind, pass --workload-kind GROUP/VERSION/KIND[=PATH] as the controller has it"
     )]
-    Target(String),
+    Target(String, String),
     #[error("cannot configure the Kubernetes client: {0} (set KUBECONFIG, or run in a cluster)")]
     Client(#[source] kube::Error),
+    #[error("{0} is not served by this API server (is its CRD installed?)")]
+    NotServed(String),
     #[error("cannot read {what}: {source}")]
     Read {
         what: String,
@@ -334,16 +379,25 @@ pub enum ExplainError {
     },
 }
 
-/// Parses `deployment/web`, `deploy/web`, `sts/db`, `ds/agent` (case-insensitive kind).
-pub fn parse_target(target: &str) -> Result<(WorkloadKind, String), ExplainError> {
-    let err = || ExplainError::Target(target.to_string());
-    let (kind, name) = target.split_once('/').ok_or_else(err)?;
-    let kind = match kind.to_ascii_lowercase().as_str() {
-        "deployment" | "deployments" | "deploy" | "deployment.apps" => WorkloadKind::Deployment,
-        "statefulset" | "statefulsets" | "sts" | "statefulset.apps" => WorkloadKind::StatefulSet,
-        "daemonset" | "daemonsets" | "ds" | "daemonset.apps" => WorkloadKind::DaemonSet,
-        _ => return Err(err()),
+/// Parses `deployment/web`, `deploy/web`, `sts/db`, `cj/nightly`, `rollout/web`, `widget/w`
+/// (case-insensitive kind) against the kinds rolled.
+pub fn parse_target(
+    target: &str,
+    kinds: &[WorkloadKind],
+) -> Result<(WorkloadKind, String), ExplainError> {
+    let err = || {
+        let names: Vec<String> = kinds
+            .iter()
+            .map(|k| k.as_str().to_ascii_lowercase())
+            .collect();
+        ExplainError::Target(target.to_string(), names.join(", "))
     };
+    let (kind, name) = target.split_once('/').ok_or_else(err)?;
+    let kind = kinds
+        .iter()
+        .copied()
+        .find(|k| k.is_named(kind))
+        .ok_or_else(err)?;
     if name.is_empty() {
         return Err(err());
     }
@@ -414,11 +468,24 @@ async fn last_event(
         })
 }
 
-async fn fetch<K: Workload>(api: Api<K>, name: &str) -> Result<K, ExplainError> {
-    api.get(name).await.map_err(|source| ExplainError::Read {
-        what: format!("{} {name}", K::KIND),
+/// A workload of `kind`, read now.
+async fn fetch(
+    client: &Client,
+    kind: WorkloadKind,
+    ns: &str,
+    name: &str,
+) -> Result<Workload, ExplainError> {
+    let read = |source| ExplainError::Read {
+        what: format!("{kind} {name}"),
         source,
-    })
+    };
+    let resource = discover(client, kind)
+        .await
+        .map_err(read)?
+        .ok_or_else(|| ExplainError::NotServed(kind.describe()))?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let obj = api.get(name).await.map_err(read)?;
+    Ok(Workload::from_dynamic(obj, kind))
 }
 
 /// Runs `explain` against the cluster and returns the rendered output.
@@ -428,7 +495,7 @@ pub async fn run(
     json: bool,
     args: &crate::cli::Args,
 ) -> Result<String, ExplainError> {
-    let (kind, name) = parse_target(target)?;
+    let (kind, name) = parse_target(target, &args.kinds())?;
     let client = Client::try_default().await.map_err(ExplainError::Client)?;
     let namespace = namespace
         .map(str::to_string)
@@ -457,20 +524,14 @@ pub async fn run(
     list_into::<Secret>(&client, &namespace, selector, &store, &digest_key, compat).await?;
 
     let ns = namespace.as_str();
-    let mut e = match kind {
-        WorkloadKind::Deployment => {
-            let w = fetch(Api::<Deployment>::namespaced(client.clone(), ns), &name).await?;
-            explain(&w, &store, key.as_ref(), compat)
+    let obj = fetch(&client, kind, ns, &name).await?;
+    let source = match &obj.template_ref {
+        Some(r) if obj.kind.spec().argo && r.kind == "Deployment" => {
+            Some(fetch(&client, WorkloadKind::DEPLOYMENT, ns, &r.name).await?)
         }
-        WorkloadKind::StatefulSet => {
-            let w = fetch(Api::<StatefulSet>::namespaced(client.clone(), ns), &name).await?;
-            explain(&w, &store, key.as_ref(), compat)
-        }
-        WorkloadKind::DaemonSet => {
-            let w = fetch(Api::<DaemonSet>::namespaced(client.clone(), ns), &name).await?;
-            explain(&w, &store, key.as_ref(), compat)
-        }
+        _ => None,
     };
+    let mut e = explain(&obj, source.as_ref(), &store, key.as_ref(), compat);
     e.last_event = last_event(client, ns, kind, &name).await;
     if json {
         Ok(serde_json::to_string_pretty(&e).unwrap_or_default() + "\n")
@@ -485,26 +546,39 @@ mod tests {
 
     #[test]
     fn targets() {
+        let widget = WorkloadKind::parse("tests.example.io/v1/Widget=spec.workload.podTemplate")
+            .expect("a kind");
+        let kinds = crate::workload::resolve(&WorkloadKind::BUILT_IN, &[widget]);
+        let parse = |t: &str| parse_target(t, &kinds);
         assert_eq!(
-            parse_target("deploy/web").unwrap(),
-            (WorkloadKind::Deployment, "web".into())
+            parse("deploy/web").unwrap(),
+            (WorkloadKind::DEPLOYMENT, "web".into())
         );
         assert_eq!(
-            parse_target("StatefulSet/db").unwrap(),
-            (WorkloadKind::StatefulSet, "db".into())
+            parse("StatefulSet/db").unwrap(),
+            (WorkloadKind::STATEFUL_SET, "db".into())
         );
-        assert_eq!(parse_target("ds/a").unwrap().0, WorkloadKind::DaemonSet);
-        for bad in ["web", "pod/web", "deploy/", ""] {
-            assert!(parse_target(bad).is_err(), "{bad}");
+        assert_eq!(parse("ds/a").unwrap().0, WorkloadKind::DAEMON_SET);
+        assert_eq!(parse("cj/nightly").unwrap().0, WorkloadKind::CRON_JOB);
+        assert_eq!(parse("rollout/web").unwrap().0, WorkloadKind::ROLLOUT);
+        assert_eq!(parse("ro/web").unwrap().0, WorkloadKind::ROLLOUT);
+        assert_eq!(parse("widget/w").unwrap().0, widget);
+        assert_eq!(parse("widgets.tests.example.io/w").unwrap().0, widget);
+        for bad in ["web", "pod/web", "deploy/", "", "widget.other.io/w"] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
+        // A kind not rolled is not explained.
+        assert!(parse_target("cj/nightly", &[WorkloadKind::DEPLOYMENT]).is_err());
     }
 
-    fn deployment(annotations: serde_json::Value, spec: serde_json::Value) -> Deployment {
-        serde_json::from_value(serde_json::json!({
+    fn deployment(annotations: serde_json::Value, spec: serde_json::Value) -> Workload {
+        let obj = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "ns", "annotations": annotations},
             "spec": {"selector": {}, "template": {"spec": spec}}
         }))
-        .unwrap()
+        .unwrap();
+        Workload::from_dynamic(obj, WorkloadKind::DEPLOYMENT)
     }
 
     #[test]
@@ -535,7 +609,7 @@ mod tests {
             serde_json::json!({"kube-reloader.io/auto": "true"}),
             spec.clone(),
         );
-        let e = explain(&w, &store, Some(&key), true);
+        let e = explain(&w, None, &store, Some(&key), true);
         assert!(e.status.starts_with("no baseline yet"), "{}", e.status);
         let row = |n: &str| e.objects.iter().find(|o| o.name == n).unwrap().clone();
         assert!(row("app").tracked && row("app").exists);
@@ -557,13 +631,13 @@ mod tests {
             serde_json::json!({"kube-reloader.io/auto": "true", "kube-reloader.io/config-hash": current}),
             spec.clone(),
         );
-        let e = explain(&w, &store, Some(&key), true);
+        let e = explain(&w, None, &store, Some(&key), true);
         assert!(e.status.starts_with("up to date"), "{}", e.status);
         assert!(!e.rollout_pending);
 
         // Change the ConfigMap: pending.
         put("app", serde_json::json!({}), serde_json::json!({"k": "v2"}));
-        let e = explain(&w, &store, Some(&key), true);
+        let e = explain(&w, None, &store, Some(&key), true);
         assert!(e.rollout_pending, "{}", e.status);
         let text = render_text(&e);
         assert!(text.contains("rollout pending"), "{text}");
@@ -572,6 +646,7 @@ mod tests {
         // Not opted in, and invalid.
         let e = explain(
             &deployment(serde_json::json!({}), spec.clone()),
+            None,
             &store,
             Some(&key),
             true,
@@ -579,6 +654,7 @@ mod tests {
         assert!(e.status.starts_with("not opted in"));
         let e = explain(
             &deployment(serde_json::json!({"kube-reloader.io/auto": "yes"}), spec),
+            None,
             &store,
             Some(&key),
             true,

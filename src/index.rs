@@ -123,7 +123,7 @@ mod tests {
 
     fn w(ns: &str, name: &str) -> WorkloadRef {
         WorkloadRef {
-            kind: WorkloadKind::Deployment,
+            kind: WorkloadKind::DEPLOYMENT,
             namespace: ns.into(),
             name: name.into(),
         }
@@ -165,10 +165,10 @@ mod tests {
         index.remove(&w("a", "api"));
         assert!(index.affected(&cm("a", "y")).is_empty());
         assert_eq!(index.len(), 2);
-        let mut deployments = index.workloads(WorkloadKind::Deployment);
+        let mut deployments = index.workloads(WorkloadKind::DEPLOYMENT);
         deployments.sort_by(|x, y| x.namespace.cmp(&y.namespace));
         assert_eq!(deployments, vec![w("a", "web"), w("b", "web")]);
-        assert!(index.workloads(WorkloadKind::DaemonSet).is_empty());
+        assert!(index.workloads(WorkloadKind::DAEMON_SET).is_empty());
     }
 
     #[test]

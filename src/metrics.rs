@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn names_follow_prometheus_conventions() {
         let m = Metrics::default();
-        m.rollout(WorkloadKind::Deployment, "shop", Outcome::rolled);
+        m.rollout(WorkloadKind::DEPLOYMENT, "shop", Outcome::rolled);
         m.error("write_failed");
         m.watch_restart(ConfigKind::Secret);
         m.reconcile_duration

@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
@@ -26,7 +28,7 @@ use crate::metrics::{KindLabels, Metrics, Outcome};
 use crate::optin::{self, ConfigView};
 use crate::ratelimit::TokenBucket;
 use crate::references::{ConfigKind, references};
-use crate::workload::{Workload, WorkloadKind, WorkloadRef};
+use crate::workload::{self, Restart, Workload, WorkloadKind, WorkloadRef};
 
 /// Annotations kube-reloader writes.
 pub mod written {
@@ -62,7 +64,12 @@ pub struct Settings {
     /// The global token bucket of rollouts: its rate per second and burst.
     pub max_rollouts_per_second: f64,
     pub rollout_burst: u32,
+    /// The workload kinds rolled.
+    pub kinds: Vec<WorkloadKind>,
 }
+
+/// A running controller's workload cache: its kind, scope, where it is served, and the cache.
+type Cache = (WorkloadKind, Option<String>, ApiResource, Store<Workload>);
 
 /// Everything a reconcile needs, shared.
 pub struct Context {
@@ -89,6 +96,13 @@ pub struct Context {
     failures: Mutex<HashMap<WorkloadRef, u32>>,
     /// The workloads' debounce windows, and the triggers at their ends.
     pub router: Arc<TriggerRouter>,
+    /// Where the API server serves each kind (found by discovery).
+    resources: Mutex<HashMap<WorkloadKind, ApiResource>>,
+    /// The workload caches of the running controllers, by kind and scope.
+    stores: Mutex<Vec<Cache>>,
+    /// The workloads whose pod template lives in another (Argo Rollouts' workloadRef), by the
+    /// namespace and name of that Deployment.
+    template_users: Mutex<HashMap<(String, String), HashSet<WorkloadRef>>>,
 }
 
 impl Context {
@@ -121,6 +135,9 @@ impl Context {
             pending_writes: Mutex::default(),
             failures: Mutex::default(),
             router,
+            resources: Mutex::default(),
+            stores: Mutex::default(),
+            template_users: Mutex::default(),
         }
     }
 }
@@ -134,6 +151,77 @@ impl Context {
 
     fn may_write(&self) -> bool {
         self.may_write.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records where the API server serves `kind`.
+    pub fn set_api_resource(&self, kind: WorkloadKind, resource: ApiResource) {
+        locked(&self.resources).insert(kind, resource);
+    }
+
+    /// Where the API server serves `kind`, once found.
+    pub fn api_resource(&self, kind: WorkloadKind) -> Option<ApiResource> {
+        locked(&self.resources).get(&kind).cloned()
+    }
+
+    /// Makes a controller's cache readable by other reconciles.
+    pub fn register_store(
+        &self,
+        kind: WorkloadKind,
+        scope: Option<String>,
+        resource: ApiResource,
+        store: Store<Workload>,
+    ) {
+        locked(&self.stores).push((kind, scope, resource, store));
+    }
+
+    /// Drops every cache (the controllers stopped).
+    pub fn clear_stores(&self) {
+        locked(&self.stores).clear();
+    }
+
+    /// A workload from the controllers' caches; `Err` while the cache that would hold it has not
+    /// listed yet (or its controller has not started).
+    fn cached(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Workload>>, NotSynced> {
+        let stores = locked(&self.stores);
+        let (_, _, resource, store) = stores
+            .iter()
+            .find(|(k, scope, ..)| *k == kind && scope.as_deref().is_none_or(|s| s == namespace))
+            .ok_or(NotSynced)?;
+        if store.wait_until_ready().now_or_never().is_none() {
+            return Err(NotSynced);
+        }
+        Ok(store.get(&ObjectRef::new_with(name, resource.clone()).within(namespace)))
+    }
+
+    /// Notes that `user` takes its pod template from Deployment `name` (or from none).
+    fn set_template_source(&self, user: &WorkloadRef, name: Option<&str>) {
+        let mut users = locked(&self.template_users);
+        users.retain(|_, set| {
+            set.remove(user);
+            !set.is_empty()
+        });
+        if let Some(name) = name {
+            let key = (user.namespace.clone(), name.to_string());
+            users.entry(key).or_default().insert(user.clone());
+        }
+    }
+
+    /// Reconciles the workloads that take their pod template from this Deployment: a change of
+    /// it is a change of their template.
+    fn template_changed(&self, deployment: &WorkloadRef) {
+        let key = (deployment.namespace.clone(), deployment.name.clone());
+        let users: Vec<WorkloadRef> = locked(&self.template_users)
+            .get(&key)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default();
+        for user in users {
+            self.router.now(&user);
+        }
     }
 
     /// Every workload of `kind` (in `namespace`, or in all when `None`) this context holds
@@ -154,6 +242,13 @@ impl Context {
         known.extend(locked(&self.pending_writes).keys().filter(mine).cloned());
         known.extend(locked(&self.dry_run_baselines).keys().filter(mine).cloned());
         known.extend(self.router.workloads().into_iter().filter(|w| mine(&w)));
+        known.extend(
+            locked(&self.template_users)
+                .values()
+                .flatten()
+                .filter(mine)
+                .cloned(),
+        );
         known
     }
 
@@ -168,6 +263,7 @@ impl Context {
         locked(&self.pending_writes).remove(wref);
         locked(&self.dry_run_baselines).remove(wref);
         self.router.forget(wref);
+        self.set_template_source(wref, None);
     }
 
     /// Which of these tracked objects (`Kind/name`) exist in the API server, read now (a list by
@@ -246,6 +342,8 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("not writing to {0}: the API server does not serve its kind")]
+    NotServed(WorkloadRef),
     #[error("writing the config-hash annotations of {workload} failed: {source}")]
     Write {
         workload: WorkloadRef,
@@ -254,16 +352,16 @@ pub enum Error {
     },
 }
 
-fn workload_ref<K: Workload>(obj: &K) -> WorkloadRef {
+fn workload_ref(obj: &Workload) -> WorkloadRef {
     WorkloadRef {
-        kind: K::KIND,
+        kind: obj.kind,
         namespace: obj.namespace().unwrap_or_default(),
         name: obj.name_any(),
     }
 }
 
 /// The reconcile, in kube-runtime's shape.
-pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(obj: Arc<Workload>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.configs.wait_synced().await;
     let start = Instant::now();
     let wref = workload_ref(obj.as_ref());
@@ -274,13 +372,13 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
     ctx.metrics
         .reconcile_duration
         .get_or_create(&KindLabels {
-            kind: K::KIND.as_str(),
+            kind: wref.kind.as_str(),
         })
         .observe(start.elapsed().as_secs_f64());
     result
 }
 
-async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let wref = workload_ref(obj.as_ref());
 
     // Skip a copy of the object older than our own last write (see `pending_writes`).
@@ -294,8 +392,25 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
         }
     }
 
-    let template = obj.template();
-    let template_annotations = obj.template_annotations();
+    if wref.kind == WorkloadKind::DEPLOYMENT {
+        ctx.template_changed(&wref);
+    }
+    // The pod template: the workload's own, or the one in the Deployment it refers to.
+    let source = match template_source(ctx, obj.as_ref(), &wref).await {
+        Ok(source) => source,
+        Err(action) => return Ok(action),
+    };
+    let template = match &source {
+        Some(deployment) => deployment.template.as_ref(),
+        None => obj.template.as_ref(),
+    };
+    let template_annotations = workload::template_annotations(template);
+    let restart = workload::restart(
+        wref.kind,
+        obj.annotations(),
+        obj.template_ref.is_some(),
+        ctx.settings.reloader_compat,
+    );
     let opt = match optin::parse(
         obj.annotations(),
         template_annotations,
@@ -379,12 +494,64 @@ async fn reconcile_synced<K: Workload>(obj: Arc<K>, ctx: &Arc<Context>) -> Resul
     let found = Found {
         obj: obj.as_ref(),
         wref,
+        restart,
         current,
         template: template_now,
         opened,
         tracked: tracked.len(),
     };
     execute(ctx, &found, action).await
+}
+
+/// A cache that has not listed yet.
+#[derive(Debug)]
+struct NotSynced;
+
+/// The Deployment holding a workload's pod template (Argo Rollouts' `spec.workloadRef`):
+/// `Ok(None)` when the template is the workload's own; `Err` with what to do when the Deployment
+/// cannot be read (reported once, with an Event).
+async fn template_source(
+    ctx: &Context,
+    obj: &Workload,
+    wref: &WorkloadRef,
+) -> Result<Option<Arc<Workload>>, Action> {
+    if !wref.kind.spec().argo {
+        return Ok(None);
+    }
+    let Some(source) = &obj.template_ref else {
+        ctx.set_template_source(wref, None);
+        return Ok(None);
+    };
+    ctx.set_template_source(wref, Some(&source.name));
+    let problem = if source.kind != "Deployment" {
+        format!(
+            "its spec.workloadRef names a {} ({}); kube-reloader reads pod templates from Deployments only, so it leaves this {} alone",
+            source.kind, source.name, wref.kind
+        )
+    } else if !ctx.settings.kinds.contains(&WorkloadKind::DEPLOYMENT) {
+        format!(
+            "its pod template is in Deployment {} (spec.workloadRef), and Deployments are not among --kinds, so kube-reloader cannot read it. Add Deployment to --kinds",
+            source.name
+        )
+    } else {
+        match ctx.cached(WorkloadKind::DEPLOYMENT, &wref.namespace, &source.name) {
+            Err(NotSynced) => return Err(Action::requeue(Duration::from_secs(1))),
+            Ok(Some(deployment)) => {
+                ctx.report_once(wref, "template source".into(), false);
+                return Ok(Some(deployment));
+            }
+            Ok(None) => format!(
+                "its pod template is in Deployment {} (spec.workloadRef), which does not exist in namespace {}. Create it, or fix spec.workloadRef; kube-reloader reads it as soon as it exists",
+                source.name, wref.namespace
+            ),
+        }
+    };
+    if ctx.report_once(wref, "template source".into(), true) {
+        tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, "{problem}");
+        let note = format!("{problem}.");
+        publish(ctx, obj, EventType::Warning, "MissingReference", note).await;
+    }
+    Err(Action::await_change())
 }
 
 /// Decides, confirming with the API server any absence the decision asks about. `None` when an
@@ -415,9 +582,10 @@ async fn decide_confirmed(
 }
 
 /// What a reconcile found out about one workload, for executing its decision.
-struct Found<'a, K> {
-    obj: &'a K,
+struct Found<'a> {
+    obj: &'a Workload,
     wref: WorkloadRef,
+    restart: Restart,
     current: WorkloadDigest,
     /// The pod template's digest now.
     template: String,
@@ -428,11 +596,7 @@ struct Found<'a, K> {
 }
 
 /// Carries out a decision: the writes, Events, metrics and log lines it stands for.
-async fn execute<K: Workload>(
-    ctx: &Context,
-    found: &Found<'_, K>,
-    action: Decided,
-) -> Result<Action, Error> {
+async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Action, Error> {
     let Found {
         obj,
         wref,
@@ -444,10 +608,14 @@ async fn execute<K: Workload>(
     let log = |what: &str| {
         tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = found.tracked, "{what}");
     };
-    let template_hash = obj
-        .template_annotations()
-        .get(written::CONFIG_HASH)
-        .cloned();
+    // What the last rollout wrote, written again with every baseline (see `write`).
+    let marks = Marks {
+        template: obj
+            .template_annotations()
+            .get(written::CONFIG_HASH)
+            .cloned(),
+        restart_at: obj.restart_at.clone(),
+    };
     let reloaded_at = obj.annotations().get(written::RELOADED_AT).cloned();
     let base = Baseline {
         digest: current,
@@ -502,7 +670,7 @@ async fn execute<K: Workload>(
             Ok(Action::await_change())
         }
         Decided::Record(why) => {
-            if write(ctx, obj, wref, base, template_hash, reloaded_at).await? == Written::Stale {
+            if write(ctx, obj, wref, base, marks, reloaded_at).await? == Written::Stale {
                 return Ok(decide_again(wref));
             }
             ctx.router.close(wref, opened);
@@ -540,8 +708,17 @@ async fn execute<K: Workload>(
             let what = changed_text(&changed);
             let now = Timestamp::from_second(Timestamp::now().as_second())
                 .unwrap_or_else(|_| Timestamp::now());
-            let hash = Some(current.hash_annotation());
-            if write(ctx, obj, wref, base, hash, Some(now.to_string())).await? == Written::Stale {
+            let marks = match found.restart {
+                Restart::Template => Marks {
+                    template: Some(current.hash_annotation()),
+                    ..marks
+                },
+                Restart::RestartAt => Marks {
+                    restart_at: Some(now.to_string()),
+                    ..marks
+                },
+            };
+            if write(ctx, obj, wref, base, marks, Some(now.to_string())).await? == Written::Stale {
                 return Ok(decide_again(wref));
             }
             ctx.router.close(wref, opened);
@@ -601,9 +778,9 @@ fn simulate(ctx: &Context, wref: &WorkloadRef, base: Baseline<'_>) {
 /// A Warning Event, once per workload and object, for each tracked object that does not exist.
 /// Objects whose absence is `unconfirmed` are passed over: they may exist, not yet delivered by
 /// the watch.
-async fn warn_missing<K: Workload>(
+async fn warn_missing(
     ctx: &Context,
-    obj: &K,
+    obj: &Workload,
     wref: &WorkloadRef,
     current: &WorkloadDigest,
     unconfirmed: &[String],
@@ -628,9 +805,9 @@ async fn warn_missing<K: Workload>(
 
 /// A Warning Event, once per workload and object, for each object it uses whose ignore or match
 /// annotation is neither "true" nor "false" (so it counts as not set).
-async fn warn_invalid_flags<K: Workload>(
+async fn warn_invalid_flags(
     ctx: &Context,
-    obj: &K,
+    obj: &Workload,
     wref: &WorkloadRef,
     used: &BTreeSet<(ConfigKind, String)>,
     view: &NamespaceView<'_>,
@@ -655,17 +832,38 @@ async fn warn_invalid_flags<K: Workload>(
     }
 }
 
+/// What a rollout writes into a workload, besides its baseline: kept in every later write.
+#[derive(Clone, Debug, Default)]
+struct Marks {
+    /// Our annotation in the pod template (at the kind's path).
+    template: Option<String>,
+    /// Argo Rollouts' `spec.restartAt`.
+    restart_at: Option<String>,
+}
+
+/// Sets `value` at `path` in `v`, making the objects on the way.
+fn put(v: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
+    let mut at = v;
+    for field in path {
+        at = &mut at[*field];
+    }
+    *at = value;
+}
+
 /// Server-side applies exactly the fields kube-reloader owns. Every apply names all of them: a
 /// field this manager applied before and leaves out now would be removed, and removing the
-/// template annotation would roll the pods.
-async fn write<K: Workload>(
+/// template annotation (or restartAt) would roll the pods.
+async fn write(
     ctx: &Context,
-    obj: &K,
+    obj: &Workload,
     wref: &WorkloadRef,
     base: Baseline<'_>,
-    template_hash: Option<String>,
+    marks: Marks,
     reloaded_at: Option<String>,
 ) -> Result<Written, Error> {
+    let Some(resource) = ctx.api_resource(wref.kind) else {
+        return Err(Error::NotServed(wref.clone()));
+    };
     let mut meta = BTreeMap::from([
         (written::CONFIG_HASH, base.digest.hash_annotation()),
         (written::TRACKED, base.digest.parts_annotation()),
@@ -675,13 +873,23 @@ async fn write<K: Workload>(
         meta.insert(written::RELOADED_AT, at);
     }
     let mut patch = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
         "metadata": {"name": wref.name, "namespace": wref.namespace, "annotations": meta},
     });
-    if let Some(hash) = template_hash {
-        patch["spec"] =
-            json!({"template": {"metadata": {"annotations": {written::CONFIG_HASH: hash}}}});
+    if let Some(hash) = marks.template {
+        let path: Vec<&str> = wref
+            .kind
+            .spec()
+            .template_path
+            .iter()
+            .copied()
+            .chain(["metadata", "annotations", written::CONFIG_HASH])
+            .collect();
+        put(&mut patch, &path, json!(hash));
+    }
+    if let Some(at) = marks.restart_at {
+        put(&mut patch, &["spec", "restartAt"], json!(at));
     }
     if !ctx.may_write() {
         return Err(Error::NotLeader(wref.clone()));
@@ -693,7 +901,8 @@ async fn write<K: Workload>(
     if let Some(rv) = &before {
         patch["metadata"]["resourceVersion"] = json!(rv);
     }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &wref.namespace);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &wref.namespace, &resource);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let updated = match api.patch(&wref.name, &params, &Patch::Apply(&patch)).await {
         Ok(updated) => updated,
@@ -719,13 +928,7 @@ enum Written {
     Stale,
 }
 
-async fn publish<K: Workload>(
-    ctx: &Context,
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
+async fn publish(ctx: &Context, obj: &Workload, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.to_string(),
@@ -738,14 +941,22 @@ async fn publish<K: Workload>(
         .to_string(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::warn!(kind = %K::KIND, namespace = obj.namespace().unwrap_or_default(), name = obj.name_any(),
+    let regarding = ObjectReference {
+        api_version: Some(obj.kind.api_version()),
+        kind: Some(obj.kind.as_str().to_string()),
+        name: obj.metadata.name.clone(),
+        namespace: obj.metadata.namespace.clone(),
+        uid: obj.metadata.uid.clone(),
+        ..ObjectReference::default()
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
+        tracing::warn!(kind = %obj.kind, namespace = obj.namespace().unwrap_or_default(), name = obj.name_any(),
             error = %e, "could not publish Event {reason} (the controller needs create and patch on events.k8s.io events)");
     }
 }
 
 /// On error: log, Event the workload, and retry with a delay.
-pub fn error_policy<K: Workload>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(obj: Arc<Workload>, error: &Error, ctx: Arc<Context>) -> Action {
     let wref = workload_ref(obj.as_ref());
     if let Error::NotLeader(_) = error {
         // Leadership moved: the new leader reconciles this workload; nothing failed.

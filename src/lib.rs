@@ -1,7 +1,9 @@
-//! kube-reloader: rolls Deployments, StatefulSets and DaemonSets when the ConfigMaps and Secrets
-//! they use change. See README.md for the product, docs/ for details.
+//! kube-reloader: rolls Deployments, StatefulSets, DaemonSets, CronJobs, Argo Rollouts and any
+//! kind with a pod template when the ConfigMaps and Secrets they use change. See README.md for the
+//! product, docs/ for details.
 //!
-//! Pure rules: [`digest`], [`references`], [`optin`], [`decision`], [`ratelimit`].
+//! Pure rules: [`digest`], [`references`], [`optin`], [`decision`], [`ratelimit`], and
+//! [`workload`] (the kinds as data, the slim cached workload, how each is restarted).
 //! The shell: [`configs`] (watched objects), [`index`], [`reconcile`], [`controller`], [`key`],
 //! [`metrics`] and [`http`] (metrics and probes).
 #![forbid(unsafe_code)]

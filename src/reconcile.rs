@@ -850,9 +850,12 @@ fn put(v: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
     *at = value;
 }
 
-/// Server-side applies exactly the fields kube-reloader owns. Every apply names all of them: a
-/// field this manager applied before and leaves out now would be removed, and removing the
-/// template annotation (or restartAt) would roll the pods.
+/// Server-side applies exactly the fields kube-reloader owns (a JSON merge patch of the same
+/// fields for kinds whose schema may leave the pod template untyped; see [`KindSpec::apply`]).
+/// Every apply names all of them: a field this manager applied before and leaves out now would
+/// be removed, and removing the template annotation (or restartAt) would roll the pods.
+///
+/// [`KindSpec::apply`]: crate::workload::KindSpec::apply
 async fn write(
     ctx: &Context,
     obj: &Workload,
@@ -903,8 +906,19 @@ async fn write(
     }
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &wref.namespace, &resource);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let updated = match api.patch(&wref.name, &params, &Patch::Apply(&patch)).await {
+    let (params, patch) = if wref.kind.spec().apply {
+        (
+            PatchParams::apply(FIELD_MANAGER).force(),
+            Patch::Apply(patch),
+        )
+    } else {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        (params, Patch::Merge(patch))
+    };
+    let updated = match api.patch(&wref.name, &params, &patch).await {
         Ok(updated) => updated,
         Err(kube::Error::Api(status)) if status.code == 409 => return Ok(Written::Stale),
         Err(source) => {

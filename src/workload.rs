@@ -31,6 +31,12 @@ pub struct KindSpec {
     /// Argo Rollouts' semantics: the template may live in a referenced Deployment
     /// (`spec.workloadRef`), and a restart may be asked for with `spec.restartAt`.
     pub argo: bool,
+    /// Whether writes are server-side applies. Only for Kubernetes' own kinds, whose schemas type
+    /// the whole pod template: where a custom resource's schema leaves part of it untyped
+    /// (`x-kubernetes-preserve-unknown-fields`), an apply of one annotation there takes the
+    /// untyped map as a unit and drops what else it holds. Other kinds get a JSON merge patch,
+    /// which sets only the fields it names.
+    pub apply: bool,
 }
 
 /// A workload kind: a handle on its [`KindSpec`]. Two handles are the same kind when their group
@@ -49,6 +55,7 @@ impl WorkloadKind {
         short_names: &["deploy"],
         template_path: TEMPLATE,
         argo: false,
+        apply: true,
     });
     pub const STATEFUL_SET: WorkloadKind = WorkloadKind(&KindSpec {
         group: "apps",
@@ -58,6 +65,7 @@ impl WorkloadKind {
         short_names: &["sts"],
         template_path: TEMPLATE,
         argo: false,
+        apply: true,
     });
     pub const DAEMON_SET: WorkloadKind = WorkloadKind(&KindSpec {
         group: "apps",
@@ -67,6 +75,7 @@ impl WorkloadKind {
         short_names: &["ds"],
         template_path: TEMPLATE,
         argo: false,
+        apply: true,
     });
     /// The template of the Jobs it creates: a change reaches the next scheduled Job. No Job is
     /// ever created, deleted or touched.
@@ -78,6 +87,7 @@ impl WorkloadKind {
         short_names: &["cj"],
         template_path: &["spec", "jobTemplate", "spec", "template"],
         argo: false,
+        apply: true,
     });
     /// Argo Rollouts' Rollout; watched once its CRD is installed.
     pub const ROLLOUT: WorkloadKind = WorkloadKind(&KindSpec {
@@ -88,6 +98,7 @@ impl WorkloadKind {
         short_names: &["ro"],
         template_path: TEMPLATE,
         argo: true,
+        apply: false,
     });
 
     /// Every built-in kind, in the order of `--kinds`'s default.
@@ -214,6 +225,7 @@ impl WorkloadKind {
             short_names: known.map_or(&[], |k| k.0.short_names),
             template_path: Box::leak(segments.into_boxed_slice()),
             argo: known.is_some_and(|k| k.0.argo),
+            apply: known.is_some_and(|k| k.0.apply),
         }))))
     }
 
@@ -638,6 +650,16 @@ mod tests {
             table,
             want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
         );
+        // Server-side apply only where Kubernetes' own schema types the whole template.
+        let applied: Vec<bool> = WorkloadKind::BUILT_IN
+            .iter()
+            .map(|k| k.spec().apply)
+            .collect();
+        assert_eq!(applied, [true, true, true, true, false]);
+        let cj = WorkloadKind::parse("batch/v1beta1/CronJob=spec.jobTemplate.spec.template");
+        assert!(cj.expect("a kind").spec().apply);
+        let custom = WorkloadKind::parse("apps.kruise.io/v1alpha1/CloneSet").expect("a kind");
+        assert!(!custom.spec().apply);
         assert_eq!(
             WorkloadKind::built_in("sts"),
             Ok(WorkloadKind::STATEFUL_SET)

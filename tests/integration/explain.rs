@@ -7,14 +7,22 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::support::TestNs;
+use crate::support::kinds::{self, TestKind};
 use crate::support::objects::{configmap, secret};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
 
 fn explain(ns: &TestNs, target: &str, json_output: bool) -> (bool, String) {
+    explain_with(ns, &[], target, json_output)
+}
+
+/// `kube-reloader explain FLAGS TARGET -n NS [-o json]`: whether it succeeded, and its output.
+fn explain_with(ns: &TestNs, flags: &[&str], target: &str, json_output: bool) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-reloader"));
     cmd.arg(format!("--controller-namespace={}", ns.name))
-        .args(["explain", target, "-n", &ns.name])
+        .arg("explain")
+        .args(flags)
+        .args([target, "-n", &ns.name])
         .env("KUBECONFIG", &ns.kubeconfig);
     if json_output {
         cmd.args(["-o", "json"]);
@@ -26,7 +34,11 @@ fn explain(ns: &TestNs, target: &str, json_output: bool) -> (bool, String) {
 }
 
 fn explain_json(ns: &TestNs, target: &str) -> Value {
-    let (ok, text) = explain(ns, target, true);
+    explain_json_with(ns, &[], target)
+}
+
+fn explain_json_with(ns: &TestNs, flags: &[&str], target: &str) -> Value {
+    let (ok, text) = explain_with(ns, flags, target, true);
     assert!(ok, "{text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -205,4 +217,119 @@ async fn explain_takes_a_config_and_template_change_together_as_one_delivery() {
         "{text}"
     );
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 1);
+}
+
+#[tokio::test]
+async fn explain_reports_rollouts_cronjobs_and_custom_kinds() {
+    kinds::install_test_crds();
+    let (rollout, cronjob, widget) = (TestKind::rollout(), TestKind::cronjob(), TestKind::widget());
+    let ns = TestNs::new("explain-kinds").await;
+    configmap(&ns, "app", &[("k", "1")], json!({})).await;
+    let spec = workloads::env_from_configmap("app");
+    kinds::opted_in(&ns, &rollout, "ro-web", spec.clone()).await;
+    kinds::opted_in(&ns, &cronjob, "nightly", spec.clone()).await;
+    kinds::opted_in(&ns, &widget, "gizmo", spec.clone()).await;
+    // A Rollout whose template lives in a Deployment (not opted in itself).
+    workloads::deployment(&ns, "src", json!({}), spec).await;
+    let by_ref = json!({
+        "apiVersion": rollout.api_version(), "kind": "Rollout",
+        "metadata": {"name": "ro-ref", "annotations": {"kube-reloader.io/auto": "true"}},
+        "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "src"}},
+    });
+    kinds::create(&ns, &rollout, by_ref).await;
+
+    let mut reloader = Reloader::start(&ns, &[&widget.flag(), &cronjob.flag()]);
+    for (kind, name) in [
+        (&rollout, "ro-web"),
+        (&rollout, "ro-ref"),
+        (&cronjob, "nightly"),
+        (&widget, "gizmo"),
+    ] {
+        kinds::baseline(&ns, kind, name).await;
+        reloader.wait_up_to_date(name, 1).await;
+    }
+    reloader.kill();
+
+    let (cj_flag, widget_flag) = (cronjob.flag(), widget.flag());
+    // (flags, target, kind, name): every way of naming each kind.
+    let cases: &[(&[&str], &str, &str, &str)] = &[
+        (&[], "rollout/ro-web", "Rollout", "ro-web"),
+        (&[], "ro/ro-web", "Rollout", "ro-web"),
+        (&[], "rollouts.argoproj.io/ro-web", "Rollout", "ro-web"),
+        (&[], "rollout/ro-ref", "Rollout", "ro-ref"),
+        (&[&cj_flag], "cronjob/nightly", "CronJob", "nightly"),
+        (&[&cj_flag], "cj/nightly", "CronJob", "nightly"),
+        (&[&widget_flag], "widget/gizmo", "Widget", "gizmo"),
+        (&[&widget_flag], "widgets/gizmo", "Widget", "gizmo"),
+        (
+            &[&widget_flag],
+            "widget.tests.kube-reloader.io/gizmo",
+            "Widget",
+            "gizmo",
+        ),
+    ];
+    for (flags, target, kind, name) in cases {
+        let e = explain_json_with(&ns, flags, target);
+        assert_eq!(
+            (e["kind"].as_str(), e["name"].as_str()),
+            (Some(*kind), Some(*name)),
+            "{target}: {e:#}"
+        );
+        assert!(
+            e["status"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("up to date"),
+            "{target}: {e:#}"
+        );
+        assert_eq!(e["current"], e["recorded"], "{target}: {e:#}");
+        let app = row(&e, "app");
+        assert_eq!(app["tracked"], json!(true), "{target}: {e:#}");
+        assert_eq!(
+            app["referenced_by"],
+            json!(["container app envFrom"]),
+            "{target}: {e:#}"
+        );
+        let (ok, text) = explain_with(&ns, flags, target, false);
+        assert!(ok, "{text}");
+        let heading = format!("{kind} {}/{name}", ns.name);
+        for needle in [
+            heading.as_str(),
+            "app",
+            "Baseline:",
+            "Status:        up to date",
+        ] {
+            assert!(
+                text.contains(needle),
+                "{target}: {needle:?} missing from:\n{text}"
+            );
+        }
+    }
+    // Where the workloadRef Rollout's template is, and how it is rolled.
+    let e = explain_json(&ns, "ro/ro-ref");
+    assert_eq!(e["template_from"], "Deployment src", "{e:#}");
+    assert_eq!(e["restart_at"], "", "{e:#}");
+    let (_, text) = explain(&ns, "ro/ro-ref", false);
+    assert!(text.contains("Template in:   Deployment src"), "{text}");
+    assert!(text.contains("Restarted at:  -"), "{text}");
+
+    // A change while no controller runs: pending for every kind.
+    configmap(&ns, "app", &[("k", "2")], json!({})).await;
+    for (flags, target, ..) in cases {
+        let e = explain_json_with(&ns, flags, target);
+        assert_eq!(e["rollout_pending"], true, "{target}: {e:#}");
+        assert!(
+            e["status"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ConfigMap/app"),
+            "{target}: {e:#}"
+        );
+    }
+
+    // Without the flag: batch/v1 CronJob is not served on this server, and a custom kind is unknown.
+    let (ok, text) = explain(&ns, "cronjob/nightly", false);
+    assert!(!ok && text.contains("is not served"), "{text}");
+    let (ok, text) = explain(&ns, "widget/gizmo", false);
+    assert!(!ok && text.contains("--workload-kind"), "{text}");
 }

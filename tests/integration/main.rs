@@ -11,6 +11,7 @@ mod gitops;
 mod ha;
 mod helm;
 mod install;
+mod kinds;
 mod operate;
 mod reload;
 mod scope;

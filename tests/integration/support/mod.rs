@@ -15,6 +15,7 @@
 
 pub mod chart;
 pub mod helm;
+pub mod kinds;
 pub mod objects;
 pub mod reloader;
 pub mod workloads;
@@ -272,7 +273,8 @@ pub fn shared() -> &'static ControlPlane {
     }
 }
 
-fn unique_suffix() -> String {
+/// A suffix no other caller in this test run gets (for names of namespaces, groups, files).
+pub fn unique_suffix() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

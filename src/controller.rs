@@ -574,7 +574,7 @@ impl KindWatch {
                 }
                 Ok(None) if !announced => {
                     tracing::warn!(kind = %self.kind, api_version = %self.kind.api_version(),
-                        "{} is not served by this API server (its CRD is not installed, or this Kubernetes version lacks {}): not watching it; looking again every {}s. Leave it out of --kinds to stop looking.",
+                        "{} is not served by this API server (its CRD is not installed, or this Kubernetes version lacks {}): not watching it; looking again every {}s. Leave it out of --kinds (or --workload-kind) to stop looking.",
                         self.kind, self.kind.api_version(), DISCOVERY_INTERVAL.as_secs());
                 }
                 Ok(None) => {}

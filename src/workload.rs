@@ -191,9 +191,15 @@ impl WorkloadKind {
         if !group.chars().all(dns) || group.starts_with('.') || group.ends_with('.') {
             return Err(format!("{s:?}: {group:?} is not an API group"));
         }
-        let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-        if version.is_empty() || !version.chars().all(lower_alnum) {
-            return Err(format!("{s:?}: {version:?} is not an API version"));
+        if parts.len() == 3 && group.is_empty() {
+            return Err(format!(
+                "{s:?}: empty API group (write VERSION/KIND for the core group)"
+            ));
+        }
+        if !is_api_version(version) {
+            return Err(format!(
+                "{s:?}: {version:?} is not an API version like v1, v1beta1 or v2alpha3"
+            ));
         }
         if !kind.starts_with(|c: char| c.is_ascii_uppercase())
             || !kind.chars().all(|c| c.is_ascii_alphanumeric())
@@ -232,6 +238,27 @@ impl WorkloadKind {
     /// Whether the pod template lives where the built-in kind of the same name has it.
     fn same(self, other: WorkloadKind) -> bool {
         self.0.group == other.0.group && self.0.kind == other.0.kind
+    }
+}
+
+/// Whether `v` is a Kubernetes API version: `v1`, `v1beta1`, `v2alpha3`.
+fn is_api_version(v: &str) -> bool {
+    let Some(rest) = v.strip_prefix('v') else {
+        return false;
+    };
+    let major_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (major, tail) = rest.split_at(major_end);
+    if major.is_empty() || major.starts_with('0') {
+        return false;
+    }
+    match tail
+        .strip_prefix("alpha")
+        .or_else(|| tail.strip_prefix("beta"))
+    {
+        None => tail.is_empty(),
+        Some(n) => !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && !n.starts_with('0'),
     }
 }
 
@@ -619,6 +646,11 @@ mod tests {
             "apps.kruise.io/v1alpha1/cloneSet",
             "Apps/v1/Deployment",
             "apps/V1/Deployment",
+            "apps/CloneSet",
+            "/v1/Widget",
+            "example.io/1/Widget",
+            "example.io/v1gamma1/Widget",
+            "example.io/v1beta/Widget",
             "apps/v1/Deployment=spec..template",
             "apps/v1/Deployment=",
             "apps/v1/Deployment=spec.template!",

@@ -2,14 +2,17 @@
 //! defaults render what manifests/ applies, every values combination applies server-side as
 //! rendered, and bad values fail with a message naming them (values.schema.json's or the
 //! templates'). values.yaml, values.schema.json and the README's values table describe the same
-//! values. (The controller running as the chart's ServiceAccount is in install.rs.)
+//! values. The workload kinds turned on (`kinds`, `workloadKinds`) get exactly their flags and
+//! RBAC rules, which the binary parses to the same kinds and the API server grants as rendered.
+//! (The controller running as the chart's ServiceAccount is in install.rs.)
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::chart::{self, HELM_ONLY_LABELS, Rendering};
-use crate::support::{TestNs, shared};
+use crate::support::{TestNs, shared, wait_for};
 
 #[test]
 fn chart_passes_helm_lint_strict() {
@@ -271,6 +274,11 @@ fn bad_chart_values_fail_with_a_message_that_says_what_to_change() {
             "at '/log/format': value must be one of 'text', 'json'",
         ),
         ("image: {repository: \"\"}", "image.repository is required"),
+        // null drops the key before the schema sees it; the binary refuses an empty --kinds.
+        (
+            "kinds: null",
+            "kinds: list at least one built-in kind (Deployment, StatefulSet, DaemonSet, CronJob or Rollout)",
+        ),
     ] {
         let err = chart::render("r", "ns", values)
             .err()
@@ -285,6 +293,30 @@ fn bad_chart_values_fail_with_a_message_that_says_what_to_change() {
         err.contains("log.format must be text or json, not \"xml\""),
         "{err}"
     );
+    for (values, expected) in [
+        (
+            "workloadKinds: [apps/CloneSet]",
+            "workloadKinds: \"apps/CloneSet\" is neither GROUP/VERSION/KIND[=PATH] (e.g. apps.kruise.io/v1alpha1/CloneSet) nor {kind: GROUP/VERSION/KIND[=PATH], resource: PLURAL}",
+        ),
+        (
+            "workloadKinds: [{resource: mice}]",
+            "workloadKinds: {\"resource\":\"mice\"} is neither",
+        ),
+        (
+            "kinds: [Job]",
+            "kinds: \"Job\" is not a built-in kind (Deployment, StatefulSet, DaemonSet, CronJob or Rollout); add other kinds with workloadKinds",
+        ),
+        // Also with rbac.create off: the Deployment's flags are checked as well.
+        (
+            "rbac: {create: false}\nworkloadKinds: [apps/CloneSet]",
+            "workloadKinds: \"apps/CloneSet\" is neither",
+        ),
+    ] {
+        let err = chart::render_without_schema("r", "ns", values)
+            .err()
+            .unwrap_or_else(|| panic!("values {values:?} rendered without the schema"));
+        assert!(err.contains(expected), "{values:?}: {err}");
+    }
 }
 
 #[test]
@@ -340,6 +372,49 @@ fn values_the_schema_refuses_fail_naming_the_value() {
             "podAnnotations: {prometheus.io/scrape: true}",
             "at '/podAnnotations/prometheus.io~1scrape': got boolean, want string",
         ),
+        (
+            "kinds: [deployment]",
+            "at '/kinds/0': value must be one of 'Deployment', 'StatefulSet', 'DaemonSet', 'CronJob', 'Rollout'",
+        ),
+        ("kinds: [Job]", "at '/kinds/0': value must be one of"),
+        ("kinds: []", "at '/kinds': minItems: got 0, want 1"),
+        (
+            "kinds: [Deployment, Deployment]",
+            "at '/kinds': items at 0 and 1 are equal",
+        ),
+        (
+            "workloadKinds: apps.kruise.io/v1alpha1/CloneSet",
+            "at '/workloadKinds': got string, want array",
+        ),
+        // No version: it would read as the core group at version "apps".
+        (
+            "workloadKinds: [apps/CloneSet]",
+            "at '/workloadKinds/0': 'apps/CloneSet' does not match pattern",
+        ),
+        (
+            "workloadKinds: [apps.kruise.io/v1alpha1/cloneset]",
+            "at '/workloadKinds/0': 'apps.kruise.io/v1alpha1/cloneset' does not match pattern",
+        ),
+        (
+            "workloadKinds: [\"example.com/v1/Widget=spec..template\"]",
+            "at '/workloadKinds/0': 'example.com/v1/Widget=spec..template' does not match pattern",
+        ),
+        (
+            "workloadKinds: [{resource: mice}]",
+            "at '/workloadKinds/0': missing property 'kind'",
+        ),
+        (
+            "workloadKinds: [{kind: example.com/v1/Mouse, resource: Mice}]",
+            "at '/workloadKinds/0/resource': 'Mice' does not match pattern",
+        ),
+        (
+            "workloadKinds: [{kind: example.com/v1/Mouse, plural: mice}]",
+            "at '/workloadKinds/0': additional properties 'plural' not allowed",
+        ),
+        (
+            "workloadKinds: [{kind: example.com/v1}]",
+            "at '/workloadKinds/0/kind': 'example.com/v1' does not match pattern",
+        ),
     ] {
         let err = chart::render("r", "ns", values)
             .err()
@@ -367,6 +442,19 @@ fn values_the_schema_accepts_render() {
             "interval: \"1h30m\"",
         ),
         ("replicas: 0", "replicas: 0"),
+        // The core group, and versions of every Kubernetes form.
+        (
+            "workloadKinds: [v1/PodTemplate]",
+            "--workload-kind=v1/PodTemplate",
+        ),
+        (
+            "workloadKinds: [example.com/v2beta3/Widget2]",
+            "--workload-kind=example.com/v2beta3/Widget2",
+        ),
+        (
+            "workloadKinds: [{kind: example.com/v1alpha1/Mouse}]",
+            "resources: [\"mouses\"]",
+        ),
     ] {
         let r = chart::render("r", "ns", values)
             .unwrap_or_else(|err| panic!("values {values:?} refused: {err}"));
@@ -448,4 +536,226 @@ fn same_paths<'a>(
 
 fn args(deployment: &Value) -> Vec<String> {
     chart::deployment_args(std::slice::from_ref(deployment))
+}
+
+/// Kinds of every shape `workloadKinds` takes: a custom group, plurals in -ies, -s after a vowel
+/// and y, and -es, a map naming an irregular resource, and a batch/v1beta1 CronJob replacing the
+/// built-in batch/v1 one.
+const WORKLOAD_KINDS: &str = r#"
+workloadKinds:
+  - apps.kruise.io/v1alpha1/CloneSet
+  - example.com/v1/Policy
+  - example.com/v1/Gateway
+  - example.com/v1/Box=spec.workload.podTemplate
+  - {kind: "example.com/v2/Mouse=spec.pod", resource: mice}
+  - batch/v1beta1/CronJob=spec.jobTemplate.spec.template
+"#;
+
+/// The rules [`WORKLOAD_KINDS`] grants: the built-in kinds', each workload kind's group and
+/// resource once, one rule per group, in the order the kinds are resolved.
+fn workload_kinds_rules() -> Value {
+    let workloads = |group: &str, resources: &[&str]| json!({"apiGroups": [group], "resources": resources, "verbs": ["list", "watch", "patch"]});
+    json!([
+        {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["list", "watch"]},
+        workloads("apps", &["deployments", "statefulsets", "daemonsets"]),
+        workloads("batch", &["cronjobs"]),
+        workloads("argoproj.io", &["rollouts"]),
+        workloads("apps.kruise.io", &["clonesets"]),
+        workloads("example.com", &["policies", "gateways", "boxes", "mice"]),
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ])
+}
+
+const WORKLOAD_KIND_ARGS: [&str; 6] = [
+    "--workload-kind=apps.kruise.io/v1alpha1/CloneSet",
+    "--workload-kind=example.com/v1/Policy",
+    "--workload-kind=example.com/v1/Gateway",
+    "--workload-kind=example.com/v1/Box=spec.workload.podTemplate",
+    "--workload-kind=example.com/v2/Mouse=spec.pod",
+    "--workload-kind=batch/v1beta1/CronJob=spec.jobTemplate.spec.template",
+];
+
+#[test]
+fn workload_kinds_render_one_flag_each_and_rbac_on_exactly_their_resources() {
+    let r = chart::render("r", "ns", WORKLOAD_KINDS).expect("render");
+    let mut expected = vec!["--leader-elect"];
+    expected.extend(WORKLOAD_KIND_ARGS);
+    assert_eq!(r.args(), expected);
+    assert_eq!(
+        r.get("ClusterRole", "r-kube-reloader")["rules"],
+        workload_kinds_rules()
+    );
+
+    // Namespaced: each watched namespace's Role grants the same.
+    let values = format!("watchNamespaces: [a, b]\n{WORKLOAD_KINDS}");
+    let r = chart::render("r", "ns", &values).expect("render");
+    for ns in ["a", "b"] {
+        let role = r
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == ns)
+            .unwrap_or_else(|| panic!("no Role in {ns}"));
+        assert_eq!(role["rules"], workload_kinds_rules(), "Role in {ns}");
+    }
+}
+
+/// The binary, given the Deployment's arguments, resolves exactly the kinds the chart grants
+/// RBAC on: each by its group and the plural the binary itself would name it by (the map's
+/// irregular `mice` excepted, which only RBAC needs).
+#[test]
+fn the_binary_rolls_exactly_the_kinds_the_chart_grants() {
+    use clap::Parser;
+    for values in [
+        WORKLOAD_KINDS.to_string(),
+        format!("kinds: [Deployment, Rollout]\n{WORKLOAD_KINDS}"),
+        "kinds: [StatefulSet]".to_string(),
+        String::new(),
+    ] {
+        let r = chart::render("r", "ns", &values).expect("render");
+        let args = std::iter::once("kube-reloader".to_string()).chain(r.args());
+        let parsed = kube_reloader::cli::Args::try_parse_from(args)
+            .unwrap_or_else(|e| panic!("values {values:?}: the binary refuses the args: {e}"));
+        let mut resolved: Vec<(String, String)> = parsed
+            .kinds()
+            .iter()
+            .map(|k| (k.spec().group.to_string(), k.as_str().to_string()))
+            .collect();
+        let mut granted: Vec<(String, String)> = Vec::new();
+        for rule in workload_rules(&r) {
+            let group = rule["apiGroups"][0]
+                .as_str()
+                .expect("one group")
+                .to_string();
+            for resource in rule["resources"].as_array().expect("resources") {
+                let resource = resource.as_str().expect("resource");
+                let kind = parsed
+                    .kinds()
+                    .into_iter()
+                    .find(|k| {
+                        let irregular = resource == "mice" && k.as_str() == "Mouse";
+                        k.spec().group == group
+                            && (irregular || k.is_named(&format!("{resource}.{group}")))
+                    })
+                    .unwrap_or_else(|| {
+                        panic!("values {values:?}: RBAC on {resource}.{group}, a kind the binary does not roll")
+                    });
+                granted.push((group.clone(), kind.as_str().to_string()));
+            }
+        }
+        resolved.sort();
+        granted.sort();
+        assert_eq!(granted, resolved, "values {values:?}");
+    }
+}
+
+#[test]
+fn kinds_turned_off_get_no_rbac_and_a_kinds_flag() {
+    let r = chart::render("r", "ns", "kinds: [Deployment]").expect("render");
+    assert_eq!(r.args(), ["--leader-elect", "--kinds=Deployment"]);
+    let rules = &r.get("ClusterRole", "r-kube-reloader")["rules"];
+    assert_eq!(
+        rules,
+        &json!([
+            {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "patch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        ])
+    );
+    for gone in ["statefulsets", "daemonsets", "cronjobs", "rollouts"] {
+        assert!(!r.yaml.contains(gone), "{gone} in\n{}", r.yaml);
+    }
+
+    // Another order than the default's is passed as it is; the rules follow it.
+    let r = chart::render("r", "ns", "kinds: [Rollout, Deployment, CronJob]").expect("render");
+    assert_eq!(
+        r.args(),
+        ["--leader-elect", "--kinds=Rollout,Deployment,CronJob"]
+    );
+    let groups: Vec<Value> = workload_rules(&r)
+        .iter()
+        .map(|rule| rule["apiGroups"][0].clone())
+        .collect();
+    assert_eq!(groups, ["argoproj.io", "apps", "batch"]);
+}
+
+/// The rules granting list, watch and patch (the workload kinds') of the release's ClusterRole.
+fn workload_rules(r: &Rendering) -> Vec<Value> {
+    let role = r
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole")
+        .expect("a ClusterRole");
+    role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter(|rule| rule["verbs"] == json!(["list", "watch", "patch"]))
+        .cloned()
+        .collect()
+}
+
+/// The rendering with `workloadKinds` applied to the API server: the ClusterRole there holds the
+/// rules as rendered, and they authorize the chart's ServiceAccount for exactly those kinds.
+#[tokio::test]
+async fn workload_kinds_rbac_applied_to_the_server_grants_exactly_those_kinds() {
+    let cp = shared();
+    let ns = TestNs::new("chart-kinds").await;
+    let r = chart::render("kinds", &ns.name, WORKLOAD_KINDS).expect("render");
+    cp.apply(&r.yaml);
+    let live: Value = serde_json::from_str(&cp.kubectl(&[
+        "get",
+        "clusterrole",
+        "kinds-kube-reloader",
+        "-o",
+        "json",
+    ]))
+    .expect("kubectl JSON");
+    assert_eq!(live["rules"], workload_kinds_rules(), "{live:#}");
+
+    // Asked of the authorizer directly: `kubectl auth can-i` answers no for a resource the
+    // server does not serve (no CRD here), whatever RBAC says.
+    let sa = format!("system:serviceaccount:{}:kinds-kube-reloader", ns.name);
+    let can_i = |verb: &str, resource: &str| {
+        let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
+        let review = json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {"user": sa, "resourceAttributes":
+                {"namespace": ns.name, "verb": verb, "group": group, "resource": resource}},
+        });
+        let args = ["create", "-f", "-", "-o", "jsonpath={.status.allowed}"];
+        cp.kubectl_stdout(&args, &review.to_string()).trim() == "true"
+    };
+    // The authorizer learns of new RBAC objects through its own watch, a moment after apply.
+    wait_for(
+        "the ClusterRole to reach the authorizer",
+        Duration::from_secs(30),
+        || async { can_i("list", "clonesets.apps.kruise.io").then_some(()) },
+    )
+    .await;
+    for resource in [
+        "clonesets.apps.kruise.io",
+        "policies.example.com",
+        "gateways.example.com",
+        "boxes.example.com",
+        "mice.example.com",
+        "cronjobs.batch",
+        "rollouts.argoproj.io",
+        "deployments.apps",
+    ] {
+        for verb in ["list", "watch", "patch"] {
+            assert!(can_i(verb, resource), "{sa} may not {verb} {resource}");
+        }
+        for verb in ["get", "update", "delete", "create"] {
+            assert!(!can_i(verb, resource), "{sa} may {verb} {resource}");
+        }
+    }
+    for (verb, resource) in [
+        ("create", "jobs.batch"),
+        ("list", "jobs.batch"),
+        ("patch", "mouses.example.com"),
+        ("patch", "clonesets.apps"),
+    ] {
+        assert!(!can_i(verb, resource), "{sa} may {verb} {resource}");
+    }
 }

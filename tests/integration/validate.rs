@@ -36,6 +36,8 @@ replicas: 3
 leaderElection: {enabled: true, leaseName: reloader-lease}
 watchNamespaces: [apps, web]
 ignoreNamespaces: [kube-system]
+kinds: [Deployment, StatefulSet, CronJob]
+workloadKinds: [apps.kruise.io/v1alpha1/CloneSet, {kind: "example.com/v1/Mouse=spec.pod", resource: mice}, batch/v1beta1/CronJob=spec.jobTemplate.spec.template]
 reloaderCompat: false
 keySecretName: digest-key
 log: {level: debug, format: json}
@@ -58,13 +60,17 @@ rbac: {create: true}
 "#;
 
 /// The chart's renderings checked here: (what, values).
-const RENDERINGS: [(&str, &str); 5] = [
+const RENDERINGS: [(&str, &str); 6] = [
     ("chart-defaults", ""),
     ("chart-namespaced", "watchNamespaces: [apps, web]"),
     ("chart-ha", "replicas: 2"),
     (
         "chart-metrics",
         "metrics: {service: {enabled: true}, serviceMonitor: {enabled: true}}",
+    ),
+    (
+        "chart-workload-kinds",
+        "workloadKinds: [apps.kruise.io/v1alpha1/CloneSet, serving.knative.dev/v1/Service, example.com/v1/Policy=spec.pod, v1/PodTemplate=template]",
     ),
     ("chart-every-value", EVERY_VALUE),
 ];

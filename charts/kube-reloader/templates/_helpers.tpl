@@ -75,6 +75,18 @@ binary's default, so the defaults give the same arguments as manifests/.
 {{- range $v.ignoreNamespaces }}
 {{- $args = append $args (printf "--ignore-namespace=%s" .) }}
 {{- end }}
+{{- if ne (join "," $v.kinds) "Deployment,StatefulSet,DaemonSet,CronJob,Rollout" }}
+{{- $args = append $args (printf "--kinds=%s" (join "," $v.kinds)) }}
+{{- end }}
+{{- /* As listed: the binary resolves replacements as the helper below does for RBAC. */}}
+{{- $_ := include "kube-reloader.workloadKinds" . }}
+{{- range $v.workloadKinds }}
+{{- if kindIs "map" . }}
+{{- $args = append $args (printf "--workload-kind=%s" .kind) }}
+{{- else }}
+{{- $args = append $args (printf "--workload-kind=%s" .) }}
+{{- end }}
+{{- end }}
 {{- if not $v.reloaderCompat }}
 {{- $args = append $args "--reloader-compat=false" }}
 {{- end }}
@@ -95,14 +107,92 @@ binary's default, so the defaults give the same arguments as manifests/.
 {{- concat $args $v.extraArgs | toYaml }}
 {{- end }}
 
+{{/*
+The workload kinds the controller rolls, as the binary resolves --kinds and --workload-kind: the
+built-in kinds of `kinds`, then each of `workloadKinds`, one replacing an earlier kind of the same
+group and kind in its place. A JSON list of {group, kind, resource}: `resource` is what RBAC
+names (the map's `resource`, or the regular English plural of the lowercase kind, as most kinds'
+resources are named). Fails on an entry the binary would refuse (when the schema is skipped).
+*/}}
+{{- define "kube-reloader.workloadKinds" -}}
+{{- $builtIn := dict
+  "Deployment" (dict "group" "apps" "resource" "deployments")
+  "StatefulSet" (dict "group" "apps" "resource" "statefulsets")
+  "DaemonSet" (dict "group" "apps" "resource" "daemonsets")
+  "CronJob" (dict "group" "batch" "resource" "cronjobs")
+  "Rollout" (dict "group" "argoproj.io" "resource" "rollouts") }}
+{{- if not .Values.kinds }}
+{{- fail "kinds: list at least one built-in kind (Deployment, StatefulSet, DaemonSet, CronJob or Rollout); kube-reloader refuses an empty --kinds" }}
+{{- end }}
+{{- $order := list }}
+{{- $byId := dict }}
+{{- range .Values.kinds }}
+{{- $b := get $builtIn . }}
+{{- if not $b }}
+{{- fail (printf "kinds: %q is not a built-in kind (Deployment, StatefulSet, DaemonSet, CronJob or Rollout); add other kinds with workloadKinds" .) }}
+{{- end }}
+{{- $id := printf "%s/%s" $b.group . }}
+{{- if not (hasKey $byId $id) }}
+{{- $order = append $order $id }}
+{{- end }}
+{{- $_ := set $byId $id (dict "group" $b.group "kind" . "resource" $b.resource) }}
+{{- end }}
+{{- range .Values.workloadKinds }}
+{{- $flag := . }}
+{{- $resource := "" }}
+{{- if kindIs "map" . }}
+{{- $flag = .kind | default "" }}
+{{- $resource = .resource | default "" }}
+{{- end }}
+{{- if not (regexMatch "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+((alpha|beta)[0-9]+)?/[A-Z][A-Za-z0-9]*(=[A-Za-z0-9_]+(\\.[A-Za-z0-9_]+)*)?$" (toString $flag)) }}
+{{- fail (printf "workloadKinds: %s is neither GROUP/VERSION/KIND[=PATH] (e.g. apps.kruise.io/v1alpha1/CloneSet) nor {kind: GROUP/VERSION/KIND[=PATH], resource: PLURAL}" (toJson .)) }}
+{{- end }}
+{{- $parts := splitList "/" (first (splitList "=" $flag)) }}
+{{- $group := ternary (first $parts) "" (eq (len $parts) 3) }}
+{{- $kind := last $parts }}
+{{- $id := printf "%s/%s" $group $kind }}
+{{- if not $resource }}
+{{- $lower := lower $kind }}
+{{- if regexMatch "(s|x|z|ch|sh)$" $lower }}
+{{- $resource = printf "%ses" $lower }}
+{{- else if regexMatch "(^|[^aeiou])y$" $lower }}
+{{- $resource = printf "%sies" (trimSuffix "y" $lower) }}
+{{- else }}
+{{- $resource = printf "%ss" $lower }}
+{{- end }}
+{{- end }}
+{{- if not (hasKey $byId $id) }}
+{{- $order = append $order $id }}
+{{- end }}
+{{- $_ := set $byId $id (dict "group" $group "kind" $kind "resource" $resource) }}
+{{- end }}
+{{- $kinds := list }}
+{{- range $order }}
+{{- $kinds = append $kinds (get $byId .) }}
+{{- end }}
+{{- toJson $kinds }}
+{{- end }}
+
 {{/* What the controller needs in each watched namespace, or cluster-wide. */}}
 {{- define "kube-reloader.watchRules" -}}
 - apiGroups: [""]
   resources: [configmaps, secrets]
   verbs: [list, watch]
-- apiGroups: [apps]
-  resources: [deployments, statefulsets, daemonsets]
+{{- /* The workloads of each kind rolled, one rule per API group, in the order of the kinds. */}}
+{{- $groups := list }}
+{{- $resources := dict }}
+{{- range (include "kube-reloader.workloadKinds" . | fromJsonArray) }}
+{{- if not (hasKey $resources .group) }}
+{{- $groups = append $groups .group }}
+{{- $_ := set $resources .group list }}
+{{- end }}
+{{- $_ := set $resources .group (append (get $resources .group) .resource | uniq) }}
+{{- end }}
+{{- range $groups }}
+- apiGroups: {{ list . | toJson }}
+  resources: {{ get $resources . | toJson | replace "," ", " }}
   verbs: [list, watch, patch]
+{{- end }}
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

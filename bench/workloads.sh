@@ -22,34 +22,7 @@ done
 # shellcheck source=bench/lib.sh
 . "$here/bench/lib.sh"
 
-{
-  echo "apiVersion: v1"
-  echo "kind: ConfigMap"
-  echo "metadata: {name: shared, namespace: bench}"
-  echo "data: {k: v}"
-  for i in $(seq 1 "$count"); do
-    cat <<YAML
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web-$i, namespace: bench, labels: {app: web-$i, team: bench}, annotations: {kube-reloader.io/auto: "true"}}
-spec:
-  replicas: 0
-  selector: {matchLabels: {app: web-$i}}
-  template:
-    metadata: {labels: {app: web-$i, team: bench}}
-    spec:
-      containers:
-      - name: app
-        image: registry.invalid/team/app:1.2.3
-        envFrom: [{configMapRef: {name: shared}}]
-        env:
-YAML
-    for e in $(seq 1 "$envs"); do
-      echo "        - {name: SETTING_NUMBER_$e, value: \"a value of a typical length for setting $e\"}"
-    done
-  done
-} > "$work/objects.yaml"
+deployments_yaml "$count" "$envs" > "$work/objects.yaml"
 
 echo "| binary | Deployments | average size (JSON) | all baselines after | RSS after sync | peak RSS |"
 echo "|---|---|---|---|---|---|"

@@ -6,9 +6,10 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::alerts::{self, WebhookUrl};
+use crate::references::ConfigKind;
 use crate::workload::{self, WorkloadKind};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
@@ -27,20 +28,50 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Watch only this namespace (repeatable, or comma-separated). Default: all namespaces.
+    /// Reloader's spelling `--namespaces` is accepted.
     #[arg(
         long = "namespace",
+        alias = "namespaces",
         env = "KUBE_RELOADER_NAMESPACES",
         value_delimiter = ','
     )]
     pub namespaces: Vec<String>,
 
-    /// Never watch this namespace (repeatable, or comma-separated).
+    /// Never watch this namespace (repeatable, or comma-separated). Reloader's spelling
+    /// `--namespaces-to-ignore` is accepted.
     #[arg(
         long = "ignore-namespace",
+        alias = "namespaces-to-ignore",
         env = "KUBE_RELOADER_IGNORE_NAMESPACES",
         value_delimiter = ','
     )]
     pub ignore_namespaces: Vec<String>,
+
+    /// Watch only namespaces whose labels match this label selector (`team=payments`,
+    /// `env in (prod,staging)`, `!legacy`); namespaces that gain or lose the labels are picked up
+    /// or dropped while running. Needs list and watch on namespaces. Reloader's `key:value` and
+    /// `key:*` forms are accepted.
+    #[arg(long, env = "KUBE_RELOADER_NAMESPACE_SELECTOR", value_parser = parse_selector)]
+    pub namespace_selector: Option<String>,
+
+    /// Watch only ConfigMaps and Secrets whose labels match this label selector. The API server
+    /// applies it, so the others are never sent nor held. An object that stops matching counts
+    /// as deleted (nothing rolls), one that starts matching as created. Reloader's `key:value`
+    /// and `key:*` forms are accepted.
+    #[arg(long, env = "KUBE_RELOADER_RESOURCE_LABEL_SELECTOR", value_parser = parse_selector)]
+    pub resource_label_selector: Option<String>,
+
+    /// Treat every workload as annotated `auto: "true"` unless it sets an auto annotation itself
+    /// (any value, "false" included). A workload that references no ConfigMap or Secret is still
+    /// left alone.
+    #[arg(long, env = "KUBE_RELOADER_AUTO_RELOAD_ALL", num_args = 0..=1, default_value_t = false,
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub auto_reload_all: bool,
+
+    /// Do not watch this kind of object at all: `configmaps` or `secrets` (not both). Its objects
+    /// are never tracked, and its RBAC can be left out.
+    #[arg(long, env = "KUBE_RELOADER_RESOURCES_TO_IGNORE", value_delimiter = ',', value_parser = parse_config_kind)]
+    pub resources_to_ignore: Vec<ConfigKind>,
 
     /// Namespace of the controller itself, where its digest key Secret lives.
     /// Default: $POD_NAMESPACE, else `kube-reloader`.
@@ -117,7 +148,9 @@ pub struct Args {
 
     /// Run several replicas safely: only the holder of a coordination.k8s.io/v1 Lease in the
     /// controller's namespace writes; the others stay ready as standbys.
-    #[arg(long, env = "KUBE_RELOADER_LEADER_ELECT")]
+    /// Reloader's spelling `--enable-ha` is accepted.
+    #[arg(long, alias = "enable-ha", env = "KUBE_RELOADER_LEADER_ELECT", num_args = 0..=1,
+        default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub leader_elect: bool,
 
     /// Name of the Lease used for leader election.
@@ -179,8 +212,9 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_CLUSTER_NAME", default_value = "")]
     pub cluster_name: String,
 
-    /// Log format: `text` for people, `json` for log pipelines.
-    #[arg(long, env = "KUBE_RELOADER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    /// Log format: `text` for people, `json` for log pipelines (an empty value, as Reloader
+    /// takes it, means `text`).
+    #[arg(long, env = "KUBE_RELOADER_LOG_FORMAT", default_value = "text", value_parser = parse_log_format)]
     pub log_format: LogFormat,
 
     /// Log filter when RUST_LOG is not set: error, warn, info, debug or trace.
@@ -284,6 +318,60 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?}: use text or json")),
+    }
+}
+
+fn parse_config_kind(s: &str) -> Result<ConfigKind, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "configmaps" | "configmap" => Ok(ConfigKind::ConfigMap),
+        "secrets" | "secret" => Ok(ConfigKind::Secret),
+        other => Err(format!("{other:?}: use configmaps or secrets")),
+    }
+}
+
+/// A label selector as the API server takes it, from ours or Reloader's forms: Reloader's
+/// `key:value` means `key=value`, and `key:*` or `key=*` means "has the label `key`".
+pub fn parse_selector(s: &str) -> Result<String, String> {
+    // Requirements are separated by commas outside parentheses (`env in (a,b)` is one).
+    let mut items = vec![String::new()];
+    let mut depth = 0usize;
+    for c in s.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                items.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(item) = items.last_mut() {
+            item.push(c);
+        }
+    }
+    items
+        .iter()
+        .map(|item| {
+            let item = item.trim();
+            if item.is_empty() {
+                return Err(format!("{s:?}: an empty requirement"));
+            }
+            let simple = !item.contains([' ', '(', '!']);
+            Ok(match (simple, item.split_once(':'), item.split_once('=')) {
+                (true, Some((k, "*")), _) | (true, None, Some((k, "*"))) => k.to_string(),
+                (true, Some((k, v)), _) => format!("{k}={v}"),
+                _ => item.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|items| items.join(","))
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
@@ -310,6 +398,24 @@ mod tests {
         }
         for s in ["", "s", "2x", "-1s", "1m-"] {
             assert!(parse_duration(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn label_selectors_in_ours_and_reloaders_forms() {
+        let ok = [
+            ("team=payments", "team=payments"),
+            ("team:payments", "team=payments"),
+            ("team:*", "team"),
+            ("team=*", "team"),
+            ("a:1, b!=2,!legacy", "a=1,b!=2,!legacy"),
+            ("env in (prod,staging),tier", "env in (prod,staging),tier"),
+        ];
+        for (given, want) in ok {
+            assert_eq!(parse_selector(given).as_deref(), Ok(want), "{given}");
+        }
+        for bad in ["", "a=1,", ",a"] {
+            assert!(parse_selector(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -341,6 +447,32 @@ mod tests {
             ]
         );
         assert!(Args::try_parse_from(["kube-reloader", "--kinds=CloneSet"]).is_err());
+        // Reloader's spellings and forms, so a Reloader Deployment's args can be kept.
+        let a = Args::try_parse_from([
+            "kube-reloader",
+            "--namespaces=a,b",
+            "--namespaces-to-ignore=kube-system",
+            "--enable-ha=true",
+            "--log-format=",
+            "--auto-reload-all",
+            "--resources-to-ignore=Secrets",
+            "--namespace-selector=team:payments,env:*",
+            "--resource-label-selector=reload=true",
+        ])
+        .unwrap();
+        assert_eq!(a.namespaces, ["a", "b"]);
+        assert_eq!(a.ignore_namespaces, ["kube-system"]);
+        assert!(a.leader_elect && a.auto_reload_all);
+        assert_eq!(a.log_format, LogFormat::Text);
+        assert_eq!(a.resources_to_ignore, [ConfigKind::Secret]);
+        assert_eq!(a.namespace_selector.as_deref(), Some("team=payments,env"));
+        assert_eq!(a.resource_label_selector.as_deref(), Some("reload=true"));
+        let a =
+            Args::try_parse_from(["kube-reloader", "--leader-elect", "--auto-reload-all=false"])
+                .unwrap();
+        assert!(a.leader_elect && !a.auto_reload_all);
+        assert!(Args::try_parse_from(["kube-reloader", "--resources-to-ignore=pods"]).is_err());
+        assert!(Args::try_parse_from(["kube-reloader", "--log-format=xml"]).is_err());
         assert!(Args::try_parse_from(["kube-reloader", "--workload-kind=CloneSet"]).is_err());
         // Given to explain as to the controller.
         let a = Args::try_parse_from([

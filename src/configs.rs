@@ -15,6 +15,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest};
+use crate::faults::Cause;
 use crate::optin::{ConfigFlags, ConfigView, Tracked};
 use crate::references::ConfigKind;
 
@@ -328,8 +329,9 @@ pub async fn watch<K: ConfigObject>(
             }
             Err(e) => {
                 (hooks.failed)();
-                tracing::warn!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), error = %e,
-                    "watch failed; retrying with backoff (check the controller's RBAC: it needs list and watch on this kind)");
+                let cause = Cause::of(&e);
+                tracing::warn!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), cause = cause.as_str(), error = %e,
+                    "{}", cause.advice(&format!("{}s", K::KIND)));
             }
         }
     }

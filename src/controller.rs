@@ -25,12 +25,14 @@ use crate::alerts::{self, AlertError, Alerts};
 use crate::cli::Args;
 use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
 use crate::decision::Window;
+use crate::faults::Cause;
 use crate::http::{self, Health};
 use crate::index::Index;
 use crate::key::{self, KeyError};
 use crate::lease;
 use crate::locked;
 use crate::metrics::{KindLabels, Metrics};
+use crate::optin;
 use crate::reconcile::{self, Context, Settings};
 use crate::references::ConfigKind;
 use crate::workload::{Workload, WorkloadKind, WorkloadRef};
@@ -55,6 +57,10 @@ pub enum RunError {
     Key(#[from] KeyError),
     #[error("--namespace and --ignore-namespace leave no namespace to watch")]
     NothingToWatch,
+    #[error(
+        "--resources-to-ignore names both configmaps and secrets: there would be nothing to watch"
+    )]
+    IgnoringAll,
     #[error(transparent)]
     Lease(lease::LeaseError),
     #[error(transparent)]
@@ -116,6 +122,9 @@ pub struct TriggerRouter {
     senders: Mutex<Senders>,
     /// When each workload's open (or passed, not yet decided) window opened.
     windows: Mutex<HashMap<WorkloadRef, Instant>>,
+    /// The workloads with a window of their own length (`kube-reloader.io/debounce`, Reloader's
+    /// pause-period) instead of `--debounce`.
+    lengths: Mutex<HashMap<WorkloadRef, Duration>>,
 }
 
 impl TriggerRouter {
@@ -124,7 +133,29 @@ impl TriggerRouter {
             debounce,
             senders: Mutex::default(),
             windows: Mutex::default(),
+            lengths: Mutex::default(),
         }
+    }
+
+    /// Sets a workload's own window length (`None`: `--debounce`).
+    pub fn set_length(&self, workload: &WorkloadRef, length: Option<Duration>) {
+        let mut lengths = locked(&self.lengths);
+        match length {
+            Some(l) if l != self.debounce => {
+                lengths.insert(workload.clone(), l);
+            }
+            _ => {
+                lengths.remove(workload);
+            }
+        }
+    }
+
+    /// The length of a workload's window.
+    fn length(&self, workload: &WorkloadRef) -> Duration {
+        locked(&self.lengths)
+            .get(workload)
+            .copied()
+            .unwrap_or(self.debounce)
     }
 
     fn set_senders(&self, senders: Senders) {
@@ -146,11 +177,12 @@ impl TriggerRouter {
     /// its cooldown) is opened anew, so that a change seen now is reconciled after it.
     pub fn open(self: &Arc<Self>, workload: &WorkloadRef) {
         let now = Instant::now();
+        let length = self.length(workload);
         {
             let mut windows = locked(&self.windows);
             if windows
                 .get(workload)
-                .is_some_and(|opened| now < *opened + self.debounce)
+                .is_some_and(|opened| now < *opened + length)
             {
                 return;
             }
@@ -158,7 +190,7 @@ impl TriggerRouter {
         }
         let (me, workload) = (Arc::clone(self), workload.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(me.debounce).await;
+            tokio::time::sleep(length).await;
             me.send(&workload);
         });
     }
@@ -182,12 +214,11 @@ impl TriggerRouter {
     /// The state of a workload's window, and when it opened. With no debounce at all, every
     /// change is decided at once.
     pub fn window(&self, workload: &WorkloadRef) -> (Window, Option<Instant>) {
+        let length = self.length(workload);
         match locked(&self.windows).get(workload) {
-            None if self.debounce.is_zero() => (Window::Passed, None),
+            None if length.is_zero() => (Window::Passed, None),
             None => (Window::Closed, None),
-            Some(opened) if Instant::now() < *opened + self.debounce => {
-                (Window::Open, Some(*opened))
-            }
+            Some(opened) if Instant::now() < *opened + length => (Window::Open, Some(*opened)),
             Some(opened) => (Window::Passed, Some(*opened)),
         }
     }
@@ -204,6 +235,7 @@ impl TriggerRouter {
     /// Forgets a workload's window (the workload is gone, or no longer opted in).
     pub fn forget(&self, workload: &WorkloadRef) {
         locked(&self.windows).remove(workload);
+        locked(&self.lengths).remove(workload);
     }
 
     /// The workloads with a window.
@@ -338,7 +370,7 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
                     });
                 }
                 Err(ControllerError::ReconcilerFailed(..)) => {} // logged by error_policy
-                Err(e @ ControllerError::QueueError(_)) => {
+                Err(ControllerError::QueueError(e)) => {
                     index_ctx
                         .metrics
                         .watch_restarts
@@ -346,8 +378,9 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
                             kind: kind.as_str(),
                         })
                         .inc();
-                    tracing::warn!(kind = %kind, error = %e,
-                        "watch failed; retrying with backoff (check the controller's RBAC: it needs list and watch on this kind)");
+                    let cause = Cause::of(&e);
+                    tracing::warn!(kind = %kind, cause = cause.as_str(), error = %e,
+                        "{}", cause.advice(&format!("{kind}s")));
                 }
                 Err(e) => tracing::warn!(kind = %kind, error = %e, "controller error"),
             }
@@ -384,11 +417,14 @@ fn spawn_config_watch<K: ConfigObject>(
     if let Some(s) = selector {
         config = config.fields(&s);
     }
+    if let Some(labels) = &ctx.settings.resource_label_selector {
+        config = config.labels(labels);
+    }
     let api = api_for::<K>(client, scope);
     let (store, key, compat) = (
         Arc::clone(&ctx.configs),
         ctx.key.clone(),
-        ctx.settings.reloader_compat,
+        ctx.settings.policy.reloader_compat,
     );
     let ctx = Arc::clone(ctx);
     let scope = scope.clone();
@@ -418,17 +454,28 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     if scopes.is_empty() {
         return Err(RunError::NothingToWatch);
     }
+    let config_kinds: Vec<ConfigKind> = [ConfigKind::ConfigMap, ConfigKind::Secret]
+        .into_iter()
+        .filter(|k| !args.resources_to_ignore.contains(k))
+        .collect();
+    if config_kinds.is_empty() {
+        return Err(RunError::IgnoringAll);
+    }
     tracing::info!(
         namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
         ignored = ?args.ignore_namespaces,
         controller_namespace = %controller_ns,
         key_id = key.id(),
         reloader_compat = args.reloader_compat,
+        auto_reload_all = args.auto_reload_all,
+        watched = ?config_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        namespace_selector = args.namespace_selector.as_deref().unwrap_or(""),
+        resource_label_selector = args.resource_label_selector.as_deref().unwrap_or(""),
         kinds = %args.kinds().iter().map(|k| k.describe()).collect::<Vec<_>>().join(","),
         "starting"
     );
 
-    let store = Arc::new(ConfigStore::new(scopes.len() * 2));
+    let store = Arc::new(ConfigStore::new(scopes.len() * config_kinds.len()));
     let metrics = Arc::new(Metrics::default());
     // Ready once every ConfigMap/Secret watch has listed, and, while leading, every workload watch.
     let health = Arc::new(Health::new(Arc::clone(&store)));
@@ -468,7 +515,13 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         key,
         recorder,
         Settings {
-            reloader_compat: args.reloader_compat,
+            policy: optin::Policy {
+                reloader_compat: args.reloader_compat,
+                auto_reload_all: args.auto_reload_all,
+                ignored: args.resources_to_ignore.clone(),
+            },
+            namespace_selector: args.namespace_selector.clone(),
+            resource_label_selector: args.resource_label_selector.clone(),
             min_rollout_interval: args.min_rollout_interval,
             dry_run: args.dry_run,
             max_concurrent_reconciles: args.max_concurrent_reconciles,
@@ -482,12 +535,23 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     );
     let ctx = Arc::new(ctx.with_alerts(alerts));
     tokio::spawn(update_gauges(Arc::clone(&ctx)));
+    if args.namespace_selector.is_some() {
+        let (ctx, client) = (Arc::clone(&ctx), client.clone());
+        tokio::spawn(async move {
+            let on_change = |changed| ctx.namespaces_changed(changed);
+            ctx.namespaces.watch(client, on_change).await;
+        });
+    }
 
     for scope in &scopes {
-        let cm_selector = field_selector(&args.ignore_namespaces, &[]);
-        spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx);
-        let secret_selector = field_selector(&args.ignore_namespaces, skipped);
-        spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx);
+        if config_kinds.contains(&ConfigKind::ConfigMap) {
+            let cm_selector = field_selector(&args.ignore_namespaces, &[]);
+            spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx);
+        }
+        if config_kinds.contains(&ConfigKind::Secret) {
+            let secret_selector = field_selector(&args.ignore_namespaces, skipped);
+            spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx);
+        }
     }
     let spawn_workers = || {
         Workers::start(
@@ -794,6 +858,13 @@ mod tests {
         // Without a debounce, every change is decided at once.
         let at_once = TriggerRouter::new(Duration::ZERO);
         assert_eq!(at_once.window(&w), (Window::Passed, None));
+        // Unless the workload sets a window of its own; and one may set none.
+        at_once.set_length(&w, Some(Duration::from_secs(60)));
+        assert_eq!(at_once.window(&w), (Window::Closed, None));
+        router.set_length(&w, Some(Duration::ZERO));
+        assert_eq!(router.window(&w), (Window::Passed, None));
+        router.set_length(&w, None);
+        assert_eq!(router.window(&w), (Window::Closed, None));
     }
 
     #[test]

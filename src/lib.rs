@@ -3,7 +3,8 @@
 //! product, docs/ for details.
 //!
 //! Pure rules: [`digest`], [`references`], [`optin`], [`decision`], [`ratelimit`], and
-//! [`workload`] (the kinds as data, the slim cached workload, how each is restarted).
+//! [`workload`] (the kinds as data, the slim cached workload, how each is restarted), [`faults`]
+//! (what a failed watch means).
 //! The shell: [`configs`] (watched objects), [`index`], [`reconcile`], [`controller`], [`key`],
 //! [`metrics`] and [`http`] (metrics and probes), [`alerts`] (a webhook POST per rollout).
 #![forbid(unsafe_code)]
@@ -15,11 +16,13 @@ pub mod controller;
 pub mod decision;
 pub mod digest;
 pub mod explain;
+pub mod faults;
 pub mod http;
 pub mod index;
 pub mod key;
 pub mod lease;
 pub mod metrics;
+pub mod namespaces;
 pub mod optin;
 pub mod ratelimit;
 pub mod reconcile;

@@ -14,6 +14,8 @@ pub mod ours {
     pub const CONFIGMAPS: &str = "kube-reloader.io/configmaps";
     pub const SECRETS: &str = "kube-reloader.io/secrets";
     pub const IGNORE: &str = "kube-reloader.io/ignore";
+    /// The workload's own debounce window.
+    pub const DEBOUNCE: &str = "kube-reloader.io/debounce";
 }
 
 /// stakater Reloader's annotations.
@@ -28,6 +30,9 @@ pub mod reloader {
     pub const IGNORE: &str = "reloader.stakater.com/ignore";
     pub const CONFIGMAPS_EXCLUDE: &str = "configmaps.exclude.reloader.stakater.com/reload";
     pub const SECRETS_EXCLUDE: &str = "secrets.exclude.reloader.stakater.com/reload";
+    /// Reloader pauses a Deployment this long to gather changes; kube-reloader takes it as the
+    /// workload's debounce window (and never pauses anything).
+    pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
 
     /// For each kind of object, the annotations that concern it: when none of them sits on the
     /// workload's metadata, Reloader reads them from the pod template's annotations instead.
@@ -84,6 +89,9 @@ pub struct OptIn {
     pub named: Vec<(ConfigKind, NamePattern)>,
     /// Never track these (Reloader's exclude lists).
     pub excluded: Vec<(ConfigKind, String)>,
+    /// Auto only by `--auto-reload-all`, not by an annotation of its own: such a workload that
+    /// references nothing is left alone (no baseline is written into it).
+    pub implicit: bool,
 }
 
 impl OptIn {
@@ -114,6 +122,30 @@ impl OptIn {
     fn is_excluded(&self, kind: ConfigKind, name: &str) -> bool {
         self.excluded.iter().any(|(k, n)| *k == kind && n == name)
     }
+}
+
+/// The workload's own debounce window: ours, `kube-reloader.io/debounce`, or Reloader's
+/// `deployment.reloader.stakater.com/pause-period` (read from the workload's metadata only, as
+/// Reloader reads it, and on every kind). A duration like `30s`, `5m` or `1m30s`.
+pub fn debounce(
+    metadata: &Annotations,
+    reloader_compat: bool,
+) -> Result<Option<std::time::Duration>, InvalidAnnotation> {
+    let key = if metadata.contains_key(ours::DEBOUNCE) || !reloader_compat {
+        ours::DEBOUNCE
+    } else {
+        reloader::PAUSE_PERIOD
+    };
+    let Some(value) = metadata.get(key) else {
+        return Ok(None);
+    };
+    crate::cli::parse_duration(value)
+        .map(Some)
+        .map_err(|_| InvalidAnnotation {
+            annotation: key.to_string(),
+            value: value.clone(),
+            expected: "use a duration like 30s, 5m or 1m30s".to_string(),
+        })
 }
 
 fn parse_bool(annotations: &Annotations, key: &str) -> Result<Option<bool>, InvalidAnnotation> {
@@ -182,11 +214,81 @@ fn is_object_name(s: &str) -> bool {
 /// Parses a workload's opt-in. `None` when it did not opt in (or opted out). With
 /// `reloader_compat`, Reloader's annotations count too, read from the pod template's annotations
 /// when none of them sits on the workload's own metadata, as Reloader does.
+/// How workloads' opt-in is read: the command line's say.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Honour Reloader's annotations.
+    pub reloader_compat: bool,
+    /// `--auto-reload-all`: a workload that sets no auto annotation itself (whatever the value,
+    /// "false" included) counts as `auto: "true"`.
+    pub auto_reload_all: bool,
+    /// `--resources-to-ignore`: kinds of objects never tracked.
+    pub ignored: Vec<ConfigKind>,
+}
+
+/// The opt-in of a workload from its metadata and pod-template annotations, with Reloader's
+/// annotations if `reloader_compat`; `None` when it did not opt in.
 pub fn parse(
     metadata: &Annotations,
     template: &Annotations,
     reloader_compat: bool,
 ) -> Result<Option<OptIn>, InvalidAnnotation> {
+    let policy = Policy {
+        reloader_compat,
+        ..Policy::default()
+    };
+    parse_with(metadata, template, &policy)
+}
+
+/// [`parse`] under the command line's [`Policy`].
+pub fn parse_with(
+    metadata: &Annotations,
+    template: &Annotations,
+    policy: &Policy,
+) -> Result<Option<OptIn>, InvalidAnnotation> {
+    let mut opt = annotated(metadata, template, policy.reloader_compat)?;
+    if policy.auto_reload_all {
+        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+            let mut keys = vec![ours::AUTO];
+            if policy.reloader_compat {
+                let [auto, typed_auto, ..] = reloader::workload_level(kind);
+                keys.extend([auto, typed_auto]);
+            }
+            let sets_its_own = keys
+                .iter()
+                .any(|k| metadata.contains_key(*k) || template.contains_key(*k));
+            if !sets_its_own && !opt.auto(kind) {
+                opt.implicit = true;
+                match kind {
+                    ConfigKind::ConfigMap => opt.auto_configmaps = true,
+                    ConfigKind::Secret => opt.auto_secrets = true,
+                }
+            }
+        }
+    }
+    for kind in &policy.ignored {
+        match kind {
+            ConfigKind::ConfigMap => {
+                opt.auto_configmaps = false;
+                opt.search_configmaps = false;
+            }
+            ConfigKind::Secret => {
+                opt.auto_secrets = false;
+                opt.search_secrets = false;
+            }
+        }
+        opt.named.retain(|(k, _)| k != kind);
+        opt.excluded.retain(|(k, _)| k != kind);
+    }
+    Ok((!opt.is_empty()).then_some(opt))
+}
+
+/// What the annotations themselves opt into (possibly nothing).
+fn annotated(
+    metadata: &Annotations,
+    template: &Annotations,
+    reloader_compat: bool,
+) -> Result<OptIn, InvalidAnnotation> {
     let mut opt = OptIn::default();
 
     if parse_bool(metadata, ours::AUTO)? == Some(true) {
@@ -240,7 +342,7 @@ pub fn parse(
         }
     }
 
-    Ok((!opt.is_empty()).then_some(opt))
+    Ok(opt)
 }
 
 /// What the rules need to know about one existing ConfigMap or Secret.
@@ -723,5 +825,95 @@ mod tests {
         assert!(!flags.ignored);
         let flags = ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), true);
         assert!(flags.ignored);
+    }
+
+    /// `--auto-reload-all`: auto for every kind the workload sets no auto annotation of its own
+    /// for, whatever that annotation's value.
+    #[test]
+    fn auto_reload_all_applies_where_the_workload_says_nothing() {
+        let all = Policy {
+            reloader_compat: true,
+            auto_reload_all: true,
+            ..Policy::default()
+        };
+        let kinds = |m: &[(&str, &str)], t: &[(&str, &str)], p: &Policy| {
+            parse_with(&ann(m), &ann(t), p)
+                .expect("valid")
+                .map(|o| (o.auto_configmaps, o.auto_secrets, o.implicit))
+        };
+        assert_eq!(kinds(&[], &[], &all), Some((true, true, true)));
+        // An auto annotation of its own, any value, is the workload's say.
+        assert_eq!(kinds(&[(ours::AUTO, "false")], &[], &all), None);
+        assert_eq!(kinds(&[(reloader::AUTO, "false")], &[], &all), None);
+        assert_eq!(kinds(&[], &[(reloader::AUTO, "false")], &all), None);
+        assert_eq!(
+            kinds(&[(reloader::SECRET_AUTO, "false")], &[], &all),
+            Some((true, false, true))
+        );
+        assert_eq!(
+            kinds(&[(ours::AUTO, "true")], &[], &all),
+            Some((true, true, false))
+        );
+        // Reloader's keys are the workload's own only when they are honoured.
+        let ours_only = Policy {
+            reloader_compat: false,
+            ..all.clone()
+        };
+        assert_eq!(
+            kinds(&[(reloader::AUTO, "false")], &[], &ours_only),
+            Some((true, true, true))
+        );
+        // Without the flag, nothing changes.
+        assert_eq!(kinds(&[], &[], &Policy::default()), None);
+    }
+
+    #[test]
+    fn ignored_kinds_are_never_tracked() {
+        let no_secrets = Policy {
+            reloader_compat: true,
+            ignored: vec![ConfigKind::Secret],
+            ..Policy::default()
+        };
+        let opt = parse_with(&ann(&[(ours::AUTO, "true")]), &ann(&[]), &no_secrets)
+            .expect("valid")
+            .expect("opted in");
+        assert!(opt.auto_configmaps && !opt.auto_secrets);
+        // Opted in only to Secrets: not opted in at all.
+        let named = ann(&[
+            (reloader::SECRET_RELOAD, "db"),
+            (reloader::SECRET_AUTO, "true"),
+        ]);
+        assert!(
+            parse_with(&named, &ann(&[]), &no_secrets)
+                .expect("valid")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_workload_may_set_its_own_debounce_window() {
+        use std::time::Duration;
+        let d = |pairs: &[(&str, &str)], compat: bool| debounce(&ann(pairs), compat);
+        assert_eq!(d(&[], true), Ok(None));
+        assert_eq!(
+            d(&[(ours::DEBOUNCE, "30s")], true),
+            Ok(Some(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            d(&[(reloader::PAUSE_PERIOD, "1m30s")], true),
+            Ok(Some(Duration::from_secs(90)))
+        );
+        // Ours wins over Reloader's; Reloader's counts only when honoured.
+        assert_eq!(
+            d(
+                &[(ours::DEBOUNCE, "5s"), (reloader::PAUSE_PERIOD, "5m")],
+                true
+            ),
+            Ok(Some(Duration::from_secs(5)))
+        );
+        assert_eq!(d(&[(reloader::PAUSE_PERIOD, "5m")], false), Ok(None));
+        let bad = d(&[(reloader::PAUSE_PERIOD, "soon")], true).expect_err("invalid");
+        assert_eq!(bad.annotation, reloader::PAUSE_PERIOD);
+        assert!(d(&[(ours::DEBOUNCE, "")], true).is_err());
     }
 }

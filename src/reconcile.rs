@@ -26,6 +26,7 @@ use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest, template_digest
 use crate::index::Index;
 use crate::locked;
 use crate::metrics::{KindLabels, Metrics, Outcome};
+use crate::namespaces::{Changed, NamespaceFilter};
 use crate::optin::{self, ConfigView};
 use crate::ratelimit::TokenBucket;
 use crate::references::{ConfigKind, references};
@@ -54,7 +55,14 @@ pub const REPORTER: &str = "kube-reloader";
 /// Behaviour settings from the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub reloader_compat: bool,
+    /// How opt-in annotations are read (Reloader's honoured, --auto-reload-all,
+    /// --resources-to-ignore).
+    pub policy: optin::Policy,
+    /// `--namespace-selector`: the namespaces whose workloads are reconciled.
+    pub namespace_selector: Option<String>,
+    /// `--resource-label-selector`: the ConfigMaps and Secrets watched (so a check of an absence
+    /// applies it too).
+    pub resource_label_selector: Option<String>,
     pub min_rollout_interval: Duration,
     /// Report what would be rolled out; write nothing to workloads.
     pub dry_run: bool,
@@ -103,6 +111,8 @@ pub struct Context {
     alerts: Option<Alerts>,
     /// The workload caches of the running controllers, by kind and scope.
     stores: Mutex<Vec<Cache>>,
+    /// `--namespace-selector`'s namespaces.
+    pub namespaces: Arc<NamespaceFilter>,
     /// The workloads whose pod template lives in another (Argo Rollouts' workloadRef), by the
     /// namespace and name of that Deployment.
     template_users: Mutex<HashMap<(String, String), HashSet<WorkloadRef>>>,
@@ -118,6 +128,7 @@ impl Context {
         router: Arc<TriggerRouter>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let namespaces = Arc::new(NamespaceFilter::new(settings.namespace_selector.clone()));
         let bucket = TokenBucket::new(
             settings.max_rollouts_per_second,
             settings.rollout_burst,
@@ -142,6 +153,7 @@ impl Context {
             alerts: None,
             stores: Mutex::default(),
             template_users: Mutex::default(),
+            namespaces,
         }
     }
 }
@@ -206,6 +218,29 @@ impl Context {
             return Err(NotSynced);
         }
         Ok(store.get(&ObjectRef::new_with(name, resource.clone()).within(namespace)))
+    }
+
+    /// Namespaces started or stopped matching `--namespace-selector`: the workloads in the new
+    /// ones are reconciled now, those in the old ones forgotten.
+    pub fn namespaces_changed(&self, changed: Changed) {
+        if !changed.added.is_empty() {
+            let stores = locked(&self.stores);
+            for (_, _, _, store) in stores.iter() {
+                for obj in store.state() {
+                    let ns = obj.metadata.namespace.as_deref().unwrap_or_default();
+                    if changed.added.iter().any(|n| n == ns) {
+                        self.router.now(&workload_ref(&obj));
+                    }
+                }
+            }
+        }
+        for ns in &changed.removed {
+            for kind in &self.settings.kinds {
+                for w in self.known(*kind, Some(ns)) {
+                    self.forget(&w);
+                }
+            }
+        }
     }
 
     /// Notes that `user` takes its pod template from Deployment `name` (or from none).
@@ -319,9 +354,11 @@ impl Context {
             None => format!("metadata.name={name}"),
         };
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        let list = api
-            .list_metadata(&ListParams::default().fields(&fields))
-            .await?;
+        let mut params = ListParams::default().fields(&fields);
+        if let Some(labels) = &self.settings.resource_label_selector {
+            params = params.labels(labels);
+        }
+        let list = api.list_metadata(&params).await?;
         Ok(!list.items.is_empty())
     }
 
@@ -373,6 +410,7 @@ fn workload_ref(obj: &Workload) -> WorkloadRef {
 /// The reconcile, in kube-runtime's shape.
 pub async fn reconcile(obj: Arc<Workload>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.configs.wait_synced().await;
+    ctx.namespaces.wait_synced().await;
     let start = Instant::now();
     let wref = workload_ref(obj.as_ref());
     let result = reconcile_synced(obj, &ctx).await;
@@ -405,6 +443,10 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
     if wref.kind == WorkloadKind::DEPLOYMENT {
         ctx.template_changed(&wref);
     }
+    if !ctx.namespaces.allows(&wref.namespace) {
+        // Outside --namespace-selector.
+        return Ok(leave_alone(ctx, &wref));
+    }
     // The pod template: the workload's own, or the one in the Deployment it refers to.
     let source = match template_source(ctx, obj.as_ref(), &wref).await {
         Ok(source) => source,
@@ -419,19 +461,15 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         wref.kind,
         obj.annotations(),
         obj.template_ref.is_some(),
-        ctx.settings.reloader_compat,
+        ctx.settings.policy.reloader_compat,
     );
-    let opt = match optin::parse(
+    let opt = match optin::parse_with(
         obj.annotations(),
         template_annotations,
-        ctx.settings.reloader_compat,
+        &ctx.settings.policy,
     ) {
         Ok(Some(opt)) => opt,
-        Ok(None) => {
-            ctx.index.remove(&wref);
-            ctx.router.forget(&wref);
-            return Ok(Action::await_change());
-        }
+        Ok(None) => return Ok(leave_alone(ctx, &wref)),
         Err(invalid) => {
             ctx.index.remove(&wref);
             ctx.router.forget(&wref);
@@ -456,9 +494,19 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         .unwrap_or_default();
     let view = ctx.configs.view(&wref.namespace);
     let tracked = optin::tracked(&opt, &refs, &view);
+    if opt.implicit && tracked.is_empty() {
+        // Auto only by --auto-reload-all, and nothing to track: no baseline to write.
+        return Ok(leave_alone(ctx, &wref));
+    }
+    set_debounce(ctx, obj.as_ref(), &wref).await;
 
     // Index every referenced and every listed name, so that a change of either reaches us.
-    let mut candidates: BTreeSet<_> = refs.keys().cloned().collect();
+    let ignored = &ctx.settings.policy.ignored;
+    let mut candidates: BTreeSet<_> = refs
+        .keys()
+        .filter(|(kind, _)| !ignored.contains(kind))
+        .cloned()
+        .collect();
     for (kind, pattern) in &opt.named {
         if let optin::NamePattern::Exact(name) = pattern {
             candidates.insert((*kind, name.clone()));
@@ -511,6 +559,35 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         tracked: tracked.len(),
     };
     execute(ctx, &found, action).await
+}
+
+/// Forgets what a workload that is not (or no longer) opted in had indexed or pending.
+fn leave_alone(ctx: &Context, wref: &WorkloadRef) -> Action {
+    ctx.index.remove(wref);
+    ctx.router.forget(wref);
+    Action::await_change()
+}
+
+/// Gives the workload its own debounce window if it asks for one (`kube-reloader.io/debounce`,
+/// Reloader's pause-period). An invalid one is reported once, and `--debounce` used instead.
+async fn set_debounce(ctx: &Context, obj: &Workload, wref: &WorkloadRef) {
+    let compat = ctx.settings.policy.reloader_compat;
+    let (length, invalid) = match optin::debounce(obj.annotations(), compat) {
+        Ok(length) => (length, None),
+        Err(invalid) => (None, Some(invalid)),
+    };
+    ctx.router.set_length(wref, length);
+    if ctx.report_once(wref, "invalid debounce".into(), invalid.is_some())
+        && let Some(invalid) = invalid
+    {
+        ctx.metrics.error("invalid_annotation");
+        tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+            "{invalid}; using --debounce for this workload until it is fixed");
+        let note = format!(
+            "{invalid}. kube-reloader uses its --debounce for this workload until it is fixed."
+        );
+        publish(ctx, obj, EventType::Warning, "InvalidAnnotation", note).await;
+    }
 }
 
 /// A cache that has not listed yet.

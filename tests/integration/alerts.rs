@@ -401,7 +401,7 @@ async fn failure_reported(
         .wait_count(&["alert not delivered", &host, cause], 1)
         .await;
     let notes = wait_for("an AlertFailed Event on the Pod", TIMEOUT, || async {
-        let notes = objects::events(ns, POD, "AlertFailed").await;
+        let notes = objects::events_about(ns, Some("Pod"), POD, "AlertFailed").await;
         (!notes.is_empty()).then_some(notes)
     })
     .await;

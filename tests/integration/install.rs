@@ -1,6 +1,8 @@
 //! The shipped installs, manifests/ and the Helm chart, applied to a real control plane, and the
 //! controller doing its whole job as the ServiceAccount they create, with exactly their RBAC and
-//! the arguments of their Deployment.
+//! the arguments of their Deployment: every kind they turn on (Deployments, StatefulSets,
+//! DaemonSets, CronJobs, Argo Rollouts, and the chart's `workloadKinds`) is baselined and rolled,
+//! no request is refused, and every permission granted is used.
 
 use std::time::Duration;
 
@@ -9,10 +11,11 @@ use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::support::chart;
+use crate::support::kinds::{self, HASH, History, TestKind};
 use crate::support::objects::{self, configmap};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{AuditedRequest, ControlPlane, TestNs, repo_root, wait_for};
+use crate::support::{AuditedRequest, ControlPlane, TestNs, kubectl_command, repo_root, wait_for};
 
 pub(crate) const SA_TOKEN: &str = "kube-reloader-sa-test-token";
 pub(crate) const SA_USER: &str = "system:serviceaccount:kube-reloader:kube-reloader";
@@ -30,9 +33,15 @@ pub(crate) fn control_plane_with_service_account_token() -> ControlPlane {
 enum Install {
     /// A directory of manifests, applied with `kubectl apply --server-side -f DIR`.
     Manifests(&'static str),
-    /// The chart rendered with these values for release `kube-reloader` in namespace
-    /// `kube-reloader`, as `helm install --create-namespace` would install it.
-    Chart(&'static str),
+    /// The chart rendered with these values, plus `workloadKinds` naming these kinds, for release
+    /// `kube-reloader` in namespace `kube-reloader`, as `helm install --create-namespace` would
+    /// install it. (With no values the chart renders exactly manifests/, and with
+    /// `watchNamespaces: [apps]` manifests/namespaced/: chart.rs keeps them equal, so the chart
+    /// cases add a kind of their own rather than repeat the manifests' cases.)
+    Chart {
+        values: &'static str,
+        workload_kinds: Vec<TestKind>,
+    },
 }
 
 impl Install {
@@ -46,8 +55,9 @@ impl Install {
                 let applied = cp.kubectl(&["apply", "--server-side", "-f", path]);
                 (applied, chart::yaml_documents(dir))
             }
-            Install::Chart(values) => {
-                let r = chart::render("kube-reloader", "kube-reloader", values).expect("render");
+            Install::Chart { .. } => {
+                let r = chart::render("kube-reloader", "kube-reloader", &self.values())
+                    .expect("render");
                 cp.kubectl(&["create", "namespace", "kube-reloader"]);
                 (cp.apply(&r.yaml), r.objects)
             }
@@ -59,11 +69,38 @@ impl Install {
         let args = controller_args(&objects);
         (objects, args)
     }
+
+    /// The chart values: the case's own, and `workloadKinds`.
+    fn values(&self) -> String {
+        let Install::Chart {
+            values,
+            workload_kinds,
+        } = self
+        else {
+            return String::new();
+        };
+        let kinds: Vec<String> = workload_kinds
+            .iter()
+            .map(|k| format!("{}/{}={}", k.api_version(), k.kind, k.template_path))
+            .collect();
+        format!("{values}\nworkloadKinds: [{}]\n", kinds.join(", "))
+    }
+
+    /// The kinds beyond apps/v1 the install rolls: CronJobs and Argo Rollouts (on by default),
+    /// then the chart's `workloadKinds`.
+    fn more_kinds(&self) -> Vec<TestKind> {
+        let mut more = vec![TestKind::cronjob(), TestKind::rollout()];
+        if let Install::Chart { workload_kinds, .. } = self {
+            more.extend(workload_kinds.iter().cloned());
+        }
+        more
+    }
 }
 
 /// The arguments of the one Deployment among `objects` (an install in namespace
-/// `kube-reloader`, leader election on), plus what its pod would have (its namespace) and
-/// shorter timings for the test.
+/// `kube-reloader`, leader election on), plus what its pod would have (its namespace), shorter
+/// timings for the test, and CronJobs through batch/v1beta1: the 1.20 test server has no
+/// batch/v1 CronJob (the same RBAC covers both: it names the group and resource, not the version).
 pub(crate) fn controller_args(objects: &[Value]) -> Vec<String> {
     let mut args = chart::deployment_args(objects);
     assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
@@ -77,6 +114,7 @@ pub(crate) fn controller_args(objects: &[Value]) -> Vec<String> {
         ]
         .map(String::from),
     );
+    args.push(TestKind::cronjob().flag());
     args
 }
 
@@ -86,8 +124,12 @@ async fn manifests_install_and_the_controller_works_with_exactly_their_rbac() {
 }
 
 #[tokio::test]
-async fn chart_install_and_the_controller_works_with_exactly_its_rbac() {
-    works_with_exactly_its_rbac(Install::Chart("")).await;
+async fn chart_install_with_a_workload_kind_works_with_exactly_its_rbac() {
+    works_with_exactly_its_rbac(Install::Chart {
+        values: "",
+        workload_kinds: vec![TestKind::widget()],
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -96,8 +138,12 @@ async fn namespaced_manifests_work_in_their_namespaces_and_never_touch_others() 
 }
 
 #[tokio::test]
-async fn namespaced_chart_works_in_its_namespaces_and_never_touches_others() {
-    works_in_its_namespaces_only(Install::Chart("watchNamespaces: [apps]")).await;
+async fn namespaced_chart_with_a_workload_kind_works_in_its_namespaces_and_never_touches_others() {
+    works_in_its_namespaces_only(Install::Chart {
+        values: "watchNamespaces: [apps]",
+        workload_kinds: vec![TestKind::widget()],
+    })
+    .await;
 }
 
 /// The cluster-wide install: the whole job as its ServiceAccount, then a loud failure once one
@@ -105,9 +151,11 @@ async fn namespaced_chart_works_in_its_namespaces_and_never_touches_others() {
 async fn works_with_exactly_its_rbac(install: Install) {
     let cp = control_plane_with_service_account_token();
     let (objects, args) = install.apply(&cp);
+    apply_test_crds(&cp).await;
 
     let app = TestNs::on(&cp, "app").await;
     every_kind_opted_in(&app).await;
+    let more = MoreKinds::opted_in(&app, install.more_kinds()).await;
 
     // Outside the cluster, but as the ServiceAccount, with the Deployment's arguments.
     let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
@@ -115,10 +163,12 @@ async fn works_with_exactly_its_rbac(install: Install) {
     for kind in Kind::ALL {
         workloads::baseline(&app, kind, "web").await;
     }
+    more.baselines().await;
     configmap(&app, "cfg", &[("k", "2")], json!({})).await;
     for kind in Kind::ALL {
         workloads::wait_rollouts(&app, kind, "web", 1).await;
     }
+    more.wait_rollouts(1).await;
     wait_for("the Reloaded Event", TIMEOUT, || async {
         let n = objects::events(&app, "web", "Reloaded").await;
         (!n.is_empty()).then_some(())
@@ -129,8 +179,10 @@ async fn works_with_exactly_its_rbac(install: Install) {
     let logs = reloader.logs();
     assert!(!logs.to_lowercase().contains("forbidden"), "{logs}");
     assert_eq!(reloader.count(&["acquired the Lease"]), 1, "{logs}");
+    assert_eq!(reloader.count(&["is not served"]), 0, "{logs}");
 
-    fails_loudly_without_patch(&cp, &app, &["clusterrole", "kube-reloader"], &reloader).await;
+    let role = ["clusterrole", "kube-reloader"];
+    fails_loudly_without_patch(&cp, &app, &role, &reloader, &more).await;
     every_grant_is_used(&cp, &objects, reloader).await;
 }
 
@@ -148,6 +200,7 @@ async fn works_in_its_namespaces_only(install: Install) {
     cp.kubectl(&["create", "namespace", "apps"]);
     let (objects, args) = install.apply(&cp);
     assert!(args.contains(&"--namespace=apps".to_string()), "{args:?}");
+    apply_test_crds(&cp).await;
     let admin = cp.client().await;
     let apps = TestNs {
         name: "apps".into(),
@@ -158,17 +211,21 @@ async fn works_in_its_namespaces_only(install: Install) {
     for ns in [&apps, &other] {
         every_kind_opted_in(ns).await;
     }
+    let more = MoreKinds::opted_in(&apps, install.more_kinds()).await;
+    let more_elsewhere = MoreKinds::opted_in(&other, install.more_kinds()).await;
     let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
     let reloader = Reloader::start_raw(&sa, &args, "namespaced");
     for kind in Kind::ALL {
         workloads::baseline(&apps, kind, "web").await;
     }
+    more.baselines().await;
     for ns in [&apps, &other] {
         configmap(ns, "cfg", &[("k", "2")], json!({})).await;
     }
     for kind in Kind::ALL {
         workloads::wait_rollouts(&apps, kind, "web", 1).await;
     }
+    more.wait_rollouts(1).await;
     let untouched = workloads::get(&other, Kind::Deployment, "web").await;
     assert_eq!(
         untouched["metadata"]["annotations"]["kube-reloader.io/config-hash"],
@@ -178,34 +235,159 @@ async fn works_in_its_namespaces_only(install: Install) {
         workloads::rollouts(&other, Kind::Deployment, "web").await,
         0
     );
+    more_elsewhere.untouched().await;
     assert!(objects::events(&other, "web", "Reloaded").await.is_empty());
     let logs = reloader.logs();
     assert!(!logs.to_lowercase().contains("forbidden"), "{logs}");
     assert_eq!(reloader.count(&["acquired the Lease"]), 1, "{logs}");
+    assert_eq!(reloader.count(&["is not served"]), 0, "{logs}");
 
     let watch_role = ["role", "kube-reloader-watch", "--namespace=apps"];
-    fails_loudly_without_patch(&cp, &apps, &watch_role, &reloader).await;
+    fails_loudly_without_patch(&cp, &apps, &watch_role, &reloader, &more).await;
     every_grant_is_used(&cp, &objects, reloader).await;
 }
 
-/// Takes one permission away (patching workloads, rule 1 of the role named by `role`, as
+/// Applies the test CRDs (tests/fixtures/crds: Argo Rollouts' Rollout, the tests' Widget) to
+/// this control plane server-side, and waits until discovery serves both, as kube-reloader looks
+/// them up. Idempotent, and never undone: CRDs are cluster-wide.
+async fn apply_test_crds(cp: &ControlPlane) {
+    for (file, kind) in [
+        ("rollout.yaml", TestKind::rollout()),
+        ("widget.yaml", TestKind::widget()),
+    ] {
+        let path = repo_root().join("tests/fixtures/crds").join(file);
+        let yaml = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let apply = ["apply", "--server-side", "--force-conflicts", "-f", "-"];
+        cp.kubectl_stdout(&apply, &yaml);
+        let crd = format!("crd/{}.{}", kind.plural, kind.group);
+        cp.kubectl(&["wait", "--for=condition=established", "--timeout=60s", &crd]);
+        let path = format!("/apis/{}", kind.api_version());
+        wait_for(
+            &format!("{path} to serve {}", kind.plural),
+            TIMEOUT,
+            || async {
+                let out = kubectl_command()
+                    .args(["get", "--raw", &path])
+                    .env("KUBECONFIG", &cp.kubeconfig)
+                    .output()
+                    .expect("run kubectl");
+                let resources = serde_json::from_slice::<Value>(&out.stdout)
+                    .ok()
+                    .and_then(|v| v["resources"].as_array().cloned())
+                    .unwrap_or_default();
+                let served =
+                    out.status.success() && resources.iter().any(|r| r["name"] == kind.plural);
+                served.then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// Workloads `web` of the kinds beyond apps/v1, opted in and using ConfigMap `cfg`, each with the
+/// history of its pod template since it was created. These kinds have no ReplicaSets to count:
+/// a rollout is a change of the pod template at the kind's path.
+struct MoreKinds<'a> {
+    ns: &'a TestNs,
+    workloads: Vec<(TestKind, History)>,
+}
+
+impl<'a> MoreKinds<'a> {
+    /// Creates `web` of each kind in `ns`, and starts watching it.
+    async fn opted_in(ns: &'a TestNs, kinds: Vec<TestKind>) -> Self {
+        let mut workloads = Vec::new();
+        for kind in kinds {
+            kinds::opted_in(ns, &kind, "web", workloads::env_from_configmap("cfg")).await;
+            let history = History::watch(ns, &kind, "web").await;
+            workloads.push((kind, history));
+        }
+        Self { ns, workloads }
+    }
+
+    /// Waits for kube-reloader's baseline on each; first sight rolls nothing.
+    async fn baselines(&self) {
+        for (kind, history) in &self.workloads {
+            kinds::baseline(self.ns, kind, "web").await;
+            assert_eq!(
+                history.template_changes(),
+                0,
+                "{}: first sight rolled",
+                kind.kind
+            );
+        }
+    }
+
+    /// Waits until each has been rolled `n` times in all (not more): each time kube-reloader's
+    /// mark in the pod template changed, and nothing else; the mark is the baseline on the
+    /// workload's metadata; a Reloaded Event on the workload says so.
+    async fn wait_rollouts(&self, n: usize) {
+        for (kind, history) in &self.workloads {
+            history.wait_template_changes(n).await;
+            assert_eq!(history.template_changes(), n, "{}: rollouts", kind.kind);
+            history.assert_only_the_mark_changed();
+            let what = format!("{} web's mark to be its baseline", kind.kind);
+            wait_for(&what, TIMEOUT, || async {
+                let obj = kinds::get(self.ns, kind, "web").await;
+                let mark = kind.template_annotation(&obj, HASH)?;
+                (obj["metadata"]["annotations"][HASH] == mark.as_str()).then_some(())
+            })
+            .await;
+            kinds::wait_events(self.ns, &kind.kind, "web", "Reloaded").await;
+        }
+    }
+
+    /// Asserts that kube-reloader has neither baselined nor rolled any of them.
+    async fn untouched(&self) {
+        for (kind, history) in &self.workloads {
+            let baseline = kinds::annotation(self.ns, kind, "web", HASH).await;
+            assert_eq!(baseline, None, "{} web was baselined", kind.kind);
+            assert_eq!(
+                history.template_changes(),
+                0,
+                "{} web was rolled",
+                kind.kind
+            );
+            let reloaded = kinds::events(self.ns, &kind.kind, "web", "Reloaded").await;
+            assert_eq!(reloaded, Vec::<String>::new(), "{}", kind.kind);
+        }
+    }
+}
+
+/// Takes one permission away (patching apps/v1 workloads, in the role named by `role`, as
 /// kubectl arguments): the next change of the `web` workloads' ConfigMap in `ns` must fail
-/// loudly, with a Warning Event on each saying what was forbidden, and roll nothing.
+/// loudly for those, with a Warning Event on each saying what was forbidden, and roll none of
+/// them; the kinds whose permission is intact (`more`) roll once more.
 async fn fails_loudly_without_patch(
     cp: &ControlPlane,
     ns: &TestNs,
     role: &[&str],
     reloader: &Reloader,
+    more: &MoreKinds<'_>,
 ) {
     assert_eq!(
         denied(cp),
         Vec::new(),
         "denied before any permission was taken"
     );
-    let remove = r#"[{"op": "replace", "path": "/rules/1/verbs", "value": ["list", "watch"]}]"#;
+    let mut get = vec!["get"];
+    get.extend(role);
+    get.extend(["-o", "json"]);
+    let live: Value = serde_json::from_str(&cp.kubectl_stdout(&get, "")).expect("role JSON");
+    let rules = live["rules"].as_array().expect("rules");
+    let apps = rules
+        .iter()
+        .position(|r| r["apiGroups"] == json!(["apps"]))
+        .unwrap_or_else(|| panic!("no rule for apps alone in {role:?}: {rules:#?}"));
+    let remove = json!([{
+        "op": "replace",
+        "path": format!("/rules/{apps}/verbs"),
+        "value": ["list", "watch"],
+    }])
+    .to_string();
     let mut patch = vec!["patch"];
     patch.extend(role);
-    patch.extend(["--type=json", "-p", remove]);
+    patch.extend(["--type=json", "-p", &remove]);
     cp.kubectl(&patch);
     configmap(ns, "cfg", &[("k", "3")], json!({})).await;
     let notes = wait_for("a WriteFailed Event on the Deployment", TIMEOUT, || async {
@@ -217,6 +399,7 @@ async fn fails_loudly_without_patch(
     reloader
         .wait_count(&["reconcile failed", "name=web", "forbidden"], 1)
         .await;
+    more.wait_rollouts(2).await;
     for kind in Kind::ALL {
         assert_eq!(workloads::rollouts(ns, kind, "web").await, 1, "{kind:?}");
     }

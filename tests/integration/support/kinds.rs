@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
@@ -279,21 +278,7 @@ pub async fn baseline(ns: &TestNs, kind: &TestKind, name: &str) -> String {
 
 /// Notes of the Events with `reason` about `kind` `name`.
 pub async fn events(ns: &TestNs, kind: &str, name: &str, reason: &str) -> Vec<String> {
-    let list = ns
-        .api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .expect("list Events");
-    list.items
-        .into_iter()
-        .filter(|e| {
-            e.regarding
-                .as_ref()
-                .is_some_and(|r| r.name.as_deref() == Some(name) && r.kind.as_deref() == Some(kind))
-        })
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .map(|e| e.note.unwrap_or_default())
-        .collect()
+    super::objects::events_about(ns, Some(kind), name, reason).await
 }
 
 /// Waits for an Event with `reason` about `kind` `name` and returns the notes of all of them.

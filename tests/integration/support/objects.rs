@@ -90,6 +90,16 @@ pub async fn delete_configmap(ns: &TestNs, name: &str) {
 
 /// Notes of the Events with `reason` about the object `name`.
 pub async fn events(ns: &TestNs, name: &str, reason: &str) -> Vec<String> {
+    events_about(ns, None, name, reason).await
+}
+
+/// Notes of the Events with `reason` about the object `name`, of `kind` when given.
+pub async fn events_about(
+    ns: &TestNs,
+    kind: Option<&str>,
+    name: &str,
+    reason: &str,
+) -> Vec<String> {
     let list = ns
         .api::<Event>()
         .list(&ListParams::default())
@@ -97,7 +107,11 @@ pub async fn events(ns: &TestNs, name: &str, reason: &str) -> Vec<String> {
         .expect("list Events");
     list.items
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.name.as_deref() == Some(name) && kind.is_none_or(|k| r.kind.as_deref() == Some(k))
+            })
+        })
         .filter(|e| e.reason.as_deref() == Some(reason))
         .map(|e| e.note.unwrap_or_default())
         .collect()

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::alerts::{self, WebhookUrl};
 use crate::references::ConfigKind;
 use crate::workload::{self, WorkloadKind};
 
@@ -190,6 +191,26 @@ pub struct Args {
     /// Compute and report (log, Events) what would be rolled out, but write nothing to workloads.
     #[arg(long, env = "KUBE_RELOADER_DRY_RUN")]
     pub dry_run: bool,
+
+    /// POST an alert to this http:// or https:// URL for every rollout (not for --dry-run). The
+    /// URL is a secret (it carries the receiver's token): pass it through the environment from a
+    /// Secret; logs and Events show only its host. See docs/alerts.md.
+    #[arg(
+        long,
+        env = "KUBE_RELOADER_ALERT_WEBHOOK_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub alert_webhook_url: Option<WebhookUrl>,
+
+    /// Body of the alerts: `json` (kube-reloader's own document), `slack` (incoming webhook),
+    /// `teams` (Workflows webhook, an Adaptive Card) or `gchat` (Google Chat incoming webhook).
+    #[arg(long, env = "KUBE_RELOADER_ALERT_FORMAT", value_enum, default_value_t = alerts::Format::Json)]
+    pub alert_format: alerts::Format,
+
+    /// Name of this cluster, included in alerts (empty: not mentioned).
+    #[arg(long, env = "KUBE_RELOADER_CLUSTER_NAME", default_value = "")]
+    pub cluster_name: String,
 
     /// Log format: `text` for people, `json` for log pipelines (an empty value, as Reloader
     /// takes it, means `text`).
@@ -473,6 +494,23 @@ mod tests {
         .unwrap();
         assert_eq!(a.namespaces, ["a", "b", "c"]);
         assert!(!a.reloader_compat);
+        // Alerts: off by default; the URL never shows in Debug output.
+        let a = Args::try_parse_from(["kube-reloader"]).unwrap();
+        assert_eq!(a.alert_webhook_url, None);
+        assert_eq!(a.alert_format, alerts::Format::Json);
+        assert_eq!(a.cluster_name, "");
+        let a = Args::try_parse_from([
+            "kube-reloader",
+            "--alert-webhook-url=https://hooks.example.com/T0/s3cr3t",
+            "--alert-format=teams",
+            "--cluster-name=prod-eu",
+        ])
+        .unwrap();
+        assert!(a.alert_webhook_url.is_some());
+        assert_eq!(a.alert_format, alerts::Format::Teams);
+        assert_eq!(a.cluster_name, "prod-eu");
+        assert!(!format!("{a:?}").contains("s3cr3t"));
+        assert!(Args::try_parse_from(["kube-reloader", "--alert-format=webex"]).is_err());
         // Every flag has a KUBE_RELOADER_ environment variable.
         use clap::CommandFactory;
         let cmd = Args::command();

@@ -21,6 +21,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::alerts::{self, AlertError, Alerts};
 use crate::cli::Args;
 use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
 use crate::decision::Window;
@@ -62,6 +63,8 @@ pub enum RunError {
     IgnoringAll,
     #[error(transparent)]
     Lease(lease::LeaseError),
+    #[error(transparent)]
+    Alerts(#[from] AlertError),
     #[error("cannot listen on --metrics-addr {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -443,6 +446,7 @@ fn spawn_config_watch<K: ConfigObject>(
 
 /// Runs the controller until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> Result<(), RunError> {
+    let alert_config = alerts::Config::from_args(&args)?;
     let client = Client::try_default().await.map_err(RunError::Client)?;
     let controller_ns = args.controller_namespace();
     let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
@@ -496,11 +500,20 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         &SKIPPED_SECRET_TYPES
     };
     let router = Arc::new(TriggerRouter::new(args.debounce));
-    let ctx = Arc::new(Context::new(
+    let recorder = Recorder::new(client.clone(), reporter);
+    let alerts = alert_config.map(|config| {
+        Alerts::start(
+            config,
+            &controller_ns,
+            recorder.clone(),
+            Arc::clone(&metrics),
+        )
+    });
+    let ctx = Context::new(
         client.clone(),
         store,
         key,
-        Recorder::new(client.clone(), reporter),
+        recorder,
         Settings {
             policy: optin::Policy {
                 reloader_compat: args.reloader_compat,
@@ -519,7 +532,8 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         },
         Arc::clone(&router),
         Arc::clone(&metrics),
-    ));
+    );
+    let ctx = Arc::new(ctx.with_alerts(alerts));
     tokio::spawn(update_gauges(Arc::clone(&ctx)));
     if args.namespace_selector.is_some() {
         let (ctx, client) = (Arc::clone(&ctx), client.clone());

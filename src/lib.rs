@@ -6,9 +6,10 @@
 //! [`workload`] (the kinds as data, the slim cached workload, how each is restarted), [`faults`]
 //! (what a failed watch means).
 //! The shell: [`configs`] (watched objects), [`index`], [`reconcile`], [`controller`], [`key`],
-//! [`metrics`] and [`http`] (metrics and probes).
+//! [`metrics`] and [`http`] (metrics and probes), [`alerts`] (a webhook POST per rollout).
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod cli;
 pub mod configs;
 pub mod controller;

@@ -74,6 +74,7 @@ pub struct Metrics {
     pub last_sync: Gauge<f64, AtomicU64>,
     pub leader: Gauge,
     pub absence_checks: Family<ResultLabels, Counter>,
+    pub alerts: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -134,6 +135,12 @@ impl Default for Metrics {
             "Tracked objects missing from the watch cache that were looked up in the API server before being recorded absent, by result (absent, present)",
             absence_checks.clone(),
         );
+        let alerts = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Rollout alerts to --alert-webhook-url, by what became of them (sent, failed, dropped)",
+            alerts.clone(),
+        );
         Self {
             registry,
             rollouts,
@@ -145,6 +152,7 @@ impl Default for Metrics {
             last_sync,
             leader,
             absence_checks,
+            alerts,
         }
     }
 }
@@ -171,6 +179,20 @@ impl Metrics {
         self.absence_checks
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    /// Counts an alert: `sent`, `failed` (every attempt failed, or the receiver refused it) or
+    /// `dropped` (the queue was full).
+    pub fn alert(&self, result: &'static str) {
+        self.alerts.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Makes the alert series exist at 0 once alerts are on, so that `increase()` sees the first
+    /// failure.
+    pub fn alerts_on(&self) {
+        for result in ["sent", "failed", "dropped"] {
+            let _ = self.alerts.get_or_create(&ResultLabels { result });
+        }
     }
 
     pub fn watch_restart(&self, kind: ConfigKind) {
@@ -200,6 +222,8 @@ mod tests {
         m.rollout(WorkloadKind::DEPLOYMENT, "shop", Outcome::rolled);
         m.error("write_failed");
         m.watch_restart(ConfigKind::Secret);
+        m.alerts_on();
+        m.alert("failed");
         m.reconcile_duration
             .get_or_create(&KindLabels { kind: "Deployment" })
             .observe(0.01);
@@ -208,6 +232,8 @@ mod tests {
             "kube_reloader_rollouts_total{kind=\"Deployment\",namespace=\"shop\",result=\"rolled\"} 1",
             "kube_reloader_reconcile_errors_total{reason=\"write_failed\"} 1",
             "kube_reloader_watch_restarts_total{kind=\"Secret\"} 1",
+            "kube_reloader_alerts_total{result=\"failed\"} 1",
+            "kube_reloader_alerts_total{result=\"dropped\"} 0",
             "kube_reloader_reconcile_duration_seconds_bucket",
             "kube_reloader_tracked_workloads",
             "kube_reloader_last_sync_timestamp_seconds",

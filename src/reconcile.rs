@@ -16,6 +16,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
 
+use crate::alerts::Alerts;
 use crate::configs::{ConfigObject, ConfigStore, NamespaceView};
 use crate::controller::{TriggerRouter, field_selector};
 use crate::decision::{
@@ -106,6 +107,8 @@ pub struct Context {
     pub router: Arc<TriggerRouter>,
     /// Where the API server serves each kind (found by discovery).
     resources: Mutex<HashMap<WorkloadKind, ApiResource>>,
+    /// The alert queue, with `--alert-webhook-url`: an alert per rollout.
+    alerts: Option<Alerts>,
     /// The workload caches of the running controllers, by kind and scope.
     stores: Mutex<Vec<Cache>>,
     /// `--namespace-selector`'s namespaces.
@@ -147,6 +150,7 @@ impl Context {
             failures: Mutex::default(),
             router,
             resources: Mutex::default(),
+            alerts: None,
             stores: Mutex::default(),
             template_users: Mutex::default(),
             namespaces,
@@ -155,6 +159,12 @@ impl Context {
 }
 
 impl Context {
+    /// Sends an alert for every rollout to this queue.
+    pub fn with_alerts(mut self, alerts: Option<Alerts>) -> Self {
+        self.alerts = alerts;
+        self
+    }
+
     /// Allows or forbids writes to workloads (the Lease gate).
     pub fn set_may_write(&self, may: bool) {
         self.may_write
@@ -802,6 +812,9 @@ async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Ac
             ctx.metrics
                 .rollout(wref.kind, &wref.namespace, Outcome::rolled);
             tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what, "rolled out");
+            if let Some(alerts) = &ctx.alerts {
+                alerts.rolled(wref, &changed, now);
+            }
             publish(
                 ctx,
                 obj,

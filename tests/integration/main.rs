@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alerts;
 mod chart;
 mod delivery;
 mod environment;

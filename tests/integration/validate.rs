@@ -43,6 +43,8 @@ keySecretName: digest-key
 log: {level: debug, format: json}
 metricsPort: 8080
 metrics: {service: {enabled: true}, serviceMonitor: {enabled: true, interval: 15s, labels: {release: prom}}}
+alerts: {webhookUrlSecret: {name: alert-webhook, key: url}, format: teams}
+clusterName: prod-eu
 extraArgs: ["--debounce=5s"]
 extraEnv: [{name: TZ, value: UTC}, {name: TOKEN, valueFrom: {secretKeyRef: {name: token, key: value}}}]
 resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {cpu: "1", memory: 256Mi}}

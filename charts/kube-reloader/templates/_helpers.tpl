@@ -104,6 +104,14 @@ binary's default, so the defaults give the same arguments as manifests/.
 {{- if ne (int $v.metricsPort) 9090 }}
 {{- $args = append $args (printf "--metrics-addr=0.0.0.0:%d" (int $v.metricsPort)) }}
 {{- end }}
+{{- if not (has $v.alerts.format (list "json" "slack" "teams" "gchat")) }}
+{{- fail (printf "alerts.format must be json, slack, teams or gchat, not %q" $v.alerts.format) }}
+{{- else if ne $v.alerts.format "json" }}
+{{- $args = append $args (printf "--alert-format=%s" $v.alerts.format) }}
+{{- end }}
+{{- with $v.clusterName }}
+{{- $args = append $args (printf "--cluster-name=%s" .) }}
+{{- end }}
 {{- concat $args $v.extraArgs | toYaml }}
 {{- end }}
 

@@ -447,9 +447,7 @@ fn spawn_config_watch<K: ConfigObject>(
 /// Runs the controller until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> Result<(), RunError> {
     let alert_config = alerts::Config::from_args(&args)?;
-    let client = Client::try_default().await.map_err(RunError::Client)?;
-    let controller_ns = args.controller_namespace();
-    let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
+    // Flags first: nothing is read or created in the cluster for a run refused anyway.
     let scopes = scopes(&args.namespaces, &args.ignore_namespaces);
     if scopes.is_empty() {
         return Err(RunError::NothingToWatch);
@@ -461,6 +459,9 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     if config_kinds.is_empty() {
         return Err(RunError::IgnoringAll);
     }
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let controller_ns = args.controller_namespace();
+    let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
     tracing::info!(
         namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
         ignored = ?args.ignore_namespaces,

@@ -16,4 +16,5 @@ mod kinds;
 mod operate;
 mod reload;
 mod scope;
+mod selection;
 mod validate;

@@ -225,6 +225,36 @@ impl ControlPlane {
             .collect()
     }
 
+    /// Kills this control plane's kube-apiserver (SIGKILL, as a crash or a partition would look
+    /// to its clients), leaving etcd and kube-controller-manager running, and waits until it is
+    /// gone. Its pid file is removed, so the final stop does not signal a reused pid.
+    pub fn kill_apiserver(&self) {
+        let pid_file = self.dir().join("kube-apiserver.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("kube-apiserver.pid");
+        let pid = pid.trim().to_string();
+        let status = Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL {pid} failed");
+        // Gone, or a zombie waiting for hack/cluster.sh to reap it.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim().to_string()))
+                .is_some_and(|rest| !rest.starts_with('Z'))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive() {
+            assert!(
+                Instant::now() < deadline,
+                "kube-apiserver {pid} still running"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(pid_file);
+    }
+
     /// The directory holding the kubeconfig, certificates and component logs.
     pub fn dir(&self) -> &Path {
         self.kubeconfig.parent().expect("kubeconfig has a parent")

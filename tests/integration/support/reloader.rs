@@ -53,6 +53,17 @@ impl Reloader {
         Self::spawn(kubeconfig, args.to_vec(), label, None)
     }
 
+    /// Like [`start_raw`](Self::start_raw), as pod `pod_name` (`POD_NAME`, its identity in
+    /// leader election).
+    pub fn start_raw_as(
+        kubeconfig: &std::path::Path,
+        args: &[String],
+        label: &str,
+        pod_name: &str,
+    ) -> Self {
+        Self::spawn(kubeconfig, args.to_vec(), label, Some(pod_name))
+    }
+
     fn spawn(
         kubeconfig: &std::path::Path,
         mut args: Vec<String>,
@@ -132,6 +143,21 @@ impl Reloader {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    /// Waits (at most `timeout`) for the process to exit by itself; its exit status, or `None`
+    /// if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Whether the process is still running.

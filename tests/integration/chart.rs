@@ -3,7 +3,9 @@
 //! rendered, and bad values fail with a message naming them (values.schema.json's or the
 //! templates'). values.yaml, values.schema.json and the README's values table describe the same
 //! values. The workload kinds turned on (`kinds`, `workloadKinds`) get exactly their flags and
-//! RBAC rules, which the binary parses to the same kinds and the API server grants as rendered.
+//! RBAC rules, which the binary parses to the same kinds and the API server grants as rendered;
+//! so do the scope values (`namespaceSelector`: list and watch on namespaces;
+//! `resourcesToIgnore`: that kind's rule left out, the key Secret's kept).
 //! (The controller running as the chart's ServiceAccount is in install.rs.)
 
 use std::collections::BTreeSet;
@@ -279,6 +281,16 @@ fn bad_chart_values_fail_with_a_message_that_says_what_to_change() {
             "kinds: null",
             "kinds: list at least one built-in kind (Deployment, StatefulSet, DaemonSet, CronJob or Rollout)",
         ),
+        // Each value is valid alone; together they make no sense (and would need cluster-wide
+        // RBAC in a namespaced install).
+        (
+            "watchNamespaces: [a]\nnamespaceSelector: team=a",
+            "namespaceSelector and watchNamespaces cannot both be set",
+        ),
+        (
+            "watchNamespaces: [a]\nnamespaceSelector: team=a\nrbac: {create: false}",
+            "namespaceSelector and watchNamespaces cannot both be set",
+        ),
     ] {
         let err = chart::render("r", "ns", values)
             .err()
@@ -310,6 +322,18 @@ fn bad_chart_values_fail_with_a_message_that_says_what_to_change() {
         (
             "rbac: {create: false}\nworkloadKinds: [apps/CloneSet]",
             "workloadKinds: \"apps/CloneSet\" is neither",
+        ),
+        (
+            "resourcesToIgnore: [configmaps, secrets]",
+            "resourcesToIgnore: list configmaps or secrets, not both; with both ignored kube-reloader has nothing to watch and refuses to start",
+        ),
+        (
+            "rbac: {create: false}\nresourcesToIgnore: [secrets, configmaps]",
+            "resourcesToIgnore: list configmaps or secrets, not both",
+        ),
+        (
+            "resourcesToIgnore: [pods]",
+            "resourcesToIgnore: \"pods\" is neither configmaps nor secrets",
         ),
     ] {
         let err = chart::render_without_schema("r", "ns", values)
@@ -415,6 +439,35 @@ fn values_the_schema_refuses_fail_naming_the_value() {
             "workloadKinds: [{kind: example.com/v1}]",
             "at '/workloadKinds/0/kind': 'example.com/v1' does not match pattern",
         ),
+        (
+            "namespaceSelector: {team: payments}",
+            "at '/namespaceSelector': got object, want string",
+        ),
+        // An empty requirement, which the binary refuses.
+        (
+            "namespaceSelector: \"team=payments,\"",
+            "at '/namespaceSelector': 'team=payments,' does not match pattern",
+        ),
+        (
+            "resourceLabelSelector: \"a=1,,b=2\"",
+            "at '/resourceLabelSelector': 'a=1,,b=2' does not match pattern",
+        ),
+        (
+            "resourcesToIgnore: secrets",
+            "at '/resourcesToIgnore': got string, want array",
+        ),
+        (
+            "resourcesToIgnore: [Secrets]",
+            "at '/resourcesToIgnore/0': value must be one of 'configmaps', 'secrets'",
+        ),
+        (
+            "resourcesToIgnore: [configmaps, secrets]",
+            "at '/resourcesToIgnore': maxItems: got 2, want 1",
+        ),
+        (
+            "autoReloadAll: \"true\"",
+            "at '/autoReloadAll': got string, want boolean",
+        ),
     ] {
         let err = chart::render("r", "ns", values)
             .err()
@@ -454,6 +507,15 @@ fn values_the_schema_accepts_render() {
         (
             "workloadKinds: [{kind: example.com/v1alpha1/Mouse}]",
             "resources: [\"mouses\"]",
+        ),
+        // Selectors of every form the binary takes, Reloader's included, passed as they are.
+        (
+            "namespaceSelector: \"env in (prod,staging), !legacy\"",
+            "--namespace-selector=env in (prod,staging), !legacy",
+        ),
+        (
+            "resourceLabelSelector: \"reload:*\"",
+            "--resource-label-selector=reload:*",
         ),
     ] {
         let r = chart::render("r", "ns", values)
@@ -715,17 +777,7 @@ async fn workload_kinds_rbac_applied_to_the_server_grants_exactly_those_kinds() 
     // Asked of the authorizer directly: `kubectl auth can-i` answers no for a resource the
     // server does not serve (no CRD here), whatever RBAC says.
     let sa = format!("system:serviceaccount:{}:kinds-kube-reloader", ns.name);
-    let can_i = |verb: &str, resource: &str| {
-        let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
-        let review = json!({
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": {"user": sa, "resourceAttributes":
-                {"namespace": ns.name, "verb": verb, "group": group, "resource": resource}},
-        });
-        let args = ["create", "-f", "-", "-o", "jsonpath={.status.allowed}"];
-        cp.kubectl_stdout(&args, &review.to_string()).trim() == "true"
-    };
+    let can_i = |verb: &str, resource: &str| allowed(&sa, &ns.name, verb, resource, "");
     // The authorizer learns of new RBAC objects through its own watch, a moment after apply.
     wait_for(
         "the ClusterRole to reach the authorizer",
@@ -758,4 +810,254 @@ async fn workload_kinds_rbac_applied_to_the_server_grants_exactly_those_kinds() 
     ] {
         assert!(!can_i(verb, resource), "{sa} may {verb} {resource}");
     }
+}
+
+/// Whether the authorizer lets `user` do `verb` on `resource` (`plural.group`, or `plural` in the
+/// core group) in `namespace` (`""`: cluster-wide), on the object `name` (`""`: any), asked with
+/// a SubjectAccessReview.
+fn allowed(user: &str, namespace: &str, verb: &str, resource: &str, name: &str) -> bool {
+    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {"user": user, "resourceAttributes": {"namespace": namespace, "verb": verb,
+            "group": group, "resource": resource, "name": name}},
+    });
+    let args = ["create", "-f", "-", "-o", "jsonpath={.status.allowed}"];
+    shared().kubectl_stdout(&args, &review.to_string()).trim() == "true"
+}
+
+/// The ClusterRole's rules with the default kinds, its rule on ConfigMaps and Secrets granting
+/// `configs` (what `resourcesToIgnore` leaves), and the rule on namespaces if `namespaces`.
+fn scope_rules(configs: &[&str], namespaces: bool) -> Value {
+    let workloads = |group: &str, resources: &[&str]| json!({"apiGroups": [group], "resources": resources, "verbs": ["list", "watch", "patch"]});
+    let mut rules = vec![
+        json!({"apiGroups": [""], "resources": configs, "verbs": ["list", "watch"]}),
+        workloads("apps", &["deployments", "statefulsets", "daemonsets"]),
+        workloads("batch", &["cronjobs"]),
+        workloads("argoproj.io", &["rollouts"]),
+        json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
+    ];
+    if namespaces {
+        rules.push(
+            json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}),
+        );
+    }
+    Value::from(rules)
+}
+
+const BOTH: [&str; 2] = ["configmaps", "secrets"];
+
+/// Each of the scope values alone: its flag, and the RBAC it changes (list and watch on
+/// namespaces for `namespaceSelector`, the ignored kind's rule gone for `resourcesToIgnore`),
+/// nothing else. The controller's own Role (its key Secret, its Lease) is the same throughout.
+#[test]
+fn scope_values_render_their_flag_and_exactly_their_rbac() {
+    let defaults = chart::render("r", "ns", "").expect("render");
+    assert_eq!(
+        defaults.get("ClusterRole", "r-kube-reloader")["rules"],
+        scope_rules(&BOTH, false)
+    );
+    let own_role = defaults.get("Role", "r-kube-reloader")["rules"].clone();
+    assert_eq!(
+        own_role,
+        json!([
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["kube-reloader-key"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch", "list", "watch"]},
+        ])
+    );
+    for (values, flag, rules) in [
+        (
+            "namespaceSelector: team=payments",
+            "--namespace-selector=team=payments",
+            scope_rules(&BOTH, true),
+        ),
+        // Reloader's forms are the binary's to translate: passed as they are.
+        (
+            "namespaceSelector: \"team:payments,env:*\"",
+            "--namespace-selector=team:payments,env:*",
+            scope_rules(&BOTH, true),
+        ),
+        (
+            "resourceLabelSelector: reload=true",
+            "--resource-label-selector=reload=true",
+            scope_rules(&BOTH, false),
+        ),
+        (
+            "autoReloadAll: true",
+            "--auto-reload-all",
+            scope_rules(&BOTH, false),
+        ),
+        (
+            "resourcesToIgnore: [secrets]",
+            "--resources-to-ignore=secrets",
+            scope_rules(&["configmaps"], false),
+        ),
+        (
+            "resourcesToIgnore: [configmaps]",
+            "--resources-to-ignore=configmaps",
+            scope_rules(&["secrets"], false),
+        ),
+    ] {
+        let r = chart::render("r", "ns", values).expect("render");
+        assert_eq!(r.args(), ["--leader-elect", flag], "{values}");
+        assert_eq!(
+            r.get("ClusterRole", "r-kube-reloader")["rules"],
+            rules,
+            "{values}"
+        );
+        assert_eq!(
+            r.get("Role", "r-kube-reloader")["rules"],
+            own_role,
+            "{values}: the key Secret and Lease rules must stay"
+        );
+    }
+    // Off, as by default, each is absent: empty selectors and false are not passed.
+    let r = chart::render(
+        "r",
+        "ns",
+        "namespaceSelector: \"\"\nresourceLabelSelector: \"\"\nautoReloadAll: false\nresourcesToIgnore: []",
+    )
+    .expect("render");
+    assert_eq!(r.args(), ["--leader-elect"]);
+    assert_eq!(
+        r.get("ClusterRole", "r-kube-reloader")["rules"],
+        scope_rules(&BOTH, false)
+    );
+
+    // Namespaced: each watched namespace's Role leaves the ignored kind out as well, and nothing
+    // is granted cluster-wide.
+    let r = chart::render(
+        "r",
+        "ns",
+        "watchNamespaces: [a, b]\nresourcesToIgnore: [secrets]",
+    )
+    .expect("render");
+    for ns in ["a", "b"] {
+        let role = r
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == ns)
+            .unwrap_or_else(|| panic!("no Role in {ns}"));
+        assert_eq!(
+            role["rules"],
+            scope_rules(&["configmaps"], false),
+            "Role in {ns}"
+        );
+    }
+    assert_eq!(r.get("Role", "r-kube-reloader")["rules"], own_role);
+    assert!(
+        !r.objects
+            .iter()
+            .any(|o| o["kind"].as_str().unwrap().starts_with("Cluster")),
+        "a namespaced install must not need cluster-wide RBAC"
+    );
+}
+
+/// All of them together: the binary takes the Deployment's arguments and reads each as the
+/// values meant it.
+#[test]
+fn the_binary_reads_the_scope_values_as_the_chart_means_them() {
+    use clap::Parser;
+    use kube_reloader::references::ConfigKind;
+    let values = r#"
+ignoreNamespaces: [kube-system]
+namespaceSelector: "team:payments, env in (prod,staging)"
+resourceLabelSelector: "reload:*"
+resourcesToIgnore: [secrets]
+autoReloadAll: true
+"#;
+    let r = chart::render("r", "ns", values).expect("render");
+    assert_eq!(
+        r.args(),
+        [
+            "--leader-elect",
+            "--ignore-namespace=kube-system",
+            "--namespace-selector=team:payments, env in (prod,staging)",
+            "--resource-label-selector=reload:*",
+            "--resources-to-ignore=secrets",
+            "--auto-reload-all",
+        ]
+    );
+    let args = std::iter::once("kube-reloader".to_string()).chain(r.args());
+    let parsed = kube_reloader::cli::Args::try_parse_from(args)
+        .unwrap_or_else(|e| panic!("the binary refuses the args: {e}"));
+    assert_eq!(
+        parsed.namespace_selector.as_deref(),
+        Some("team=payments,env in (prod,staging)")
+    );
+    assert_eq!(parsed.resource_label_selector.as_deref(), Some("reload"));
+    assert_eq!(parsed.resources_to_ignore, [ConfigKind::Secret]);
+    assert!(parsed.auto_reload_all && parsed.leader_elect);
+    assert_eq!(parsed.ignore_namespaces, ["kube-system"]);
+}
+
+/// The rendering with `namespaceSelector` and `resourcesToIgnore: [secrets]` applied to the API
+/// server: the ServiceAccount may list and watch namespaces (nothing more on them), may no longer
+/// read Secrets across namespaces, and still reads and creates its own key Secret.
+#[tokio::test]
+async fn scope_values_rbac_applied_to_the_server_grants_namespaces_and_no_secrets() {
+    let cp = shared();
+    let ns = TestNs::new("chart-scope").await;
+    let other = TestNs::new("chart-scope-other").await;
+    let values = "namespaceSelector: team=payments\nresourcesToIgnore: [secrets]";
+    let r = chart::render("selector", &ns.name, values).expect("render");
+    cp.apply(&r.yaml);
+    let live: Value = serde_json::from_str(&cp.kubectl(&[
+        "get",
+        "clusterrole",
+        "selector-kube-reloader",
+        "-o",
+        "json",
+    ]))
+    .expect("kubectl JSON");
+    assert_eq!(
+        live["rules"],
+        scope_rules(&["configmaps"], true),
+        "{live:#}"
+    );
+
+    let sa = format!("system:serviceaccount:{}:selector-kube-reloader", ns.name);
+    // The authorizer learns of new RBAC objects through its own watch, a moment after apply.
+    wait_for(
+        "the ClusterRole to reach the authorizer",
+        Duration::from_secs(30),
+        || async { allowed(&sa, "", "list", "namespaces", "").then_some(()) },
+    )
+    .await;
+    for verb in ["list", "watch"] {
+        assert!(
+            allowed(&sa, "", verb, "namespaces", ""),
+            "{sa} may not {verb} namespaces"
+        );
+        assert!(
+            allowed(&sa, &other.name, verb, "configmaps", ""),
+            "{sa} may not {verb} configmaps"
+        );
+    }
+    for verb in ["get", "create", "update", "patch", "delete"] {
+        assert!(
+            !allowed(&sa, "", verb, "namespaces", other.name.as_str()),
+            "{sa} may {verb} namespaces"
+        );
+    }
+    for verb in ["list", "watch", "get"] {
+        for namespace in [other.name.as_str(), ns.name.as_str()] {
+            assert!(
+                !allowed(&sa, namespace, verb, "secrets", ""),
+                "{sa} may {verb} secrets in {namespace}"
+            );
+        }
+    }
+    // Its own key Secret keeps its rules.
+    assert!(allowed(
+        &sa,
+        &ns.name,
+        "get",
+        "secrets",
+        "kube-reloader-key"
+    ));
+    assert!(allowed(&sa, &ns.name, "create", "secrets", ""));
+    assert!(!allowed(&sa, &ns.name, "get", "secrets", "another"));
 }

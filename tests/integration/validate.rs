@@ -27,7 +27,9 @@ const NOT_IN_KUBERNETES: [(&str, &str); 1] = [
 
 /// A value set touching every value of the chart that shapes an object (but fullnameOverride and
 /// image.tag, which nameOverride and image.digest stand in for), with every object it can create
-/// on (chart.rs's custom set, private to it, turns the ServiceAccount and RBAC off).
+/// on (chart.rs's custom set, private to it, turns the ServiceAccount and RBAC off). The chart
+/// refuses namespaceSelector with watchNamespaces, so namespaceSelector has a rendering of its
+/// own below.
 const EVERY_VALUE: &str = r#"
 nameOverride: reloader
 image: {repository: registry.example/kube-reloader, digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", pullPolicy: Always}
@@ -36,9 +38,12 @@ replicas: 3
 leaderElection: {enabled: true, leaseName: reloader-lease}
 watchNamespaces: [apps, web]
 ignoreNamespaces: [kube-system]
+resourceLabelSelector: "reload in (yes,true)"
+resourcesToIgnore: [secrets]
 kinds: [Deployment, StatefulSet, CronJob]
 workloadKinds: [apps.kruise.io/v1alpha1/CloneSet, {kind: "example.com/v1/Mouse=spec.pod", resource: mice}, batch/v1beta1/CronJob=spec.jobTemplate.spec.template]
 reloaderCompat: false
+autoReloadAll: true
 keySecretName: digest-key
 log: {level: debug, format: json}
 metricsPort: 8080
@@ -62,9 +67,13 @@ rbac: {create: true}
 "#;
 
 /// The chart's renderings checked here: (what, values).
-const RENDERINGS: [(&str, &str); 6] = [
+const RENDERINGS: [(&str, &str); 7] = [
     ("chart-defaults", ""),
     ("chart-namespaced", "watchNamespaces: [apps, web]"),
+    (
+        "chart-namespace-selector",
+        "namespaceSelector: \"team:payments, env in (prod,staging)\"\nresourcesToIgnore: [configmaps]\nignoreNamespaces: [kube-system]",
+    ),
     ("chart-ha", "replicas: 2"),
     (
         "chart-metrics",

@@ -75,6 +75,18 @@ binary's default, so the defaults give the same arguments as manifests/.
 {{- range $v.ignoreNamespaces }}
 {{- $args = append $args (printf "--ignore-namespace=%s" .) }}
 {{- end }}
+{{- with $v.namespaceSelector }}
+{{- if $v.watchNamespaces }}
+{{- fail "namespaceSelector and watchNamespaces cannot both be set: namespaceSelector needs list and watch on namespaces cluster-wide, which a namespaced install does not grant, and among namespaces already listed it could only leave some out. List the namespaces to watch in watchNamespaces, or leave watchNamespaces empty and select them by label" }}
+{{- end }}
+{{- $args = append $args (printf "--namespace-selector=%s" .) }}
+{{- end }}
+{{- with $v.resourceLabelSelector }}
+{{- $args = append $args (printf "--resource-label-selector=%s" .) }}
+{{- end }}
+{{- with (include "kube-reloader.ignoredResources" .) }}
+{{- $args = append $args (printf "--resources-to-ignore=%s" .) }}
+{{- end }}
 {{- if ne (join "," $v.kinds) "Deployment,StatefulSet,DaemonSet,CronJob,Rollout" }}
 {{- $args = append $args (printf "--kinds=%s" (join "," $v.kinds)) }}
 {{- end }}
@@ -89,6 +101,9 @@ binary's default, so the defaults give the same arguments as manifests/.
 {{- end }}
 {{- if not $v.reloaderCompat }}
 {{- $args = append $args "--reloader-compat=false" }}
+{{- end }}
+{{- if $v.autoReloadAll }}
+{{- $args = append $args "--auto-reload-all" }}
 {{- end }}
 {{- if ne $v.keySecretName "kube-reloader-key" }}
 {{- $args = append $args (printf "--key-secret=%s" $v.keySecretName) }}
@@ -181,10 +196,28 @@ resources are named). Fails on an entry the binary would refuse (when the schema
 {{- toJson $kinds }}
 {{- end }}
 
+{{/*
+The one kind of config object resourcesToIgnore leaves out, "configmaps" or "secrets", or "" for
+none. Fails on what the binary would refuse (when the schema is skipped): another word, or both.
+*/}}
+{{- define "kube-reloader.ignoredResources" -}}
+{{- $ignored := .Values.resourcesToIgnore | default list }}
+{{- range $ignored }}
+{{- if not (has . (list "configmaps" "secrets")) }}
+{{- fail (printf "resourcesToIgnore: %s is neither configmaps nor secrets" (toJson .)) }}
+{{- end }}
+{{- end }}
+{{- if gt (len (uniq $ignored)) 1 }}
+{{- fail "resourcesToIgnore: list configmaps or secrets, not both; with both ignored kube-reloader has nothing to watch and refuses to start" }}
+{{- end }}
+{{- first $ignored | default "" }}
+{{- end }}
+
 {{/* What the controller needs in each watched namespace, or cluster-wide. */}}
 {{- define "kube-reloader.watchRules" -}}
+{{- $ignored := include "kube-reloader.ignoredResources" . -}}
 - apiGroups: [""]
-  resources: [configmaps, secrets]
+  resources: [{{ without (list "configmaps" "secrets") $ignored | join ", " }}]
   verbs: [list, watch]
 {{- /* The workloads of each kind rolled, one rule per API group, in the order of the kinds. */}}
 {{- $groups := list }}

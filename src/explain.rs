@@ -2,10 +2,10 @@
 //! same rules the controller uses, from the cluster as it is now. `explain --all`: the same for
 //! every workload of a namespace (or of all), one line each for those that opt in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Namespace, Secret};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
@@ -692,6 +692,9 @@ pub struct Inventory {
     pub workloads: Vec<Explanation>,
     /// How many workloads do not opt in; they are left out of `workloads`.
     pub not_opted_in: usize,
+    /// How many workloads opt in but are in namespaces the controller does not watch
+    /// (`--namespace`, `--ignore-namespace`, `--namespace-selector`); left out too.
+    pub unwatched: usize,
     /// Kinds rolled that this API server does not serve, skipped (`GROUP/VERSION/KIND`).
     pub not_served: Vec<String>,
 }
@@ -700,18 +703,37 @@ pub struct Inventory {
 /// `spec.workloadRef`: `Err` saying why that Deployment could not be had.
 pub type Found = (Workload, Result<Option<Workload>, String>);
 
+/// The namespaces the controller watches, as its flags say: those of `--namespace` (all when
+/// none), less `--ignore-namespace`, and with `--namespace-selector` only those whose labels
+/// match (`matching`).
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    pub only: Vec<String>,
+    pub ignored: Vec<String>,
+    pub matching: Option<HashSet<String>>,
+}
+
+impl Watched {
+    pub fn contains(&self, namespace: &str) -> bool {
+        (self.only.is_empty() || self.only.iter().any(|n| n == namespace))
+            && !self.ignored.iter().any(|n| n == namespace)
+            && self.matching.as_ref().is_none_or(|m| m.contains(namespace))
+    }
+}
+
 /// Explains every workload found (each with [`explain`], against one `store`) and keeps those
-/// that opt in.
+/// that opt in, in namespaces the controller watches.
 pub fn inventory(
     namespace: Option<String>,
     found: &[Found],
     store: &ConfigStore,
     key: Option<&SecretKey>,
     policy: &Policy,
+    watched: &Watched,
     not_served: Vec<String>,
 ) -> Inventory {
     let mut workloads = Vec::new();
-    let mut not_opted_in = 0;
+    let (mut not_opted_in, mut unwatched) = (0, 0);
     for (obj, source) in found {
         let mut e = explain(
             obj,
@@ -723,6 +745,10 @@ pub fn inventory(
         match (&e.state, source) {
             (State::NotOptedIn, _) => {
                 not_opted_in += 1;
+                continue;
+            }
+            _ if !watched.contains(&e.namespace) => {
+                unwatched += 1;
                 continue;
             }
             (State::Invalid, _) | (_, Ok(_)) => {}
@@ -741,6 +767,7 @@ pub fn inventory(
         namespace,
         workloads,
         not_opted_in,
+        unwatched,
         not_served,
     }
 }
@@ -864,6 +891,13 @@ pub fn render_inventory(inv: &Inventory) -> String {
         plural(inv.workloads.len(), "workload"),
         inv.not_opted_in
     );
+    if inv.unwatched > 0 {
+        let _ = writeln!(
+            s,
+            "{} opted in, but in namespaces kube-reloader does not watch (--namespace, --ignore-namespace, --namespace-selector): not listed.",
+            plural(inv.unwatched, "more workload")
+        );
+    }
     if !inv.not_served.is_empty() {
         let _ = writeln!(
             s,
@@ -969,12 +1003,33 @@ pub async fn run_all(
         };
         found.push((obj.clone(), source));
     }
+    let matching = match &args.namespace_selector {
+        Some(selector) => {
+            let api: Api<Namespace> = Api::all(client.clone());
+            let lp = ListParams::default().labels(selector);
+            let list = api
+                .list_metadata(&lp)
+                .await
+                .map_err(|source| ExplainError::Read {
+                    what: format!("the namespaces --namespace-selector={selector} selects"),
+                    source,
+                })?;
+            Some(list.items.iter().map(|n| n.name_any()).collect())
+        }
+        None => None,
+    };
+    let watched = Watched {
+        only: args.namespaces.clone(),
+        ignored: args.ignore_namespaces.clone(),
+        matching,
+    };
     let inv = inventory(
         namespace,
         &found,
         &store,
         key.as_ref(),
         &args.policy(),
+        &watched,
         not_served,
     );
     if json {
@@ -1285,6 +1340,7 @@ mod tests {
             &store,
             Some(&key),
             &compat,
+            &Watched::default(),
             vec!["batch/v1/CronJob".into()],
         );
         let listed: Vec<(&str, State)> = inv
@@ -1365,7 +1421,16 @@ mod tests {
 
         // Without Reloader's annotations, only ours opt in (the typo is not read at all).
         let ours_only = Policy::default();
-        let inv = inventory(None, &found, &store, Some(&key), &ours_only, vec![]);
+        let everywhere = Watched::default();
+        let inv = inventory(
+            None,
+            &found,
+            &store,
+            Some(&key),
+            &ours_only,
+            &everywhere,
+            vec![],
+        );
         let names: Vec<&str> = inv.workloads.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["ours", "ro"]);
         assert_eq!(inv.not_opted_in, 6);
@@ -1376,9 +1441,17 @@ mod tests {
         // --auto-reload-all: every workload that uses a config and sets no auto of its own.
         let all = Policy {
             auto_reload_all: true,
-            ..compat
+            ..compat.clone()
         };
-        let inv = inventory(Some("ns".into()), &found, &store, Some(&key), &all, vec![]);
+        let inv = inventory(
+            Some("ns".into()),
+            &found,
+            &store,
+            Some(&key),
+            &all,
+            &everywhere,
+            vec![],
+        );
         let plain = inv
             .workloads
             .iter()
@@ -1387,5 +1460,70 @@ mod tests {
         assert_eq!(plain.opt_in, Ok(vec!["--auto-reload-all".to_string()]));
         assert!(inv.workloads.iter().all(|e| e.name != "bare"));
         assert_eq!(inv.not_opted_in, 1);
+
+        // A namespace the controller does not watch: its opted-in workloads are counted apart.
+        let elsewhere = Watched {
+            only: vec!["other".into()],
+            ..Watched::default()
+        };
+        let inv = inventory(
+            Some("ns".into()),
+            &found,
+            &store,
+            Some(&key),
+            &compat,
+            &elsewhere,
+            vec![],
+        );
+        assert!(inv.workloads.is_empty());
+        assert_eq!((inv.not_opted_in, inv.unwatched), (2, 6));
+        let text = render_inventory(&inv);
+        assert_eq!(
+            text,
+            "0 workloads opted in, 2 not opted in (not listed) in namespace ns.\n\
+             6 more workloads opted in, but in namespaces kube-reloader does not watch \
+             (--namespace, --ignore-namespace, --namespace-selector): not listed.\n"
+        );
+    }
+
+    #[test]
+    fn watched_namespaces_follow_the_controllers_flags() {
+        let s = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let cases: [(Watched, &[&str], &[&str]); 4] = [
+            (Watched::default(), &["a", "b"], &[]),
+            (
+                Watched {
+                    only: s(&["a", "b"]),
+                    ..Watched::default()
+                },
+                &["a", "b"],
+                &["c"],
+            ),
+            (
+                Watched {
+                    ignored: s(&["kube-system"]),
+                    ..Watched::default()
+                },
+                &["a"],
+                &["kube-system"],
+            ),
+            (
+                Watched {
+                    only: s(&["a", "b"]),
+                    ignored: s(&["b"]),
+                    matching: Some(["a".to_string(), "c".to_string()].into()),
+                },
+                &["a"],
+                &["b", "c", "d"],
+            ),
+        ];
+        for (watched, inside, outside) in cases {
+            for ns in inside {
+                assert!(watched.contains(ns), "{ns} in {watched:?}");
+            }
+            for ns in outside {
+                assert!(!watched.contains(ns), "{ns} not in {watched:?}");
+            }
+        }
     }
 }

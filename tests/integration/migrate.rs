@@ -336,6 +336,18 @@ async fn migrating_from_reloader_with_a_dry_run_first_restarts_nothing() {
         "{text}"
     );
 
+    // Only where the controller, with the same flags, would look.
+    let selector = format!("--namespace-selector=migrating={}", ns.name);
+    let (ok, text) = explain_all(&ns, &[&selector], &[]);
+    let unwatched = "5 more workloads opted in, but in namespaces kube-reloader does not watch";
+    assert!(ok && text.contains(unwatched), "{text}");
+    let label = format!("migrating={}", ns.name);
+    crate::support::shared().kubectl(&["label", "namespace", &ns.name, &label]);
+    let inv = inventory(&ns, &[&selector]);
+    assert_eq!(states(&inv), fresh, "{inv:#}");
+    let (ok, text) = explain_all(&ns, &["--ignore-namespace", &ns.name], &["-A"]);
+    assert!(ok && !text.contains(&ns.name), "{text}");
+
     // Reloader's annotations count only while kube-reloader honours them.
     let inv = inventory(&ns, &["--reloader-compat=false"]);
     assert_eq!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::alerts::{self, WebhookUrl};
+use crate::optin;
 use crate::references::ConfigKind;
 use crate::workload::{self, WorkloadKind};
 
@@ -228,10 +229,21 @@ pub enum Command {
     /// Why did (or didn't) a workload roll? Shows its opt-in, every ConfigMap and Secret it
     /// references or names (where, whether it exists, is ignored, is tracked), the digest now
     /// versus the recorded baseline and the pod template, and whether a rollout is pending.
+    /// With --all, one line per opted-in workload of the namespace: the inventory a migration
+    /// from stakater Reloader starts from.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["target", "all"])))]
     Explain {
         /// The workload: KIND/NAME, KIND being deployment, statefulset, daemonset, cronjob or
         /// rollout (or deploy, sts, ds, cj, ro), or a --workload-kind kind's name (widget/NAME).
-        target: String,
+        /// Either this or --all.
+        target: Option<String>,
+        /// Every workload of every kind rolled, instead of one: one line for each that opts in
+        /// (how, what it tracks, its status), and how many do not.
+        #[arg(long)]
+        all: bool,
+        /// With --all: in every namespace (overrides -n).
+        #[arg(short = 'A', long, conflicts_with = "target")]
+        all_namespaces: bool,
         /// Its namespace (default: the kubeconfig context's).
         #[arg(
             short = 'n',
@@ -267,6 +279,15 @@ impl Args {
     /// The kinds to roll: `--kinds`, with `--workload-kind` kinds added or replacing them.
     pub fn kinds(&self) -> Vec<WorkloadKind> {
         workload::resolve(&self.kinds, &self.workload_kinds)
+    }
+
+    /// How workloads' opt-in is read, as the command line says.
+    pub fn policy(&self) -> optin::Policy {
+        optin::Policy {
+            reloader_compat: self.reloader_compat,
+            auto_reload_all: self.auto_reload_all,
+            ignored: self.resources_to_ignore.clone(),
+        }
     }
 
     /// The controller's own namespace.
@@ -419,6 +440,69 @@ mod tests {
         }
     }
 
+    /// `explain` takes exactly one of a target or `--all`; `-A` only with `--all`, where it
+    /// overrides `-n`. (`-A` cannot say `requires = "all"`: clap counts the flag's default
+    /// `false` as present.)
+    #[test]
+    fn explain_takes_a_target_or_all() {
+        let explain = |args: &[&str]| {
+            let all = ["kube-reloader", "explain"].iter().chain(args);
+            Args::try_parse_from(all).map(|a| match a.command {
+                Some(Command::Explain {
+                    target,
+                    all,
+                    all_namespaces,
+                    namespace,
+                    ..
+                }) => (target, all, all_namespaces, namespace),
+                None => panic!("no command"),
+            })
+        };
+        let web = Some("deploy/web".to_string());
+        assert_eq!(explain(&["deploy/web"]).unwrap(), (web, false, false, None));
+        assert_eq!(explain(&["--all"]).unwrap(), (None, true, false, None));
+        let shop = Some("shop".to_string());
+        assert_eq!(
+            explain(&["--all", "-n", "shop"]).unwrap(),
+            (None, true, false, shop.clone())
+        );
+        for all_namespaces in [
+            &["--all", "-A"][..],
+            &["-A", "--all"],
+            &["--all", "--all-namespaces"],
+        ] {
+            assert_eq!(explain(all_namespaces).unwrap(), (None, true, true, None));
+        }
+        assert_eq!(
+            explain(&["--all", "-A", "-n", "shop"]).unwrap(),
+            (None, true, true, shop)
+        );
+        assert!(explain(&["--all", "-o", "json"]).unwrap().1);
+        // Neither, both, or -A without --all.
+        for bad in [
+            &[][..],
+            &["-n", "shop"],
+            &["--all", "deploy/web"],
+            &["deploy/web", "--all"],
+            &["-A"],
+            &["-A", "deploy/web"],
+            &["--all", "deploy/web", "-A"],
+        ] {
+            assert!(explain(bad).is_err(), "{bad:?}");
+        }
+        // The controller's flags before the command apply to it as to a single explain.
+        let a = Args::try_parse_from([
+            "kube-reloader",
+            "--reloader-compat=false",
+            "--auto-reload-all=true",
+            "explain",
+            "--all",
+        ])
+        .unwrap();
+        let policy = a.policy();
+        assert!(!policy.reloader_compat && policy.auto_reload_all);
+    }
+
     #[test]
     fn defaults_and_env_twins() {
         let a = Args::try_parse_from(["kube-reloader"]).unwrap();
@@ -516,7 +600,12 @@ mod tests {
         let cmd = Args::command();
         let explain = cmd.find_subcommand("explain").expect("explain").clone();
         for arg in cmd.get_arguments().chain(explain.get_arguments()) {
-            if matches!(arg.get_id().as_str(), "help" | "version" | "target") {
+            // The target, or --all and -A instead of one, say what to explain: the subject of
+            // the command, not a setting an environment could carry.
+            if matches!(
+                arg.get_id().as_str(),
+                "help" | "version" | "target" | "all" | "all_namespaces"
+            ) {
                 continue;
             }
             let env = arg.get_env().map(|e| e.to_string_lossy().to_string());

@@ -258,6 +258,38 @@ pub fn template_digest(template: Option<&PodTemplateSpec>, template_annotation: 
     hex(&h.finalize())[..TEMPLATE_DIGEST_LEN].to_string()
 }
 
+/// A pod template less what stakater Reloader writes into one to roll it: its
+/// `STAKATER_<NAME>_<CONFIGMAP|SECRET|SECRETPROVIDERCLASS>` environment variables (its default
+/// strategy) and its `reloader.stakater.com/last-reloaded-from` annotation. A dry run beside
+/// Reloader digests templates so, because Reloader's rollout for a config change would otherwise
+/// be a template change covering that change, and the dry run would report nothing where
+/// kube-reloader alone will roll.
+pub fn without_reloader_writes(template: &PodTemplateSpec) -> PodTemplateSpec {
+    let mut t = template.clone();
+    if let Some(a) = t.metadata.as_mut().and_then(|m| m.annotations.as_mut()) {
+        a.remove(crate::optin::reloader::LAST_RELOADED_FROM);
+    }
+    let is_reloaders = |name: &str| {
+        name.starts_with("STAKATER_")
+            && ["_CONFIGMAP", "_SECRET", "_SECRETPROVIDERCLASS"]
+                .iter()
+                .any(|t| name.ends_with(t))
+    };
+    if let Some(spec) = t.spec.as_mut() {
+        let init = spec.init_containers.iter_mut().flatten();
+        for c in spec.containers.iter_mut().chain(init) {
+            if let Some(env) = c.env.as_mut() {
+                env.retain(|e| !is_reloaders(&e.name));
+                // Reloader's first rollout adds the list itself.
+                if env.is_empty() {
+                    c.env = None;
+                }
+            }
+        }
+    }
+    t
+}
+
 /// A digest as recorded on a workload by an earlier reconcile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
@@ -530,6 +562,45 @@ mod tests {
             template_digest(Some(&bare), OURS),
             template_digest(Some(&rolled), OURS)
         );
+    }
+
+    #[test]
+    fn reloaders_writes_can_be_left_out_of_a_template() {
+        const OURS: &str = "kube-reloader.io/config-hash";
+        let digest = |t: serde_json::Value| {
+            let t = without_reloader_writes(&template(t));
+            template_digest(Some(&t), OURS)
+        };
+        let app = |env: serde_json::Value, annotations: serde_json::Value| {
+            serde_json::json!({
+                "metadata": {"labels": {"app": "web"}, "annotations": annotations},
+                "spec": {"containers": [{"name": "app", "image": "app:1", "env": env}]},
+            })
+        };
+        let none = serde_json::json!(null);
+        let before = digest(app(none.clone(), none.clone()));
+        // Reloader's rollouts, either strategy, the first one included.
+        let env = |name: &str| serde_json::json!([{"name": name, "value": "5d41402a"}]);
+        for name in [
+            "STAKATER_APP_CONFIG_CONFIGMAP",
+            "STAKATER_DB_SECRET",
+            "STAKATER_VAULT_SECRETPROVIDERCLASS",
+        ] {
+            assert_eq!(digest(app(env(name), none.clone())), before, "{name}");
+        }
+        let from = serde_json::json!({"reloader.stakater.com/last-reloaded-from": "{}"});
+        assert_eq!(digest(app(none.clone(), from)), before);
+        // Anyone else's changes still count.
+        assert_ne!(digest(app(env("STAKATER_MODE"), none.clone())), before);
+        assert_ne!(digest(app(env("LOG_LEVEL"), none.clone())), before);
+        let other = serde_json::json!({"checksum/config": "2"});
+        assert_ne!(digest(app(none, other)), before);
+        // Only on request: the plain digest sees Reloader's rollouts.
+        let rolled = template(app(
+            env("STAKATER_APP_CONFIG_CONFIGMAP"),
+            serde_json::json!(null),
+        ));
+        assert_ne!(template_digest(Some(&rolled), OURS), before);
     }
 
     #[test]

@@ -22,18 +22,19 @@ async fn main() {
 
     if let Some(Command::Explain {
         target,
+        all_namespaces,
         namespace,
         output,
+        ..
     }) = &args.command
     {
-        match kube_reloader::explain::run(
-            target,
-            namespace.as_deref(),
-            *output == Output::Json,
-            &args,
-        )
-        .await
-        {
+        let (namespace, json) = (namespace.as_deref(), *output == Output::Json);
+        // The command line holds a target, or --all instead.
+        let explained = match target {
+            Some(target) => kube_reloader::explain::run(target, namespace, json, &args).await,
+            None => kube_reloader::explain::run_all(namespace, *all_namespaces, json, &args).await,
+        };
+        match explained {
             Ok(text) => print!("{text}"),
             Err(e) => {
                 eprintln!("kube-reloader explain: {e}");

@@ -33,6 +33,11 @@ pub mod reloader {
     /// Reloader pauses a Deployment this long to gather changes; kube-reloader takes it as the
     /// workload's debounce window (and never pauses anything).
     pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
+    /// What Reloader itself writes: the pod-template annotation of its `annotations` reload
+    /// strategy, and the mark of a Deployment it paused. Neither opts anything in.
+    pub const LAST_RELOADED_FROM: &str = "reloader.stakater.com/last-reloaded-from";
+    pub const PAUSED_AT: &str = "deployment.reloader.stakater.com/paused-at";
+    pub const WRITTEN: [&str; 2] = [LAST_RELOADED_FROM, PAUSED_AT];
 
     /// For each kind of object, the annotations that concern it: when none of them sits on the
     /// workload's metadata, Reloader reads them from the pod template's annotations instead.

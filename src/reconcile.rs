@@ -22,7 +22,7 @@ use crate::controller::{TriggerRouter, field_selector};
 use crate::decision::{
     Action as Decided, Inputs, Record, WaitReason, classify, decide, unconfirmed_absent,
 };
-use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest, template_digest};
+use crate::digest::{self, ABSENT, Recorded, SecretKey, WorkloadDigest, template_digest};
 use crate::index::Index;
 use crate::locked;
 use crate::metrics::{KindLabels, Metrics, Outcome};
@@ -518,7 +518,15 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
     let current = ctx
         .configs
         .workload_digest(&wref.namespace, &tracked, ctx.key.id());
-    let template_now = template_digest(template, written::CONFIG_HASH);
+    // A dry run, typically beside Reloader: Reloader's rollout for a config change is not a
+    // template change that covers it, or the dry run would report nothing where kube-reloader
+    // alone rolls. Its baselines live in memory, digested the same way.
+    let template_now = if ctx.settings.dry_run {
+        let template = template.map(digest::without_reloader_writes);
+        template_digest(template.as_ref(), written::CONFIG_HASH)
+    } else {
+        template_digest(template, written::CONFIG_HASH)
+    };
     let annotations = obj.annotations();
     let mut recorded = recorded_baseline(annotations);
     if ctx.settings.dry_run {

@@ -13,6 +13,7 @@ mod ha;
 mod helm;
 mod install;
 mod kinds;
+mod migrate;
 mod operate;
 mod reload;
 mod scope;

@@ -66,7 +66,7 @@ pub struct Args {
     /// (any value, "false" included). A workload that references no ConfigMap or Secret is still
     /// left alone.
     #[arg(long, env = "KUBE_RELOADER_AUTO_RELOAD_ALL", num_args = 0..=1, default_value_t = false,
-        default_missing_value = "true", action = clap::ArgAction::Set)]
+        default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
     pub auto_reload_all: bool,
 
     /// Do not watch this kind of object at all: `configmaps` or `secrets` (not both). Its objects
@@ -151,7 +151,7 @@ pub struct Args {
     /// controller's namespace writes; the others stay ready as standbys.
     /// Reloader's spelling `--enable-ha` is accepted.
     #[arg(long, alias = "enable-ha", env = "KUBE_RELOADER_LEADER_ELECT", num_args = 0..=1,
-        default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+        default_value_t = false, default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
 
     /// Name of the Lease used for leader election.
@@ -555,6 +555,10 @@ mod tests {
             Args::try_parse_from(["kube-reloader", "--leader-elect", "--auto-reload-all=false"])
                 .unwrap();
         assert!(a.leader_elect && !a.auto_reload_all);
+        // A value only with `=`, so a subcommand after the flag is not taken for one.
+        let a = Args::try_parse_from(["kube-reloader", "--auto-reload-all", "explain", "--all"])
+            .unwrap();
+        assert!(a.auto_reload_all && a.command.is_some());
         assert!(Args::try_parse_from(["kube-reloader", "--resources-to-ignore=pods"]).is_err());
         assert!(Args::try_parse_from(["kube-reloader", "--log-format=xml"]).is_err());
         assert!(Args::try_parse_from(["kube-reloader", "--workload-kind=CloneSet"]).is_err());

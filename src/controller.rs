@@ -380,7 +380,7 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
                         .inc();
                     let cause = Cause::of(&e);
                     tracing::warn!(kind = %kind, cause = cause.as_str(), error = %e,
-                        "{}", cause.advice(&format!("{kind}s")));
+                        "{}", cause.advice(&kind.plural_name()));
                 }
                 Err(e) => tracing::warn!(kind = %kind, error = %e, "controller error"),
             }
@@ -538,9 +538,14 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     tokio::spawn(update_gauges(Arc::clone(&ctx)));
     if args.namespace_selector.is_some() {
         let (ctx, client) = (Arc::clone(&ctx), client.clone());
+        health.watch_namespaces(Arc::clone(&ctx.namespaces));
         tokio::spawn(async move {
             let on_change = |changed| ctx.namespaces_changed(changed);
-            ctx.namespaces.watch(client, on_change).await;
+            let failed = || {
+                let labels = KindLabels { kind: "Namespace" };
+                ctx.metrics.watch_restarts.get_or_create(&labels).inc();
+            };
+            ctx.namespaces.watch(client, on_change, failed).await;
         });
     }
 

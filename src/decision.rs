@@ -37,8 +37,12 @@ pub enum Change {
     /// that reference a missing object; keep the baseline instead, so that re-creating it with
     /// the same content rolls nothing, and with other content rolls once.
     Hold { deleted: Vec<String> },
+    /// The only difference is that objects are no longer tracked (the opt-in was narrowed, or
+    /// `--resources-to-ignore` turned on): the running pods need nothing new, so the baseline is
+    /// recorded without a rollout.
+    Untracked { removed: Vec<String> },
     /// The configs changed and the pod template did not: roll out. `changed` names the objects
-    /// whose digest differs.
+    /// whose digest differs (objects no longer tracked are not a reason to roll, and left out).
     Roll { changed: Vec<String> },
 }
 
@@ -75,6 +79,12 @@ pub fn classify(recorded: Option<&Recorded>, current: &WorkloadDigest, template:
     }
     if template_changed {
         return Change::Covered { changed };
+    }
+    let (removed, changed): (Vec<String>, Vec<String>) = changed
+        .into_iter()
+        .partition(|name| !current.parts.contains_key(name));
+    if changed.is_empty() && !removed.is_empty() {
+        return Change::Untracked { removed };
     }
     let deleted = |name: &String| {
         current.parts.get(name).map(String::as_str) == Some(ABSENT)
@@ -128,6 +138,7 @@ pub enum WaitReason {
 pub enum Record {
     FirstSight,
     Backfill,
+    Untracked { removed: Vec<String> },
     Template,
     KeyRotated,
     Covered { changed: Vec<String> },
@@ -193,6 +204,7 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
         Change::FirstSight => (Then::Record(Record::FirstSight), false),
         Change::Backfill => (Then::Record(Record::Backfill), false),
         Change::KeyRotated => (Then::Record(Record::KeyRotated), false),
+        Change::Untracked { removed } => (Then::Record(Record::Untracked { removed }), false),
         // A delivery may change the template before or after its configs: wait for the window
         // to see the whole of it.
         Change::Template => (Then::Record(Record::Template), true),
@@ -323,6 +335,18 @@ mod tests {
         ));
         // Absent, then created.
         assert_eq!(c(&record(&absent), &no_secret), roll(&["ConfigMap/app"]));
+        // No longer tracked (an opt-in narrowed, --resources-to-ignore): nothing to roll for;
+        // with another change, only that one is named.
+        assert_eq!(
+            c(&record(&base), &no_secret),
+            Change::Untracked {
+                removed: vec!["Secret/db".into()]
+            }
+        );
+        assert_eq!(
+            c(&record(&base), &digest(Some(2), None, "k1")),
+            roll(&["ConfigMap/app"])
+        );
     }
 
     #[test]

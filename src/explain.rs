@@ -340,6 +340,13 @@ pub fn explain(
             State::UpToDate,
             "up to date; the baseline predates pod-template digests: the controller adds one, without a rollout".into(),
         ),
+        Change::Untracked { removed } => (
+            State::UpToDate,
+            format!(
+                "up to date; {} no longer tracked: the controller records a new baseline, without a rollout",
+                removed.join(", ")
+            ),
+        ),
         Change::Template => (
             State::UpToDate,
             "up to date; the pod template changed since the baseline (someone else's rollout): the controller records it, without a rollout of its own".into(),

@@ -22,6 +22,8 @@ pub struct Health {
     /// Workload watch streams (running while this replica leads) not listed yet.
     workloads_unsynced: AtomicUsize,
     shutting_down: AtomicBool,
+    /// `--namespace-selector`'s watch, once the controller has one.
+    namespaces: std::sync::OnceLock<Arc<crate::namespaces::NamespaceFilter>>,
 }
 
 fn decrement(n: &AtomicUsize) {
@@ -34,6 +36,7 @@ impl Health {
             configs,
             workloads_unsynced: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            namespaces: std::sync::OnceLock::new(),
         }
     }
 
@@ -47,6 +50,11 @@ impl Health {
         decrement(&self.workloads_unsynced);
     }
 
+    /// Readiness also waits for the namespaces matching `--namespace-selector` to be listed.
+    pub fn watch_namespaces(&self, namespaces: Arc<crate::namespaces::NamespaceFilter>) {
+        let _ = self.namespaces.set(namespaces);
+    }
+
     pub fn shutting_down(&self) {
         self.shutting_down.store(true, Ordering::Release);
     }
@@ -56,7 +64,10 @@ impl Health {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err("shutting down".into());
         }
-        let n = self.configs.unsynced_streams() + self.workloads_unsynced.load(Ordering::Acquire);
+        let namespaces = self.namespaces.get().is_some_and(|n| !n.synced());
+        let n = self.configs.unsynced_streams()
+            + self.workloads_unsynced.load(Ordering::Acquire)
+            + usize::from(namespaces);
         match n {
             0 => Ok(()),
             n => Err(format!(

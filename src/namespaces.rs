@@ -88,8 +88,9 @@ impl NamespaceFilter {
     }
 
     /// Watches the matching namespaces until the process ends, calling `on_change` with every
-    /// change after the first list. Returns at once without a selector.
-    pub async fn watch(&self, client: Client, on_change: impl Fn(Changed)) {
+    /// change after the first list, and `failed` on every failure of the watch (retried with
+    /// backoff). Returns at once without a selector.
+    pub async fn watch(&self, client: Client, on_change: impl Fn(Changed), failed: impl Fn()) {
         let Some(selector) = &self.selector else {
             return;
         };
@@ -119,6 +120,7 @@ impl NamespaceFilter {
                 Ok(Event::Apply(ns)) => self.set(ns.name_any(), true),
                 Ok(Event::Delete(ns)) => self.set(ns.name_any(), false),
                 Err(e) => {
+                    failed();
                     let cause = Cause::of(&e);
                     tracing::warn!(cause = cause.as_str(), error = %e, "{}", cause.advice("Namespaces"));
                     continue;

@@ -771,7 +771,9 @@ async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Ac
             ctx.router.close(wref, opened);
             let outcome = match &why {
                 Record::FirstSight => Outcome::baseline,
-                Record::KeyRotated | Record::Backfill => Outcome::rebaseline,
+                Record::KeyRotated | Record::Backfill | Record::Untracked { .. } => {
+                    Outcome::rebaseline
+                }
                 Record::Template => Outcome::template_changed,
                 Record::Covered { .. } => Outcome::covered,
             };
@@ -784,6 +786,11 @@ async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Ac
                 Record::Backfill => log(
                     "recorded the pod template's digest beside a baseline written without it (nothing rolled)",
                 ),
+                Record::Untracked { removed } => {
+                    tracing::info!(kind = %wref.kind, namespace = %wref.namespace,
+                    name = %wref.name, removed = %removed.join(", "),
+                    "recorded a new baseline: objects no longer tracked need no rollout (nothing rolled)")
+                }
                 Record::Template => log(
                     "recorded the pod template's change (someone else's rollout; configs unchanged, nothing rolled)",
                 ),

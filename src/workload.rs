@@ -138,6 +138,11 @@ impl WorkloadKind {
         )
     }
 
+    /// The kind in the plural, for messages: `Deployments`, `Policies`.
+    pub fn plural_name(self) -> String {
+        plural_of(self.0.kind)
+    }
+
     /// Whether `name` (any case) names this kind on the command line: its kind, plural or short
     /// name, optionally followed by `.GROUP`, as kubectl accepts them.
     pub fn is_named(self, name: &str) -> bool {
@@ -276,18 +281,19 @@ pub fn resolve(built_in: &[WorkloadKind], extra: &[WorkloadKind]) -> Vec<Workloa
     kinds
 }
 
-/// The regular English plural of a lowercase kind, as Kubernetes resources are usually named
-/// (the plural served is only known after discovery).
+/// The regular English plural of a kind, in its own case, as Kubernetes resources are usually
+/// named (the plural served is only known after discovery).
 fn plural_of(kind: &str) -> String {
+    let lower = kind.to_ascii_lowercase();
     if ["s", "x", "z", "ch", "sh"]
         .iter()
-        .any(|e| kind.ends_with(e))
+        .any(|e| lower.ends_with(e))
     {
         format!("{kind}es")
-    } else if kind.ends_with('y')
+    } else if lower.ends_with('y')
         && !["ay", "ey", "iy", "oy", "uy"]
             .iter()
-            .any(|e| kind.ends_with(e))
+            .any(|e| lower.ends_with(e))
     {
         format!("{}ies", &kind[..kind.len() - 1])
     } else {
@@ -703,6 +709,8 @@ mod tests {
         assert!(WorkloadKind::built_in("CloneSet").is_err());
         let widget = WorkloadKind::parse("tests.example.io/v1/Policy").expect("a kind");
         assert!(widget.is_named("policy") && widget.is_named("policies"));
+        assert_eq!(widget.plural_name(), "Policies");
+        assert_eq!(WorkloadKind::DEPLOYMENT.plural_name(), "Deployments");
         assert!(widget.is_named("Policy.tests.example.io") && !widget.is_named("policy.other.io"));
     }
 

@@ -382,6 +382,23 @@ pub fn explain(
     out
 }
 
+/// Writes `rows` as columns padded to their widest cell, each line after `indent`.
+fn write_table<R: AsRef<[String]>>(s: &mut String, indent: &str, rows: &[R]) {
+    let columns = rows.first().map_or(0, |r| r.as_ref().len());
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().map(|r| r.as_ref()[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .as_ref()
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(s, "{indent}{}", line.join("  ").trim_end());
+    }
+}
+
 /// Renders the human table.
 pub fn render_text(e: &Explanation) -> String {
     let mut s = String::new();
@@ -426,17 +443,7 @@ pub fn render_text(e: &Explanation) -> String {
                 o.why.clone(),
             ]);
         }
-        let widths: Vec<usize> = (0..8)
-            .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
-            .collect();
-        for row in &table {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            let _ = writeln!(s, "  {}", line.join("  ").trim_end());
-        }
+        write_table(&mut s, "  ", &table);
     }
     let none = "-".to_string();
     let _ = writeln!(s, "Digest now:    {}", e.current.as_ref().unwrap_or(&none));
@@ -875,18 +882,7 @@ pub fn render_inventory(inv: &Inventory) -> String {
     }
     let mut s = String::new();
     if !inv.workloads.is_empty() {
-        let columns = table[0].len();
-        let widths: Vec<usize> = (0..columns)
-            .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
-            .collect();
-        for row in &table {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            let _ = writeln!(s, "{}", line.join("  ").trim_end());
-        }
+        write_table(&mut s, "", &table);
     }
     let scope = match &inv.namespace {
         Some(ns) => format!("in namespace {ns}"),

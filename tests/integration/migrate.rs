@@ -19,13 +19,6 @@ use crate::support::workloads::{self, Kind};
 use crate::support::{TestNs, kubectl, wait_for};
 
 const HASH: &str = "kube-reloader.io/config-hash";
-/// Every annotation kube-reloader writes.
-const WRITTEN: [&str; 4] = [
-    HASH,
-    "kube-reloader.io/tracked",
-    "kube-reloader.io/reloaded-at",
-    "kube-reloader.io/template-hash",
-];
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Reloader's env-vars strategy: the SHA1 of the ConfigMap `app-config` it last rolled `web` for.
 const STAKATER_ENV: &str = "STAKATER_APP_CONFIG_CONFIGMAP";
@@ -182,7 +175,7 @@ async fn untouched_by_kube_reloader(ns: &TestNs) {
                 .into_iter()
                 .flatten()
                 .map(|(k, _)| k)
-                .filter(|k| WRITTEN.contains(&k.as_str()))
+                .filter(|k| workloads::WRITTEN.contains(&k.as_str()))
                 .collect();
             assert!(ours.is_empty(), "{name} carries {ours:?}");
         }

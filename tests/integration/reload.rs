@@ -21,23 +21,6 @@ const AUTO: &str = "kube-reloader.io/auto";
 const IGNORE: &str = "kube-reloader.io/ignore";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The digest kube-reloader must record for a workload tracking exactly these ConfigMaps with all
-/// their keys, computed independently of the controller from the data the test wrote.
-fn expected_hash(configmaps: &[(&str, &[(&str, &str)])]) -> String {
-    let entries = configmaps
-        .iter()
-        .map(|(name, data)| Entry {
-            kind: ConfigKind::ConfigMap,
-            name: name.to_string(),
-            digest: Some(
-                ContentDigest::new(None, data.iter().map(|(k, v)| (*k, v.as_bytes())))
-                    .select(&Keys::All),
-            ),
-        })
-        .collect();
-    WorkloadDigest::new(entries, "unused").hash_annotation()
-}
-
 #[tokio::test]
 async fn each_workload_kind_rolls_when_its_configmap_changes() {
     let ns = TestNs::new("kinds").await;
@@ -56,7 +39,7 @@ async fn each_workload_kind_rolls_when_its_configmap_changes() {
 
     configmap(&ns, "cfg", &[("level", "debug")], json!({})).await;
 
-    let want = expected_hash(&[("cfg", &[("level", "debug")])]);
+    let want = workloads::expected_hash(&[("cfg", &[("level", "debug")])]);
     for (kind, before) in Kind::ALL.into_iter().zip(before) {
         let name = format!("{kind:?}").to_lowercase();
         workloads::wait_rollouts(&ns, kind, &name, 1).await;
@@ -621,7 +604,7 @@ async fn several_configs_changed_together_roll_once() {
         configmap(&ns, c, &[("k", "2")], json!({})).await;
     }
     let k2: &[(&str, &str)] = &[("k", "2")];
-    let want = expected_hash(&[("a", k2), ("b", k2), ("c", k2)]);
+    let want = workloads::expected_hash(&[("a", k2), ("b", k2), ("c", k2)]);
     wait_for("all three changes to be rolled out", TIMEOUT, || async {
         let t = workloads::annotation(&ns, Kind::Deployment, "web", HASH, true).await?;
         (t == want).then_some(())
@@ -659,7 +642,7 @@ async fn a_config_rewritten_every_second_rolls_a_bounded_number_of_times_and_end
         let next = start + Duration::from_secs(i);
         tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
     }
-    let want = expected_hash(&[("cfg", &[("n", &last)])]);
+    let want = workloads::expected_hash(&[("cfg", &[("n", &last)])]);
     wait_for("the final content to be rolled out", TIMEOUT, || async {
         let t = workloads::annotation(&ns, Kind::Deployment, "web", HASH, true).await?;
         (t == want).then_some(())

@@ -10,8 +10,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube_reloader::digest::{ContentDigest, Entry, WorkloadDigest};
-use kube_reloader::references::{ConfigKind, Keys};
 use serde_json::{Value, json};
 
 use crate::support::objects::{self, configmap, secret};
@@ -23,34 +21,10 @@ const HASH: &str = "kube-reloader.io/config-hash";
 const AUTO: &str = "kube-reloader.io/auto";
 const RELOADER_AUTO: &str = "reloader.stakater.com/auto";
 const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
-/// What kube-reloader writes on a workload.
-const WRITTEN: [&str; 4] = [
-    HASH,
-    "kube-reloader.io/tracked",
-    "kube-reloader.io/reloaded-at",
-    "kube-reloader.io/template-hash",
-];
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Long enough after a change for a rollout under `--debounce=500ms` and
 /// `--min-rollout-interval=1s` to have happened, if one were coming.
 const SETTLE: Duration = Duration::from_millis(2500);
-
-/// The digest kube-reloader records for a workload tracking exactly these ConfigMaps with all
-/// their keys, computed independently of the controller from the data the test wrote.
-fn expected_hash(configmaps: &[(&str, &[(&str, &str)])]) -> String {
-    let entries = configmaps
-        .iter()
-        .map(|(name, data)| Entry {
-            kind: ConfigKind::ConfigMap,
-            name: name.to_string(),
-            digest: Some(
-                ContentDigest::new(None, data.iter().map(|(k, v)| (*k, v.as_bytes())))
-                    .select(&Keys::All),
-            ),
-        })
-        .collect();
-    WorkloadDigest::new(entries, "unused").hash_annotation()
-}
 
 /// Merges these labels into the namespace's (a `null` value removes a label).
 async fn label_namespace(ns: &TestNs, labels: Value) {
@@ -87,7 +61,7 @@ async fn labelled_configmap(ns: &TestNs, name: &str, data: &[(&str, &str)], labe
 async fn assert_untouched(ns: &TestNs, name: &str) {
     let d = workloads::get(ns, Kind::Deployment, name).await;
     for meta in [&d["metadata"], &d["spec"]["template"]["metadata"]] {
-        for key in WRITTEN {
+        for key in workloads::WRITTEN {
             assert_eq!(
                 meta["annotations"][key],
                 Value::Null,
@@ -395,7 +369,7 @@ async fn resources_to_ignore_stops_the_secret_watch() {
     // What was rolled for is the ConfigMap alone.
     assert_eq!(
         workloads::annotation(&ns, Kind::Deployment, "web", HASH, true).await,
-        Some(expected_hash(&[("cfg", &[("k", "2")])]))
+        Some(workloads::expected_hash(&[("cfg", &[("k", "2")])]))
     );
 
     let mut both = Reloader::start(&ns, &["--resources-to-ignore=configmaps,secrets"]);
@@ -557,7 +531,7 @@ async fn a_workloads_own_debounce_window_gathers_changes_without_pausing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("rollouts after the first change: {names:?} {rolled:?}");
-    let want = expected_hash(&[("cfg", &[("k", "3")])]);
+    let want = workloads::expected_hash(&[("cfg", &[("k", "3")])]);
     for (i, (name, _)) in own_window.iter().enumerate() {
         let at = rolled[i].expect("rolled");
         assert!(

@@ -317,3 +317,30 @@ pub async fn baseline(ns: &TestNs, kind: Kind, name: &str) -> String {
     )
     .await
 }
+
+/// Every annotation kube-reloader writes on a workload.
+pub const WRITTEN: [&str; 4] = [
+    "kube-reloader.io/config-hash",
+    "kube-reloader.io/tracked",
+    "kube-reloader.io/reloaded-at",
+    "kube-reloader.io/template-hash",
+];
+
+/// The digest kube-reloader must record for a workload tracking exactly these ConfigMaps with all
+/// their keys, computed independently of the controller from the data the test wrote.
+pub fn expected_hash(configmaps: &[(&str, &[(&str, &str)])]) -> String {
+    use kube_reloader::digest::{ContentDigest, Entry, WorkloadDigest};
+    use kube_reloader::references::{ConfigKind, Keys};
+    let entries = configmaps
+        .iter()
+        .map(|(name, data)| Entry {
+            kind: ConfigKind::ConfigMap,
+            name: name.to_string(),
+            digest: Some(
+                ContentDigest::new(None, data.iter().map(|(k, v)| (*k, v.as_bytes())))
+                    .select(&Keys::All),
+            ),
+        })
+        .collect();
+    WorkloadDigest::new(entries, "unused").hash_annotation()
+}

@@ -11,8 +11,10 @@
 #
 # Installs what it needs: the rustup target x86_64-unknown-linux-musl, and Debian's musl-tools
 # (musl-gcc, for ring's C and assembly). Cached: cargo rebuilds only what changed (the first
-# build takes 5 to 8 minutes on 2 cores: fat LTO), and an unchanged binary leaves the layout as
-# it was. Prints the archive's path on its last line (and nothing else on stdout).
+# build takes 5 to 8 minutes on 2 cores: fat LTO), and an unchanged binary, version and script
+# leave the layout as it was. The index names the image twice: ref.name is the tag (skopeo's
+# oci-archive:FILE:0.1.0), io.containerd.image.name the name `ctr image import` gives it.
+# Prints the archive's path on its last line (and nothing else on stdout).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -50,9 +52,10 @@ fi
 out="$root/target/image"
 layout="$out/oci"
 archive="$out/kube-reloader-$version.oci.tar"
-stamp="$out/binary.sha256"
-bin_sum=$(sha256sum "$bin" | cut -d' ' -f1)
-if [ -f "$archive" ] && [ -f "$layout/index.json" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$bin_sum $version" ]; then
+stamp="$out/inputs.sha256"
+# What the image is made of: the binary, the version, and this script.
+inputs="$(sha256sum "$bin" | cut -d' ' -f1) $version $(sha256sum "$0" | cut -d' ' -f1)"
+if [ -f "$archive" ] && [ -f "$layout/index.json" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ]; then
   log "image unchanged: $archive"
   echo "$archive"
   exit 0
@@ -96,7 +99,8 @@ read -r manifest_sum manifest_size < <(blob "$work/manifest.json")
 printf '%s' '{"imageLayoutVersion":"1.0.0"}' > "$work/oci/oci-layout"
 printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",'\
 '"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$manifest_sum"'","size":'"$manifest_size"','\
-'"annotations":{"org.opencontainers.image.ref.name":"'"$version"'"}}]}' > "$work/oci/index.json"
+'"annotations":{"org.opencontainers.image.ref.name":"'"$version"'",'\
+'"io.containerd.image.name":"docker.io/library/kube-reloader:'"$version"'"}}]}' > "$work/oci/index.json"
 
 mkdir -p "$out"
 tar -C "$work/oci" --create --format=ustar --owner=0 --group=0 --numeric-owner --mtime=@0 \
@@ -105,6 +109,6 @@ tar -C "$work/oci" --create --format=ustar --owner=0 --group=0 --numeric-owner -
 rm -rf "$layout.old" && { [ ! -d "$layout" ] || mv "$layout" "$layout.old"; }
 mv "$work/oci" "$layout" && rm -rf "$layout.old"
 mv -f "$work/image.oci.tar" "$archive"
-echo "$bin_sum $version" > "$stamp"
+echo "$inputs" > "$stamp"
 log "image sha256:$manifest_sum (layer $layer_size bytes compressed, binary $(stat -c %s "$bin") bytes): $archive"
 echo "$archive"

@@ -216,6 +216,9 @@ async fn explain_takes_a_config_and_template_change_together_as_one_delivery() {
         ok && text.contains("Last event:    ReloadNotNeeded: "),
         "{text}"
     );
+    // Kubernetes' own rollout for the template change (kube-controller-manager may still be on
+    // its way under load), and none of kube-reloader's.
+    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 1);
 }
 

@@ -11,7 +11,6 @@ mod explain;
 mod gitops;
 mod ha;
 mod helm;
-mod image;
 mod install;
 mod kinds;
 mod migrate;

@@ -23,16 +23,32 @@ cmd=${1:-}
 dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || die "usage: cluster.sh run|up|down DIR"
 
+# A loopback port nothing listens on, below the kernel's ephemeral range (where ports bound to 0
+# and the local ends of outgoing connections come from, and could take it before our process
+# binds it), and not handed to another control plane of this machine in the last 10 minutes:
+# control planes start concurrently (the tests run several), and a port probed free is only
+# bound a moment later.
 free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free loopback port found"
+  local p low high registry=${TMPDIR:-/tmp}/kube-reloader-ports
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$low" -gt 11000 ] 2>/dev/null || low=32768
+  high=$((low - 1))
+  (
+    flock 9 || die "cannot lock $registry.lock"
+    now=$(date +%s)
+    touch "$registry"
+    for _ in $(seq 1 500); do
+      p=$((10000 + RANDOM % (high - 10000)))
+      awk -v p="$p" -v t="$((now - 600))" '$1 == p && $2 > t { found = 1 } END { exit !found }' "$registry" && continue
+      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        awk -v t="$((now - 600))" '$2 > t' "$registry" > "$registry.new" && mv "$registry.new" "$registry"
+        echo "$p $now" >> "$registry"
+        echo "$p"
+        exit 0
+      fi
+    done
+    die "no free loopback port found"
+  ) 9>"$registry.lock"
 }
 
 stop_all() {

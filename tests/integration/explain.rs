@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::TestNs;
 use crate::support::kinds::{self, TestKind};
-use crate::support::objects::{configmap, secret};
+use crate::support::objects::{self, configmap, secret};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
 
@@ -216,10 +216,19 @@ async fn explain_takes_a_config_and_template_change_together_as_one_delivery() {
         ok && text.contains("Last event:    ReloadNotNeeded: "),
         "{text}"
     );
-    // Kubernetes' own rollout for the template change (kube-controller-manager may still be on
-    // its way under load), and none of kube-reloader's.
-    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
-    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 1);
+    // The delivery's template change stands, and kube-reloader added no rollout of its own: no
+    // digest of its own in the pod template, no Reloaded Event. (Kubernetes' own ReplicaSet for
+    // the template change is not counted here: under CI load the shared control plane's
+    // kube-controller-manager was seen not to make it within a minute; see the stop's note.)
+    let d = workloads::get(&ns, Kind::Deployment, "web").await;
+    let template = &d["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(template["checksum/config"], "2", "{d:#}");
+    assert_eq!(
+        template["kube-reloader.io/config-hash"],
+        Value::Null,
+        "{d:#}"
+    );
+    assert!(objects::events(&ns, "web", "Reloaded").await.is_empty());
 }
 
 #[tokio::test]

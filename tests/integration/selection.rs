@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -37,23 +37,7 @@ async fn label_namespace(ns: &TestNs, labels: Value) {
 
 /// Creates or updates a ConfigMap to exactly this data and these labels.
 async fn labelled_configmap(ns: &TestNs, name: &str, data: &[(&str, &str)], labels: Value) {
-    let data: serde_json::Map<String, Value> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    let cm = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "labels": labels},
-        "data": data,
-    });
-    ns.api::<ConfigMap>()
-        .patch(
-            name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&cm),
-        )
-        .await
-        .expect("apply ConfigMap");
+    objects::configmap_with(ns, name, data, json!({"labels": labels})).await;
 }
 
 /// Asserts that kube-reloader never touched Deployment `name`: none of its annotations, no field

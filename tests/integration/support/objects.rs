@@ -17,9 +17,17 @@ fn pairs(data: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 /// Creates or updates a ConfigMap to exactly this data and these annotations.
 pub async fn configmap(ns: &TestNs, name: &str, data: &[(&str, &str)], annotations: Value) {
+    configmap_with(ns, name, data, json!({"annotations": annotations})).await;
+}
+
+/// Creates or updates a ConfigMap to exactly this data and these metadata fields (labels,
+/// annotations), besides its name.
+pub async fn configmap_with(ns: &TestNs, name: &str, data: &[(&str, &str)], metadata: Value) {
+    let mut metadata = metadata;
+    metadata["name"] = json!(name);
     let cm = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "annotations": annotations},
+        "metadata": metadata,
         "data": pairs(data),
     });
     ns.api::<ConfigMap>()

@@ -14,10 +14,10 @@ use thiserror::Error;
 use crate::configs::{ConfigObject, ConfigStore, summarize};
 use crate::controller::{SKIPPED_SECRET_TYPES, discover, field_selector};
 use crate::decision::{Change, classify};
-use crate::digest::{SecretKey, template_digest};
+use crate::digest::SecretKey;
 use crate::optin::{self, ConfigView, Policy};
 use crate::reconcile::{REPORTER, changed_text, recorded_baseline, written};
-use crate::references::{ConfigKind, Keys, references};
+use crate::references::{ConfigKind, Keys};
 use crate::workload::{self, Restart, Workload, WorkloadKind};
 
 /// Where a workload stands, in a word; [`Explanation::status`] says it in a sentence.
@@ -238,10 +238,7 @@ pub fn explain(
     }
     out.opt_in = Ok(opt_in_keys);
 
-    let refs = template
-        .and_then(|t| t.spec.as_ref())
-        .map(references)
-        .unwrap_or_default();
+    let refs = workload::template_references(template);
     let view = store.view(&namespace);
     let tracked = optin::tracked(&opt, &refs, &view);
     if opt.implicit && tracked.is_empty() {
@@ -322,7 +319,7 @@ pub fn explain(
         out.status = "unknown: the digest key Secret could not be read, so Secret digests cannot be compared".into();
         return out;
     }
-    let template_now = template_digest(template, written::CONFIG_HASH);
+    let template_now = workload::template_digest(template, false);
     let (state, status) = match classify(recorded.as_ref(), &current, &template_now) {
         Change::None => (
             State::UpToDate,

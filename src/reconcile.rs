@@ -22,14 +22,14 @@ use crate::controller::{TriggerRouter, field_selector};
 use crate::decision::{
     Action as Decided, Inputs, Record, WaitReason, classify, decide, unconfirmed_absent,
 };
-use crate::digest::{self, ABSENT, Recorded, SecretKey, WorkloadDigest, template_digest};
+use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
 use crate::index::Index;
 use crate::locked;
 use crate::metrics::{KindLabels, Metrics, Outcome};
 use crate::namespaces::{Changed, NamespaceFilter};
 use crate::optin::{self, ConfigView};
 use crate::ratelimit::TokenBucket;
-use crate::references::{ConfigKind, references};
+use crate::references::ConfigKind;
 use crate::workload::{self, Restart, Workload, WorkloadKind, WorkloadRef};
 
 /// Annotations kube-reloader writes.
@@ -488,10 +488,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         }
     };
 
-    let refs = template
-        .and_then(|t| t.spec.as_ref())
-        .map(references)
-        .unwrap_or_default();
+    let refs = workload::template_references(template);
     let view = ctx.configs.view(&wref.namespace);
     let tracked = optin::tracked(&opt, &refs, &view);
     if opt.implicit && tracked.is_empty() {
@@ -521,12 +518,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
     // A dry run, typically beside Reloader: Reloader's rollout for a config change is not a
     // template change that covers it, or the dry run would report nothing where kube-reloader
     // alone rolls. Its baselines live in memory, digested the same way.
-    let template_now = if ctx.settings.dry_run {
-        let template = template.map(digest::without_reloader_writes);
-        template_digest(template.as_ref(), written::CONFIG_HASH)
-    } else {
-        template_digest(template, written::CONFIG_HASH)
-    };
+    let template_now = workload::template_digest(template, ctx.settings.dry_run);
     let annotations = obj.annotations();
     let mut recorded = recorded_baseline(annotations);
     if ctx.settings.dry_run {

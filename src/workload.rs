@@ -15,6 +15,10 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::core::DynamicResourceScope;
 use serde::Deserialize;
 
+use crate::digest;
+use crate::reconcile::written::CONFIG_HASH;
+use crate::references::{References, references};
+
 /// A kind of workload: where its objects are served and where their pod template lives.
 #[derive(Debug)]
 pub struct KindSpec {
@@ -392,8 +396,9 @@ pub struct Workload {
     pub kind: WorkloadKind,
     /// Name, namespace, uid, resourceVersion, generation and annotations.
     pub metadata: ObjectMeta,
-    /// The pod template at the kind's path.
-    pub template: Option<PodTemplateSpec>,
+    /// What the rules read of the pod template at the kind's path (the template itself is not
+    /// kept: it is most of a workload's bytes).
+    pub template: Option<Template>,
     /// Argo Rollouts' `spec.workloadRef`.
     pub template_ref: Option<TemplateRef>,
     /// Argo Rollouts' `spec.restartAt`.
@@ -414,7 +419,8 @@ impl Workload {
         let template = at
             .map(serde_json::Value::take)
             .filter(|v| !v.is_null())
-            .and_then(|v| serde_json::from_value::<PodTemplateSpec>(v).ok());
+            .and_then(|v| serde_json::from_value::<PodTemplateSpec>(v).ok())
+            .map(|t| Template::of(&t));
         let spec = data.get_mut("spec");
         let (template_ref, restart_at) = match spec {
             Some(spec) if kind.0.argo => (
@@ -442,13 +448,59 @@ impl Workload {
     }
 }
 
+/// What the rules read of a pod template, taken once when the object arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    pub annotations: BTreeMap<String, String>,
+    /// The ConfigMaps and Secrets its pod spec uses.
+    pub references: References,
+    /// Its digest as others wrote it ([`digest::template_digest`]).
+    pub digest: String,
+    /// The same less stakater Reloader's writes, when it has any (what a dry run compares).
+    digest_without_reloader: Option<String>,
+}
+
+impl Template {
+    pub fn of(t: &PodTemplateSpec) -> Self {
+        let digest = digest::template_digest(Some(t), CONFIG_HASH);
+        let without = digest::without_reloader_writes(t);
+        let digest_without_reloader =
+            (&without != t).then(|| digest::template_digest(Some(&without), CONFIG_HASH));
+        Template {
+            annotations: t
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone())
+                .unwrap_or_default(),
+            references: t.spec.as_ref().map(references).unwrap_or_default(),
+            digest,
+            digest_without_reloader,
+        }
+    }
+}
+
 /// A pod template's annotations (empty when it has none).
-pub fn template_annotations(template: Option<&PodTemplateSpec>) -> &BTreeMap<String, String> {
+pub fn template_annotations(template: Option<&Template>) -> &BTreeMap<String, String> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    template
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.annotations.as_ref())
-        .unwrap_or(&EMPTY)
+    template.map(|t| &t.annotations).unwrap_or(&EMPTY)
+}
+
+/// A pod template's references (none without one).
+pub fn template_references(template: Option<&Template>) -> References {
+    template.map(|t| t.references.clone()).unwrap_or_default()
+}
+
+/// The digest of a pod template as others wrote it, less stakater Reloader's writes for a
+/// `dry_run` ([`digest::without_reloader_writes`]); no template digests as an empty one.
+pub fn template_digest(template: Option<&Template>, dry_run: bool) -> String {
+    match template {
+        Some(t) if dry_run => t
+            .digest_without_reloader
+            .clone()
+            .unwrap_or(t.digest.clone()),
+        Some(t) => t.digest.clone(),
+        None => digest::template_digest(None, CONFIG_HASH),
+    }
 }
 
 /// The metadata the rules read: identity, version and annotations (less kubectl's copy of the
@@ -523,7 +575,31 @@ impl fmt::Display for WorkloadRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::references::ConfigKind;
     use serde_json::json;
+
+    #[test]
+    fn a_dry_run_digests_the_template_less_reloaders_writes() {
+        let template = |env: serde_json::Value| -> PodTemplateSpec {
+            serde_json::from_value(json!({"spec": {"containers": [{"name": "c", "env": env}]}}))
+                .expect("a template")
+        };
+        let plain = template(json!([{"name": "A", "value": "1"}]));
+        let rolled_by_reloader = template(json!([
+            {"name": "A", "value": "1"},
+            {"name": "STAKATER_CFG_CONFIGMAP", "value": "abc"},
+        ]));
+        let (plain, rolled) = (Template::of(&plain), Template::of(&rolled_by_reloader));
+        assert_ne!(template_digest(Some(&rolled), false), plain.digest);
+        assert_eq!(template_digest(Some(&rolled), true), plain.digest);
+        // Nothing of Reloader's: the same digest either way, and nothing more kept.
+        assert_eq!(template_digest(Some(&plain), true), plain.digest);
+        assert_eq!(plain.digest_without_reloader, None);
+        assert_eq!(
+            template_digest(None, true),
+            digest::template_digest(None, CONFIG_HASH)
+        );
+    }
 
     fn dynamic(v: serde_json::Value) -> DynamicObject {
         serde_json::from_value(v).expect("an object")
@@ -564,7 +640,13 @@ mod tests {
             (Some("web"), Some("u1"), Some("7"), Some(2))
         );
         let want: PodTemplateSpec = serde_json::from_value(template).expect("a template");
-        assert_eq!(w.template, Some(want));
+        let t = w.template.as_ref().expect("a template");
+        assert_eq!(*t, Template::of(&want));
+        assert_eq!(t.digest, digest::template_digest(Some(&want), CONFIG_HASH));
+        assert_eq!(
+            t.references.keys().collect::<Vec<_>>(),
+            [&(ConfigKind::ConfigMap, "cfg".to_string())]
+        );
         assert_eq!(
             w.template_annotations().get("reloader.stakater.com/auto"),
             Some(&"true".to_string())
@@ -577,16 +659,15 @@ mod tests {
         let cron = dynamic(json!({
             "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
             "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {
-                "spec": {"containers": [{"name": "job", "image": "job:1"}]}}}}},
+                "spec": {"containers": [{"name": "job", "image": "job:1",
+                    "envFrom": [{"secretRef": {"name": "job-secrets"}}]}]}}}}},
         }));
         let w = Workload::from_dynamic(cron, WorkloadKind::CRON_JOB);
-        let containers = &w
-            .template
-            .expect("a template")
-            .spec
-            .expect("a pod spec")
-            .containers;
-        assert_eq!(containers[0].image.as_deref(), Some("job:1"));
+        let t = w.template.expect("a template");
+        assert_eq!(
+            t.references.keys().collect::<Vec<_>>(),
+            [&(ConfigKind::Secret, "job-secrets".to_string())]
+        );
 
         let widget = WorkloadKind::parse("tests.example.io/v1/Widget=spec.workload.podTemplate")
             .expect("a kind");

@@ -87,6 +87,9 @@ pub struct Context {
     pub index: Index,
     pub key: SecretKey,
     pub recorder: Recorder,
+    /// Events being published at once: they are sent beside the reconciles, not in their way
+    /// (a rollout is done when its write is; its Event must not hold a reconcile slot).
+    event_slots: Arc<tokio::sync::Semaphore>,
     pub settings: Settings,
     pub bucket: Mutex<TokenBucket>,
     pub metrics: Arc<Metrics>,
@@ -140,6 +143,7 @@ impl Context {
             index: Index::default(),
             key,
             recorder,
+            event_slots: Arc::new(tokio::sync::Semaphore::new(EVENTS_AT_ONCE)),
             settings,
             bucket: Mutex::new(bucket),
             metrics,
@@ -482,8 +486,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
                 EventType::Warning,
                 "InvalidAnnotation",
                 format!("{invalid}. kube-reloader leaves this workload alone until it is fixed."),
-            )
-            .await;
+            );
             return Ok(Action::await_change());
         }
     };
@@ -586,7 +589,7 @@ async fn set_debounce(ctx: &Context, obj: &Workload, wref: &WorkloadRef) {
         let note = format!(
             "{invalid}. kube-reloader uses its --debounce for this workload until it is fixed."
         );
-        publish(ctx, obj, EventType::Warning, "InvalidAnnotation", note).await;
+        publish(ctx, obj, EventType::Warning, "InvalidAnnotation", note);
     }
 }
 
@@ -636,7 +639,7 @@ async fn template_source(
     if ctx.report_once(wref, "template source".into(), true) {
         tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, "{problem}");
         let note = format!("{problem}.");
-        publish(ctx, obj, EventType::Warning, "MissingReference", note).await;
+        publish(ctx, obj, EventType::Warning, "MissingReference", note);
     }
     Err(Action::await_change())
 }
@@ -751,7 +754,7 @@ async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Ac
                     tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
                         "dry run: would roll out");
                     let note = format!("Dry run: would roll out because {what} changed.");
-                    publish(ctx, obj, EventType::Normal, "WouldReload", note).await;
+                    publish(ctx, obj, EventType::Normal, "WouldReload", note);
                 }
             }
             Ok(Action::await_change())
@@ -793,7 +796,7 @@ async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Ac
                     let note = format!(
                         "{what} changed, and the pod template changed at the same time: the new pods read the new config. Recorded the new baseline; kube-reloader rolled nothing."
                     );
-                    publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note).await;
+                    publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note);
                 }
             }
             Ok(Action::await_change())
@@ -828,8 +831,7 @@ async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Ac
                 EventType::Normal,
                 "Reloaded",
                 format!("Rolled out because {what} changed."),
-            )
-            .await;
+            );
             Ok(Action::await_change())
         }
     }
@@ -896,7 +898,7 @@ async fn warn_missing(
             "{name} is tracked but does not exist in namespace {}. Create it, or remove it from the workload's references or annotations; its creation will roll this workload.",
             wref.namespace
         );
-        publish(ctx, obj, EventType::Warning, "MissingReference", note).await;
+        publish(ctx, obj, EventType::Warning, "MissingReference", note);
     }
 }
 
@@ -925,7 +927,7 @@ async fn warn_invalid_flags(
         let note = format!(
             "{kind} {name}, which this workload uses, has annotation {annotation} set to neither \"true\" nor \"false\", so it counts as not set. Set it to \"true\" or \"false\"."
         );
-        publish(ctx, obj, EventType::Warning, "InvalidAnnotation", note).await;
+        publish(ctx, obj, EventType::Warning, "InvalidAnnotation", note);
     }
 }
 
@@ -1039,7 +1041,8 @@ enum Written {
     Stale,
 }
 
-async fn publish(ctx: &Context, obj: &Workload, type_: EventType, reason: &str, note: String) {
+/// Publishes an Event about `obj` in the background.
+fn publish(ctx: &Context, obj: &Workload, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.to_string(),
@@ -1060,11 +1063,21 @@ async fn publish(ctx: &Context, obj: &Workload, type_: EventType, reason: &str, 
         uid: obj.metadata.uid.clone(),
         ..ObjectReference::default()
     };
-    if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
-        tracing::warn!(kind = %obj.kind, namespace = obj.namespace().unwrap_or_default(), name = obj.name_any(),
-            error = %e, "could not publish Event {reason} (the controller needs create and patch on events.k8s.io events)");
-    }
+    let (recorder, slots) = (ctx.recorder.clone(), Arc::clone(&ctx.event_slots));
+    let (kind, reason) = (obj.kind, reason.to_string());
+    tokio::spawn(async move {
+        let Ok(_slot) = slots.acquire_owned().await else {
+            return;
+        };
+        if let Err(e) = recorder.publish(&event, &regarding).await {
+            tracing::warn!(%kind, namespace = regarding.namespace.unwrap_or_default(), name = regarding.name.unwrap_or_default(),
+                error = %e, "could not publish Event {reason} (the controller needs create and patch on events.k8s.io events)");
+        }
+    });
 }
+
+/// Events sent at once (each holds an API connection while it is sent).
+const EVENTS_AT_ONCE: usize = 4;
 
 /// On error: log, Event the workload, and retry with a delay.
 pub fn error_policy(obj: Arc<Workload>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -1088,7 +1101,7 @@ pub fn error_policy(obj: Arc<Workload>, error: &Error, ctx: Arc<Context>) -> Act
         .rollout(wref.kind, &wref.namespace, Outcome::failed);
     let note = error.to_string();
     tokio::spawn(async move {
-        publish(&ctx, obj.as_ref(), EventType::Warning, "WriteFailed", note).await;
+        publish(&ctx, obj.as_ref(), EventType::Warning, "WriteFailed", note);
     });
     Action::requeue(delay)
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as make_watcher};
 use kube::{Resource, ResourceExt};
@@ -35,6 +35,7 @@ pub trait ConfigObject:
     + Clone
     + std::fmt::Debug
     + serde::de::DeserializeOwned
+    + serde::Serialize
     + Send
     + Sync
     + 'static
@@ -278,6 +279,41 @@ fn key_of<K: ConfigObject>(obj: &K) -> ConfigKey {
     (obj.namespace().unwrap_or_default(), K::KIND, obj.name_any())
 }
 
+/// About how many bytes (as JSON) a page of an initial list may hold: a list costs that much
+/// memory on top of what is kept, while it is read.
+pub const LIST_PAGE_BYTES: usize = 4 << 20;
+/// Pages hold this many objects at least and at most.
+pub const LIST_PAGE_OBJECTS: (u32, u32) = (10, 500);
+
+/// The page size for objects of which the largest seen so far has `largest` bytes (as JSON):
+/// [`LIST_PAGE_BYTES`] worth, within [`LIST_PAGE_OBJECTS`]; the smallest page when none was seen.
+pub fn page_size(largest: Option<usize>) -> u32 {
+    let (min, max) = LIST_PAGE_OBJECTS;
+    match largest {
+        Some(bytes) => (LIST_PAGE_BYTES / bytes.max(1)).clamp(min as usize, max as usize) as u32,
+        None => min,
+    }
+}
+
+/// Sizes the pages of a watch's lists from its first page of [`LIST_PAGE_OBJECTS`]' minimum:
+/// 16 KiB Secrets are read 190 at a time rather than 10 (50,000 of them take a tenth of the
+/// requests), 1 MiB ConfigMaps still 10 at a time. A sample, not a bound: larger objects listed
+/// later cost more. If the sample cannot be read, the smallest page (the watch reports why).
+async fn sample_page_size<K: ConfigObject>(api: &Api<K>, config: &watcher::Config) -> u32 {
+    let mut params = ListParams::default().limit(LIST_PAGE_OBJECTS.0);
+    params.label_selector = config.label_selector.clone();
+    params.field_selector = config.field_selector.clone();
+    let largest = match api.list(&params).await {
+        Ok(page) => page
+            .items
+            .iter()
+            .filter_map(|o| serde_json::to_vec(o).ok().map(|b| b.len()))
+            .max(),
+        Err(_) => None,
+    };
+    page_size(largest)
+}
+
 /// Callbacks of a config watch.
 pub struct WatchHooks<C, L, F> {
     /// Every change of what the rules see (content, the ignore/match annotations, existence).
@@ -298,6 +334,9 @@ pub async fn watch<K: ConfigObject>(
     reloader_compat: bool,
     hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(), impl Fn()>,
 ) {
+    let page = sample_page_size(&api, &config).await;
+    tracing::debug!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
+    let config = config.page_size(page);
     let mut stream = make_watcher(api, config).default_backoff().boxed();
     let mut listing: Option<BTreeMap<ConfigKey, ConfigSummary>> = None;
     let mut synced_once = false;
@@ -340,6 +379,18 @@ pub async fn watch<K: ConfigObject>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_pages_hold_about_four_mebibytes() {
+        assert_eq!(page_size(None), 10);
+        assert_eq!(page_size(Some(0)), 500);
+        assert_eq!(page_size(Some(1_000)), 500);
+        // A 16 KiB Secret is about 22 KB as JSON (base64).
+        assert_eq!(page_size(Some(22_000)), 190);
+        assert_eq!(page_size(Some(256 << 10)), 16);
+        assert_eq!(page_size(Some(1 << 20)), 10);
+        assert_eq!(page_size(Some(1_500_000)), 10);
+    }
 
     fn summary(v: &str) -> ConfigSummary {
         ConfigSummary {

@@ -42,7 +42,8 @@ use crate::workload::{Workload, WorkloadKind, WorkloadRef};
 pub const SKIPPED_SECRET_TYPES: [&str; 2] =
     ["helm.sh/release.v1", "kubernetes.io/service-account-token"];
 
-/// Page size of initial lists: bounds the transient memory of listing large ConfigMaps.
+/// Page size of the ConfigMap and Secret watches until their first page sizes them
+/// ([`configs::page_size`]): bounds the transient memory of listing large objects.
 const LIST_PAGE_SIZE: u32 = 10;
 
 /// Workloads are listed in pages of this many: they are decoded whole before they are slimmed,

@@ -244,8 +244,9 @@ impl TriggerRouter {
     }
 }
 
-/// How often each workload controller forgets the workloads that are gone from its cache.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often each workload controller forgets the workloads that are gone from its cache (from
+/// the cache alone: the sweep sends the API server nothing).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What one workload controller (one kind, one watched scope) runs with.
 struct ControllerParts {

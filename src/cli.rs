@@ -118,16 +118,16 @@ pub struct Args {
 
     /// The built-in workload kinds to roll (comma-separated): Deployment, StatefulSet, DaemonSet,
     /// CronJob (batch/v1: its job template, so the next scheduled Job runs with the new config)
-    /// and Rollout (Argo Rollouts, watched once its CRD is installed). A kind the API server does
-    /// not serve is looked up again every 20 seconds.
+    /// and Rollout (Argo Rollouts); all five when not given. A kind the API server does not serve
+    /// is looked for again every 20 seconds when named here or with --workload-kind; one that
+    /// comes with the default is looked up at start only.
     #[arg(
         long = "kinds",
         env = "KUBE_RELOADER_KINDS",
         value_delimiter = ',',
-        default_value = "Deployment,StatefulSet,DaemonSet,CronJob,Rollout",
         value_parser = WorkloadKind::built_in
     )]
-    pub kinds: Vec<WorkloadKind>,
+    pub kinds: Option<Vec<WorkloadKind>>,
 
     /// Also roll this kind: GROUP/VERSION/KIND[=PATH], PATH being the dotted path to its pod
     /// template (default spec.template), e.g. apps.kruise.io/v1alpha1/CloneSet or
@@ -276,9 +276,22 @@ impl Args {
         Ok((duration, duration - renew))
     }
 
-    /// The kinds to roll: `--kinds`, with `--workload-kind` kinds added or replacing them.
+    /// The kinds to roll: `--kinds` (every built-in kind unless given), with `--workload-kind`
+    /// kinds added or replacing them.
     pub fn kinds(&self) -> Vec<WorkloadKind> {
-        workload::resolve(&self.kinds, &self.workload_kinds)
+        let built_in = self.kinds.as_deref().unwrap_or(&WorkloadKind::BUILT_IN);
+        workload::resolve(built_in, &self.workload_kinds)
+    }
+
+    /// The kinds the user named: those of `--kinds` when it is given, and every
+    /// `--workload-kind`. Not the default `--kinds`.
+    pub fn named_kinds(&self) -> Vec<WorkloadKind> {
+        self.kinds
+            .iter()
+            .flatten()
+            .chain(&self.workload_kinds)
+            .copied()
+            .collect()
     }
 
     /// How workloads' opt-in is read, as the command line says.

@@ -245,8 +245,9 @@ impl TriggerRouter {
     }
 }
 
-/// How often each workload controller forgets the workloads that are gone from its cache.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often each workload controller forgets the workloads that are gone from its cache (from
+/// the cache alone: the sweep sends the API server nothing).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What one workload controller (one kind, one watched scope) runs with.
 struct ControllerParts {
@@ -389,8 +390,30 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
         })
 }
 
-/// How often a kind whose API is not served is looked up again.
+/// How often a kind whose API is not served is looked up again, if it is (see [`when_unserved`]).
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(20);
+
+/// What becomes of a kind the API server does not serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unserved {
+    /// Looked up again every [`DISCOVERY_INTERVAL`], and watched as soon as it is served.
+    LookAgain,
+    /// Not looked up again until a restart.
+    GiveUp,
+}
+
+/// What becomes of `kind` while it is not served, `named` being the kinds the user named
+/// ([`Args::named_kinds`]). A kind asked for is looked for until it comes. One that only comes
+/// with the default `--kinds` is not: most clusters never install Argo Rollouts (nor serve
+/// batch/v1 CronJobs before 1.21), and looking would cost them a request every 20 s for ever,
+/// when a cluster with nothing changing should cost kube-reloader's watches alone.
+pub fn when_unserved(kind: WorkloadKind, named: &[WorkloadKind]) -> Unserved {
+    if named.contains(&kind) {
+        Unserved::LookAgain
+    } else {
+        Unserved::GiveUp
+    }
+}
 
 /// Finds where the API server serves `kind`: `None` while it does not (its CRD is not installed,
 /// or this Kubernetes version lacks it).
@@ -560,11 +583,13 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx);
         }
     }
+    let named_kinds = args.named_kinds();
     let spawn_workers = || {
         Workers::start(
             &client,
             &scopes,
             &args.ignore_namespaces,
+            &named_kinds,
             &ctx,
             &router,
             &health,
@@ -633,6 +658,8 @@ type Controllers = Arc<Mutex<Vec<(tokio::task::JoinHandle<()>, Arc<AtomicBool>)>
 struct KindWatch {
     client: Client,
     kind: WorkloadKind,
+    /// Whether it is looked for again while it is not served.
+    unserved: Unserved,
     scopes: Vec<Option<String>>,
     selector: Option<String>,
     receivers: Vec<mpsc::UnboundedReceiver<Trigger>>,
@@ -643,9 +670,9 @@ struct KindWatch {
 }
 
 impl KindWatch {
-    /// Looks the kind up until it is served, then runs its controllers (one per scope). While
-    /// it is not served, it does not hold readiness back; found later, it is watched from then
-    /// on without a restart.
+    /// Looks the kind up, then runs its controllers (one per scope). While it is not served, it
+    /// does not hold readiness back; a kind looked for again ([`when_unserved`]) and found later
+    /// is watched from then on without a restart.
     async fn run(self) {
         let mut announced = false;
         loop {
@@ -656,6 +683,15 @@ impl KindWatch {
                             "{} is served now: watching it", self.kind);
                     }
                     return self.start(resource, !announced);
+                }
+                Ok(None) if self.unserved == Unserved::GiveUp => {
+                    tracing::warn!(kind = %self.kind, api_version = %self.kind.api_version(),
+                        "{} is not served by this API server (its CRD is not installed, or this Kubernetes version lacks {}): not watching it. It comes with the default --kinds, looked up at start only: restart kube-reloader once it is served, or name it in --kinds (or --workload-kind) to have it looked for every {}s.",
+                        self.kind, self.kind.api_version(), DISCOVERY_INTERVAL.as_secs());
+                    if !announced {
+                        self.unsynced_no_more();
+                    }
+                    return;
                 }
                 Ok(None) if !announced => {
                     tracing::warn!(kind = %self.kind, api_version = %self.kind.api_version(),
@@ -669,11 +705,16 @@ impl KindWatch {
             }
             if !announced {
                 announced = true;
-                for _ in &self.scopes {
-                    self.health.workload_synced();
-                }
+                self.unsynced_no_more();
             }
             tokio::time::sleep(DISCOVERY_INTERVAL).await;
+        }
+    }
+
+    /// Readiness waits no more for this kind's watches (it is not served).
+    fn unsynced_no_more(&self) {
+        for _ in &self.scopes {
+            self.health.workload_synced();
         }
     }
 
@@ -709,6 +750,7 @@ impl Workers {
         client: &Client,
         scopes: &[Option<String>],
         ignored: &[String],
+        named_kinds: &[WorkloadKind],
         ctx: &Arc<Context>,
         router: &Arc<TriggerRouter>,
         health: &Arc<Health>,
@@ -729,6 +771,7 @@ impl Workers {
             let watch = KindWatch {
                 client: client.clone(),
                 kind,
+                unserved: when_unserved(kind, named_kinds),
                 scopes: scopes.to_vec(),
                 selector: field_selector(ignored, &[]),
                 receivers,
@@ -872,6 +915,67 @@ mod tests {
         assert_eq!(router.window(&w), (Window::Passed, None));
         router.set_length(&w, None);
         assert_eq!(router.window(&w), (Window::Closed, None));
+    }
+
+    /// Each kind rolled with these flags, and what becomes of it while it is not served.
+    fn unserved(flags: &[&str]) -> Vec<(&'static str, Unserved)> {
+        use clap::Parser;
+        let args =
+            Args::try_parse_from(std::iter::once("kube-reloader").chain(flags.to_vec())).unwrap();
+        let named = args.named_kinds();
+        args.kinds()
+            .into_iter()
+            .map(|k| (k.as_str(), when_unserved(k, &named)))
+            .collect()
+    }
+
+    #[test]
+    fn only_a_kind_the_user_named_is_looked_for_again_while_not_served() {
+        use Unserved::{GiveUp, LookAgain};
+        let defaults = [
+            ("Deployment", GiveUp),
+            ("StatefulSet", GiveUp),
+            ("DaemonSet", GiveUp),
+            ("CronJob", GiveUp),
+            ("Rollout", GiveUp),
+        ];
+        assert_eq!(unserved(&[]), defaults);
+        assert_eq!(
+            unserved(&["--kinds=Deployment,Rollout"]),
+            [("Deployment", LookAgain), ("Rollout", LookAgain)]
+        );
+        // Named, even if the same as the default.
+        assert_eq!(
+            unserved(&["--kinds=Deployment,StatefulSet,DaemonSet,CronJob,Rollout"]),
+            defaults.map(|(k, _)| (k, LookAgain))
+        );
+        // A built-in kind replaced is named; the others still come with the default.
+        assert_eq!(
+            unserved(&["--workload-kind=batch/v1beta1/CronJob=spec.jobTemplate.spec.template"]),
+            [
+                ("Deployment", GiveUp),
+                ("StatefulSet", GiveUp),
+                ("DaemonSet", GiveUp),
+                ("CronJob", LookAgain),
+                ("Rollout", GiveUp),
+            ]
+        );
+        // The chart's way to have Rollouts looked for: it passes --kinds only when it differs
+        // from the default.
+        assert_eq!(
+            unserved(&["--workload-kind=argoproj.io/v1alpha1/Rollout"]),
+            [
+                ("Deployment", GiveUp),
+                ("StatefulSet", GiveUp),
+                ("DaemonSet", GiveUp),
+                ("CronJob", GiveUp),
+                ("Rollout", LookAgain),
+            ]
+        );
+        assert_eq!(
+            unserved(&["--kinds=sts", "--workload-kind=example.com/v1/Widget"]),
+            [("StatefulSet", LookAgain), ("Widget", LookAgain)]
+        );
     }
 
     #[test]

@@ -18,4 +18,5 @@ mod operate;
 mod reload;
 mod scope;
 mod selection;
+mod steady;
 mod validate;

@@ -219,6 +219,7 @@ impl ControlPlane {
                     resource: s(&o["resource"]),
                     namespace: s(&o["namespace"]),
                     name: s(&o["name"]),
+                    uri: s(&e["requestURI"]),
                     code: e["responseStatus"]["code"].as_u64().unwrap_or_default(),
                 }
             })
@@ -281,6 +282,9 @@ pub struct AuditedRequest {
     pub resource: String,
     pub namespace: String,
     pub name: String,
+    /// The path and query asked for (the only name of a discovery request, which has no
+    /// resource).
+    pub uri: String,
     /// The response's HTTP status (0 while a watch is still open).
     pub code: u64,
 }

@@ -4,7 +4,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 CARGO ?= cargo
 VALUES ?= /dev/null
 
-.PHONY: all build test testenv unit integration validate lint fmt chart demo cluster-up cluster-down clean
+.PHONY: all build test testenv unit integration validate lint fmt chart demo cluster-up cluster-down clean bench-latency bench-10k
 
 all: build
 
@@ -53,6 +53,16 @@ cluster-up: testenv
 
 cluster-down:
 	@hack/cluster.sh down "$(CLUSTER_DIR)" && echo "Control plane stopped."
+
+## Latency against the floor client (bench/latency.sh; README "Latency"): 1,000 workloads, or
+## 10,000 with 50,000 ConfigMaps and Secrets. Release builds; a fresh control plane each run.
+bench-latency: testenv
+	$(CARGO) build --release --locked --bin kube-reloader --example latency
+	@bin=$$(hack/testenv.sh) && PATH="$$bin:$$PATH" bench/latency.sh
+
+bench-10k: testenv
+	$(CARGO) build --release --locked --bin kube-reloader --example latency
+	@bin=$$(hack/testenv.sh) && PATH="$$bin:$$PATH" WORKLOADS=10000 CONFIGMAPS=25000 SECRETS=25000 bench/latency.sh
 
 ## The demo: a local control plane, the controller, a ConfigMap change rolled out.
 demo: testenv

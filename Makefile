@@ -12,8 +12,9 @@ build:
 	$(CARGO) build --release --locked
 
 ## The container image without a container engine: the static musl release binary on scratch, as
-## the Dockerfile's final stage, written as an OCI archive (target/image/kube-reloader-VERSION.oci.tar)
-## and an OCI layout (target/image/oci/). Installs the musl target and musl-tools if missing.
+## the Dockerfile's final stage, assembled by buildah (vfs storage, no RUN step) and written as an
+## OCI archive (target/image/kube-reloader-VERSION.oci.tar) and an OCI layout (target/image/oci/).
+## Installs the musl target, musl-tools and buildah if missing; cached when nothing changed.
 image:
 	@hack/image.sh
 

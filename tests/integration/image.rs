@@ -1,11 +1,12 @@
-//! The container image `make image` builds (hack/image.sh): equal to the Dockerfile's final
-//! stage, and run as a Pod would run it, against a real control plane.
+//! The container image `make image` builds (hack/image.sh, with buildah): equal to the
+//! Dockerfile's final stage, and run as a Pod would run it, against a real control plane.
 //!
-//! There is no container engine here, so the Pod is played by hand, as strictly as a kubelet and
-//! runc would: the image's rootfs unpacked from its OCI layout, bind-mounted read-only in a mount
-//! namespace of its own, with the ServiceAccount volume (token, ca.crt, namespace) mounted
-//! read-only where Kubernetes mounts it, the environment a Pod gets, and the process chrooted
-//! into it as uid/gid 65532 with no capabilities and no_new_privs. The binary must find its
+//! The Pod is played by Debian's podman with runc (crun cannot start containers on these
+//! machines), as strictly as a kubelet would run the Deployment in manifests/: the image's own
+//! read-only root with nothing added that the kubelet would not add (no /tmp, no /etc/passwd),
+//! uid/gid 65532, every capability dropped, no privilege escalation, the runtime's default seccomp
+//! profile, the ServiceAccount volume (token, ca.crt, namespace) mounted read-only where
+//! Kubernetes mounts it, and only the environment a Pod gets. The binary must find its
 //! in-cluster configuration there, serve its probes, record a baseline and roll a Deployment.
 
 use std::collections::BTreeMap;
@@ -30,6 +31,9 @@ const SA_MOUNT: &str = "var/run/secrets/kubernetes.io/serviceaccount";
 
 /// The image as its OCI layout describes it.
 struct Image {
+    /// The OCI archive hack/image.sh prints.
+    archive: PathBuf,
+    /// The OCI layout unpacked beside it.
     layout: PathBuf,
     config: Value,
     /// The layers' blobs (gzipped tars), bottom first.
@@ -60,13 +64,14 @@ fn image() -> &'static Image {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let archive = PathBuf::from(stdout.lines().last().unwrap_or_default());
         assert!(archive.is_file(), "no archive at {archive:?}:\n{stderr}");
-        Image::read(&archive.parent().expect("target/image").join("oci"))
+        let layout = archive.parent().expect("target/image").join("oci");
+        Image::read(&archive, &layout)
     })
 }
 
 impl Image {
     /// Reads index.json, the manifest and the config from the layout, checking every digest.
-    fn read(layout: &Path) -> Self {
+    fn read(archive: &Path, layout: &Path) -> Self {
         let index = json_file(&layout.join("index.json"));
         let manifests = index["manifests"].as_array().expect("manifests");
         assert_eq!(manifests.len(), 1, "{index}");
@@ -90,6 +95,7 @@ impl Image {
             })
             .collect();
         Self {
+            archive: archive.to_path_buf(),
             layout: layout.to_path_buf(),
             config,
             layers,
@@ -114,22 +120,6 @@ impl Image {
             );
         }
         files
-    }
-
-    /// Unpacks the layers into `dir` (as root, so owners and modes are the image's).
-    fn unpack(&self, dir: &Path) {
-        for layer in &self.layers {
-            let status = Command::new("tar")
-                .args(["-xzf"])
-                .arg(layer)
-                .arg("-C")
-                .arg(dir)
-                .arg("--same-owner")
-                .arg("--same-permissions")
-                .status()
-                .expect("run tar");
-            assert!(status.success(), "unpacking {layer:?} failed");
-        }
     }
 }
 
@@ -279,18 +269,83 @@ fn dockerfile_stage_parser_reads_flags_continuations_and_default_protocols() {
     );
 }
 
-/// Mounts the rootfs read-only on itself, the ServiceAccount volume read-only at its place, then
-/// runs the entrypoint chrooted as 65532:65532 with no_new_privs (setuid away from root clears
-/// every capability). `exec` all the way down: the child's pid is the binary's.
-const POD_SCRIPT: &str = r#"set -eu
-root=$1 sa=$2
-shift 2
-mount --bind "$root" "$root"
-mount --bind "$sa" "$root/var/run/secrets/kubernetes.io/serviceaccount"
-mount -o remount,bind,ro "$root/var/run/secrets/kubernetes.io/serviceaccount"
-mount -o remount,bind,ro "$root"
-exec setpriv --no-new-privs chroot --userspec=65532:65532 --groups=65532 "$root" "$@"
-"#;
+/// Debian's podman with runc, its storage, state and temporary files in a directory of its own
+/// (never the machine's /var/lib/containers), vfs storage and cgroupfs (no systemd here).
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    /// Fails, naming the fix, when podman or runc is missing: hack/testenv.sh installs both.
+    fn new(dir: &Path) -> Self {
+        for tool in ["podman", "runc"] {
+            let found = Command::new(tool).arg("--version").output();
+            assert!(
+                found.as_ref().is_ok_and(|o| o.status.success()),
+                "{tool} does not run ({found:?}): hack/testenv.sh installs it (apt-get install podman runc)"
+            );
+        }
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--runtime=runc")
+            .arg("--storage-driver=vfs")
+            .arg("--cgroup-manager=cgroupfs")
+            .arg("--events-backend=file")
+            .arg(format!("--root={}", self.dir.join("storage").display()))
+            .arg(format!("--runroot={}", self.dir.join("run").display()))
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()));
+        cmd
+    }
+
+    /// Runs podman to completion; its stdout. Panics with its output on failure.
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.command().args(args).output().expect("run podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// The container of a running Pod: removed (killed first) when dropped, with podman's directory.
+struct Container<'a> {
+    podman: &'a Podman,
+    name: String,
+}
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .podman
+            .command()
+            .args(["rm", "--force", "--time=0", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.podman.dir);
+    }
+}
+
+/// The process status fields of `/proc/PID/status`, their values' words joined by one space.
+fn proc_status(pid: &str) -> BTreeMap<String, String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect()
+}
 
 #[tokio::test]
 async fn image_runs_as_a_pod_would_with_its_in_cluster_config_and_rolls_a_deployment() {
@@ -303,34 +358,21 @@ async fn image_runs_as_a_pod_would_with_its_in_cluster_config_and_rolls_a_deploy
         "{applied}"
     );
     let mut args = crate::install::controller_args(&chart::yaml_documents("manifests"));
-    // A free port rather than 9090, which other processes on this machine may hold.
+    // A free port rather than 9090, which other processes on this machine may hold (the Pod
+    // shares the host's network, to reach the apiserver on loopback).
     args.push("--metrics-addr=127.0.0.1:0".into());
 
-    let dir = std::env::temp_dir().join(format!("kube-reloader-pod-{}", unique_suffix()));
-    let rootfs = dir.join("rootfs");
+    let dir = std::env::temp_dir().join(format!("kr-pod-{}", unique_suffix()));
     let sa = dir.join("serviceaccount");
-    std::fs::create_dir_all(&rootfs).unwrap();
     std::fs::create_dir_all(&sa).unwrap();
-    image.unpack(&rootfs);
-    let mut entries: Vec<String> = std::fs::read_dir(&rootfs)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    entries.sort();
-    assert_eq!(
-        entries,
-        ["kube-reloader"],
-        "the rootfs holds the binary only"
-    );
-    // The mount point the runtime creates for the volume, and the modes a runtime's rootfs has.
-    std::fs::create_dir_all(rootfs.join(SA_MOUNT)).unwrap();
+    // The ServiceAccount volume as the kubelet writes it: readable by the container's user.
     std::fs::write(sa.join("token"), SA_TOKEN).unwrap();
     std::fs::copy(cp.dir().join("certs/apiserver.crt"), sa.join("ca.crt")).unwrap();
     std::fs::write(sa.join("namespace"), "kube-reloader").unwrap();
     let chmod = |p: &Path, mode: u32| {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
     };
-    for d in [&dir, &rootfs, &sa] {
+    for d in [&dir, &sa] {
         chmod(d, 0o755);
     }
     for f in ["token", "ca.crt", "namespace"] {
@@ -347,29 +389,47 @@ async fn image_runs_as_a_pod_would_with_its_in_cluster_config_and_rolls_a_deploy
         .rsplit_once(':')
         .expect("host:port");
 
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-        .arg(POD_SCRIPT)
-        .arg("sh")
-        .arg(&rootfs)
-        .arg(&sa)
-        .arg("/kube-reloader")
-        .args(&args)
+    let podman = Podman::new(&dir.join("podman"));
+    let pod = "kube-reloader-7d9f8-abcde";
+    let container = Container {
+        podman: &podman,
+        name: format!("kr-pod-{}", unique_suffix()),
+    };
+    let archive = format!("oci-archive:{}", image.archive.display());
+    let mut cmd = podman.command();
+    cmd.args(["run", "--rm", "--quiet", "--name", &container.name])
+        // manifests/20-deployment.yaml's securityContext: runAsUser/runAsGroup 65532,
+        // readOnlyRootFilesystem, capabilities drop ALL, allowPrivilegeEscalation false, seccomp
+        // RuntimeDefault (podman's default profile).
+        .args(["--user=65532:65532", "--read-only", "--cap-drop=ALL"])
+        .args(["--security-opt=no-new-privileges"])
+        // Nothing the kubelet would not add: podman's tmpfs on /tmp, /run and /var/tmp with a
+        // read-only root, and its /etc/passwd entry for the user, are left out.
+        .args(["--read-only-tmpfs=false", "--passwd=false"])
+        // This machine refuses podman's default rlimits (and crun altogether).
+        .args(["--ulimit=nofile=1024:1024", "--ulimit=nproc=1024:1024"])
+        // The host's network, where the apiserver listens on loopback; a kubelet would give the
+        // Pod its own, with the apiserver's Service address in the same variables.
+        .args(["--network=host", "--hostname", pod])
+        // If this test process dies, the container stops by itself all the same.
+        .args(["--timeout=600"])
+        .arg(format!("--volume={}:/{SA_MOUNT}:ro", sa.display()))
         // Only what a Pod's container gets: the runtime's PATH and HOSTNAME, the Service
         // variables, and the downward-API variables of manifests/20-deployment.yaml.
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("HOSTNAME", "kube-reloader-7d9f8-abcde")
-        .env("KUBERNETES_SERVICE_HOST", host)
-        .env("KUBERNETES_SERVICE_PORT", port)
-        .env("KUBERNETES_SERVICE_PORT_HTTPS", port)
-        .env("POD_NAME", "kube-reloader-7d9f8-abcde")
-        .env("POD_NAMESPACE", "kube-reloader");
-    let log = dir.join("kube-reloader.log");
-    let reloader = Reloader::spawn_command(cmd, log);
+        .arg("--unsetenv-all")
+        .args([
+            "--env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            &format!("--env=HOSTNAME={pod}"),
+            &format!("--env=KUBERNETES_SERVICE_HOST={host}"),
+            &format!("--env=KUBERNETES_SERVICE_PORT={port}"),
+            &format!("--env=KUBERNETES_SERVICE_PORT_HTTPS={port}"),
+            &format!("--env=POD_NAME={pod}"),
+            "--env=POD_NAMESPACE=kube-reloader",
+        ])
+        .arg(&archive)
+        .args(&args)
+        .env_remove("KUBECONFIG");
+    let mut reloader = Reloader::spawn_command(cmd, dir.join("kube-reloader.log"));
 
     let addr = reloader.http_addr().await;
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
@@ -378,30 +438,51 @@ async fn image_runs_as_a_pod_would_with_its_in_cluster_config_and_rolls_a_deploy
     })
     .await;
 
-    // The process is the Pod's: the image's binary, its own read-only root, uid/gid 65532, no
-    // capabilities, no privilege escalation.
-    let proc = PathBuf::from(format!("/proc/{}", reloader.pid()));
-    assert_eq!(std::fs::read_link(proc.join("root")).unwrap(), rootfs);
+    // The process is the Pod's: the image's entrypoint in the image's read-only root, uid/gid
+    // 65532, no capabilities, no privilege escalation, under a seccomp filter, with the Pod's
+    // environment only (no KUBECONFIG: the in-cluster configuration is its only way in).
+    let pid = podman.run(&["inspect", "--format={{.State.Pid}}", &container.name]);
+    let proc = PathBuf::from(format!("/proc/{pid}"));
     assert_eq!(
         std::fs::read_link(proc.join("exe")).unwrap(),
-        rootfs.join("kube-reloader")
+        Path::new("/kube-reloader")
     );
-    let status: BTreeMap<String, String> = std::fs::read_to_string(proc.join("status"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                v.split_whitespace().collect::<Vec<_>>().join(" "),
-            )
-        })
-        .collect();
+    let status = proc_status(&pid);
     assert_eq!(status["Uid"], "65532 65532 65532 65532");
     assert_eq!(status["Gid"], "65532 65532 65532 65532");
-    assert_eq!(status["CapEff"], "0000000000000000");
-    assert_eq!(status["CapPrm"], "0000000000000000");
+    // No supplementary group but its own (no root group, none from the host).
+    assert!(
+        status["Groups"].split_whitespace().all(|g| g == "65532"),
+        "{status:?}"
+    );
+    for caps in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+        assert_eq!(status[caps], "0000000000000000", "{caps}");
+    }
     assert_eq!(status["NoNewPrivs"], "1");
+    assert_eq!(status["Seccomp"], "2", "a seccomp filter");
+    let environ = std::fs::read(proc.join("environ")).unwrap();
+    let env: BTreeMap<String, String> = String::from_utf8_lossy(&environ)
+        .split('\0')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        env.keys().collect::<Vec<_>>(),
+        [
+            // runc sets HOME, to / for a user with no /etc/passwd entry, as it does under a
+            // kubelet: no ~/.kube/config there either.
+            "HOME",
+            "HOSTNAME",
+            "KUBERNETES_SERVICE_HOST",
+            "KUBERNETES_SERVICE_PORT",
+            "KUBERNETES_SERVICE_PORT_HTTPS",
+            "PATH",
+            "POD_NAME",
+            "POD_NAMESPACE"
+        ],
+        "{env:?}"
+    );
+    assert_eq!(env["HOME"], "/");
     let mountinfo = std::fs::read_to_string(proc.join("mountinfo")).unwrap();
     let mount_options = |point: &str| {
         mountinfo
@@ -409,13 +490,20 @@ async fn image_runs_as_a_pod_would_with_its_in_cluster_config_and_rolls_a_deploy
             .filter(|l| l.split_whitespace().nth(4) == Some(point))
             .filter_map(|l| l.split_whitespace().nth(5).map(str::to_string))
             .next_back()
-            .unwrap_or_else(|| panic!("{point} not mounted:\n{mountinfo}"))
     };
-    assert!(mount_options("/").starts_with("ro,"), "{mountinfo}");
-    assert!(
-        mount_options(&format!("/{SA_MOUNT}")).starts_with("ro,"),
-        "{mountinfo}"
-    );
+    let ro = |point: &str| {
+        mount_options(point)
+            .unwrap_or_else(|| panic!("{point} not mounted:\n{mountinfo}"))
+            .starts_with("ro,")
+    };
+    assert!(ro("/"), "{mountinfo}");
+    assert!(ro(&format!("/{SA_MOUNT}")), "{mountinfo}");
+    for none in ["/tmp", "/etc/passwd"] {
+        assert_eq!(mount_options(none), None, "{mountinfo}");
+    }
+    // Root's only file from the image is the binary: what else is there the runtime made.
+    assert!(proc.join("root/kube-reloader").is_file());
+    assert!(!proc.join("root/tmp").exists());
 
     // Its whole job, authenticated by the mounted token only: baseline, then a rollout.
     let app = TestNs::on(&cp, "app").await;
@@ -432,6 +520,15 @@ async fn image_runs_as_a_pod_would_with_its_in_cluster_config_and_rolls_a_deploy
     );
     let logs = reloader.logs();
     assert!(!logs.to_lowercase().contains("forbidden"), "{logs}");
+    // Stopped as the kubelet stops it: SIGTERM, then a clean exit within the grace period.
+    podman.run(&["stop", "--time=30", &container.name]);
+    let exit = reloader.wait_exit(Duration::from_secs(30));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "{exit:?}:\n{}",
+        reloader.logs()
+    );
     drop(reloader);
+    drop(container);
     let _ = std::fs::remove_dir_all(&dir);
 }

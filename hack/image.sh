@@ -50,8 +50,10 @@ log "building the static release binary (cargo build --release --locked --target
   "${CARGO:-cargo}" build --release --locked --target "$target" >&2) || die "cargo build for $target failed"
 bin="$root/target/$target/release/kube-reloader"
 [ -x "$bin" ] || die "$bin was not built"
-# A scratch image has no loader and no libc: the binary must be static.
-if file "$bin" 2>/dev/null | grep -q 'dynamically linked'; then
+# A scratch image has no loader and no libc: the binary must be static, with no program
+# interpreter. (readelf is binutils', there with gcc; `file` may not be on a fresh machine.)
+headers=$(readelf --program-headers "$bin") || die "readelf cannot read $bin"
+if grep -q 'program interpreter' <<<"$headers"; then
   die "$bin is dynamically linked"
 fi
 

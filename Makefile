@@ -4,12 +4,19 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 CARGO ?= cargo
 VALUES ?= /dev/null
 
-.PHONY: all build test testenv unit integration validate lint fmt chart demo cluster-up cluster-down clean bench-latency bench-10k
+.PHONY: all build image test testenv unit integration validate lint fmt chart demo cluster-up cluster-down clean bench-latency bench-10k
 
 all: build
 
 build:
 	$(CARGO) build --release --locked
+
+## The container image without a container engine: the static musl release binary on scratch, as
+## the Dockerfile's final stage, assembled by buildah (vfs storage, no RUN step) and written as an
+## OCI archive (target/image/kube-reloader-VERSION.oci.tar) and an OCI layout (target/image/oci/).
+## Installs the musl target, musl-tools and buildah if missing; cached when nothing changed.
+image:
+	@hack/image.sh
 
 ## Provision the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager),
 ## the pinned helm and kubectl, and the pinned kubernetes-validate in a virtualenv. Idempotent and
@@ -18,14 +25,15 @@ testenv:
 	@hack/testenv.sh >/dev/null
 
 ## The whole test suite: unit tests, then integration tests against a real control plane (the
-## tests use the helm and kubectl from hack/testenv.sh, never those on the PATH).
-test: testenv
+## tests use the helm and kubectl from hack/testenv.sh, never those on the PATH). The image is
+## built first: its tests reuse it, rather than link the release binary while the others run.
+test: testenv image
 	$(CARGO) test --locked --all-targets -- --test-threads=6
 
 unit:
 	$(CARGO) test --locked --lib --bins
 
-integration: testenv
+integration: testenv image
 	$(CARGO) test --locked --test integration -- --test-threads=6
 
 ## Only the schema validation (Kubernetes 1.30 to 1.35, strict) of the chart's renderings and

@@ -7,7 +7,9 @@
 #  - kubernetes-validate (PyPI), the OpenAPI schemas of recent Kubernetes versions the chart and
 #    manifests/ are validated against offline: installed as hack/validate-requirements.txt pins
 #    it (every wheel's sha256) into a virtualenv of its own beside that directory, and linked
-#    into it as `kubernetes-validate`.
+#    into it as `kubernetes-validate`;
+#  - Debian's podman and runc, which the image test runs the container image with (crun, the
+#    runtime podman would pick, cannot start containers on these machines).
 # Idempotent: the directory is $KUBE_RELOADER_CACHE/k8s-<version>-<build> (default cache
 # ~/.cache/kube-reloader), so every run after the first takes seconds.
 # Prints the directory on its last line (and nothing else on stdout).
@@ -41,6 +43,8 @@ validate_bin="$validate_venv/bin/kubernetes-validate"
 need_pkgs=()
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v podman >/dev/null 2>&1 || need_pkgs+=(podman)
+command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
 gocode=/usr/share/gocode/src
 have_bins=false
 if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ]; then

@@ -11,6 +11,7 @@ mod explain;
 mod gitops;
 mod ha;
 mod helm;
+mod image;
 mod install;
 mod kinds;
 mod migrate;

@@ -80,22 +80,33 @@ impl Reloader {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         ));
-        let out = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-reloader"));
         if let Some(p) = pod_name {
             cmd.env("POD_NAME", p);
         }
-        let child = cmd
-            .args(&args)
+        cmd.args(&args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "kube_reloader=debug,info")
-            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAMESPACE");
+        Self::spawn_command(cmd, log)
+    }
+
+    /// Runs `cmd`, a command that ends by executing kube-reloader in place (so that the child's
+    /// pid is kube-reloader's), with its output in the log file `log`.
+    pub fn spawn_command(mut cmd: Command, log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
             .spawn()
             .expect("start kube-reloader");
         Self { child, log }
+    }
+
+    /// The process id of the running binary.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn logs(&self) -> String {

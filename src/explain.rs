@@ -186,9 +186,8 @@ pub fn explain(
         current: None,
         recorded: annotations.get(written::CONFIG_HASH).cloned(),
         pod_template: obj
-            .template_annotations()
-            .get(written::CONFIG_HASH)
-            .cloned(),
+            .template_annotation(written::CONFIG_HASH)
+            .map(String::from),
         template_from: obj
             .template_ref
             .as_ref()
@@ -205,7 +204,7 @@ pub fn explain(
         last_event: None,
     };
     let not_opted_in = "not opted in: add kube-reloader.io/auto: \"true\" (or a Reloader annotation) to the workload's metadata";
-    let opt = match optin::parse_with(annotations, template_annotations, policy) {
+    let opt = match optin::parse_with(annotations, &template_annotations, policy) {
         Err(e) => {
             out.opt_in = Err(e.to_string());
             out.state = State::Invalid;

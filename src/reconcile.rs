@@ -469,7 +469,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
     );
     let opt = match optin::parse_with(
         obj.annotations(),
-        template_annotations,
+        &template_annotations,
         &ctx.settings.policy,
     ) {
         Ok(Some(opt)) => opt,
@@ -701,9 +701,8 @@ async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Ac
     // What the last rollout wrote, written again with every baseline (see `write`).
     let marks = Marks {
         template: obj
-            .template_annotations()
-            .get(written::CONFIG_HASH)
-            .cloned(),
+            .template_annotation(written::CONFIG_HASH)
+            .map(String::from),
         restart_at: obj.restart_at.clone(),
     };
     let reloaded_at = obj.annotations().get(written::RELOADED_AT).cloned();

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::digest;
 use crate::reconcile::written::CONFIG_HASH;
-use crate::references::{References, references};
+use crate::references::{ConfigKind, References, Usage, references};
 
 /// A kind of workload: where its objects are served and where their pod template lives.
 #[derive(Debug)]
@@ -375,9 +375,6 @@ pub fn restart(
     }
 }
 
-/// kubectl's client-side apply record: a copy of the whole object as last applied.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
 /// Where a workload's pod template lives when it is not its own: Argo Rollouts'
 /// `spec.workloadRef`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -442,22 +439,24 @@ impl Workload {
         }
     }
 
-    /// The pod template's annotations (empty when it has none).
-    pub fn template_annotations(&self) -> &BTreeMap<String, String> {
-        template_annotations(self.template.as_ref())
+    /// One of the pod template's annotations.
+    pub fn template_annotation(&self, key: &str) -> Option<&str> {
+        self.template.as_ref().and_then(|t| t.annotation(key))
     }
 }
 
-/// What the rules read of a pod template, taken once when the object arrives.
+/// What the rules read of a pod template, taken once when the object arrives. Kept in boxed
+/// slices rather than maps: a map allocates a whole node for its first entry, and 10,000
+/// workloads each holding a few entries would pay that many times over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
-    pub annotations: BTreeMap<String, String>,
-    /// The ConfigMaps and Secrets its pod spec uses.
-    pub references: References,
+    annotations: Box<[(String, String)]>,
+    /// The ConfigMaps and Secrets its pod spec uses, in order.
+    references: Box<[((ConfigKind, String), Usage)]>,
     /// Its digest as others wrote it ([`digest::template_digest`]).
-    pub digest: String,
+    digest: Box<str>,
     /// The same less stakater Reloader's writes, when it has any (what a dry run compares).
-    digest_without_reloader: Option<String>,
+    digest_without_reloader: Option<Box<str>>,
 }
 
 impl Template {
@@ -465,29 +464,43 @@ impl Template {
         let digest = digest::template_digest(Some(t), CONFIG_HASH);
         let without = digest::without_reloader_writes(t);
         let digest_without_reloader =
-            (&without != t).then(|| digest::template_digest(Some(&without), CONFIG_HASH));
+            (&without != t).then(|| digest::template_digest(Some(&without), CONFIG_HASH).into());
+        let annotations = t.metadata.as_ref().and_then(|m| m.annotations.clone());
+        let references = t.spec.as_ref().map(references).unwrap_or_default();
         Template {
-            annotations: t
-                .metadata
-                .as_ref()
-                .and_then(|m| m.annotations.clone())
-                .unwrap_or_default(),
-            references: t.spec.as_ref().map(references).unwrap_or_default(),
-            digest,
+            annotations: annotations.unwrap_or_default().into_iter().collect(),
+            references: references.into_iter().collect(),
+            digest: digest.into(),
             digest_without_reloader,
         }
+    }
+
+    /// Its digest as others wrote it ([`digest::template_digest`]).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// One of its annotations.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        let at = self
+            .annotations
+            .binary_search_by(|(k, _)| k.as_str().cmp(key));
+        at.ok().map(|i| self.annotations[i].1.as_str())
     }
 }
 
 /// A pod template's annotations (empty when it has none).
-pub fn template_annotations(template: Option<&Template>) -> &BTreeMap<String, String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    template.map(|t| &t.annotations).unwrap_or(&EMPTY)
+pub fn template_annotations(template: Option<&Template>) -> BTreeMap<String, String> {
+    template
+        .map(|t| t.annotations.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// A pod template's references (none without one).
 pub fn template_references(template: Option<&Template>) -> References {
-    template.map(|t| t.references.clone()).unwrap_or_default()
+    template
+        .map(|t| t.references.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// The digest of a pod template as others wrote it, less stakater Reloader's writes for a
@@ -496,19 +509,20 @@ pub fn template_digest(template: Option<&Template>, dry_run: bool) -> String {
     match template {
         Some(t) if dry_run => t
             .digest_without_reloader
-            .clone()
-            .unwrap_or(t.digest.clone()),
-        Some(t) => t.digest.clone(),
+            .as_deref()
+            .unwrap_or(&t.digest)
+            .to_string(),
+        Some(t) => t.digest.to_string(),
         None => digest::template_digest(None, CONFIG_HASH),
     }
 }
 
-/// The metadata the rules read: identity, version and annotations (less kubectl's copy of the
-/// whole object).
+/// The metadata the rules read: identity, version, and the annotations that are ours or stakater
+/// Reloader's (not kubectl's copy of the whole object, nor Helm's, Argo CD's and others').
 fn slim(meta: ObjectMeta) -> ObjectMeta {
     let mut annotations = meta.annotations;
     if let Some(a) = annotations.as_mut() {
-        a.remove(LAST_APPLIED);
+        a.retain(|k, _| is_read(k));
     }
     ObjectMeta {
         name: meta.name,
@@ -519,6 +533,12 @@ fn slim(meta: ObjectMeta) -> ObjectMeta {
         annotations,
         ..ObjectMeta::default()
     }
+}
+
+/// Whether the rules read an annotation of a workload's metadata: all are kube-reloader's
+/// (`kube-reloader.io/…`) or stakater Reloader's (`….reloader.stakater.com/…`).
+fn is_read(key: &str) -> bool {
+    key.starts_with("kube-reloader.io/") || key.contains("reloader.stakater.com/")
 }
 
 impl Resource for Workload {
@@ -575,7 +595,6 @@ impl fmt::Display for WorkloadRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::references::ConfigKind;
     use serde_json::json;
 
     #[test]
@@ -590,10 +609,10 @@ mod tests {
             {"name": "STAKATER_CFG_CONFIGMAP", "value": "abc"},
         ]));
         let (plain, rolled) = (Template::of(&plain), Template::of(&rolled_by_reloader));
-        assert_ne!(template_digest(Some(&rolled), false), plain.digest);
-        assert_eq!(template_digest(Some(&rolled), true), plain.digest);
+        assert_ne!(template_digest(Some(&rolled), false), plain.digest());
+        assert_eq!(template_digest(Some(&rolled), true), plain.digest());
         // Nothing of Reloader's: the same digest either way, and nothing more kept.
-        assert_eq!(template_digest(Some(&plain), true), plain.digest);
+        assert_eq!(template_digest(Some(&plain), true), plain.digest());
         assert_eq!(plain.digest_without_reloader, None);
         assert_eq!(
             template_digest(None, true),
@@ -616,7 +635,13 @@ mod tests {
             "metadata": {
                 "name": "web", "namespace": "app", "uid": "u1", "resourceVersion": "7", "generation": 2,
                 "labels": {"app": "web"},
-                "annotations": {"kube-reloader.io/auto": "true", LAST_APPLIED: "{\"a whole copy\": true}"},
+                "annotations": {
+                    "kube-reloader.io/auto": "true",
+                    "configmap.reloader.stakater.com/reload": "cfg",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"a whole copy\": true}",
+                    "meta.helm.sh/release-name": "web",
+                    "argocd.argoproj.io/tracking-id": "app:apps/Deployment:app/web",
+                },
                 "managedFields": [{"manager": "kubectl", "operation": "Update"}],
             },
             "spec": {"selector": {}, "replicas": 3, "template": template},
@@ -628,7 +653,10 @@ mod tests {
         let annotations = w.metadata.annotations.as_ref().expect("annotations");
         assert_eq!(
             annotations.keys().collect::<Vec<_>>(),
-            ["kube-reloader.io/auto"]
+            [
+                "configmap.reloader.stakater.com/reload",
+                "kube-reloader.io/auto"
+            ]
         );
         assert_eq!(
             (
@@ -642,14 +670,20 @@ mod tests {
         let want: PodTemplateSpec = serde_json::from_value(template).expect("a template");
         let t = w.template.as_ref().expect("a template");
         assert_eq!(*t, Template::of(&want));
-        assert_eq!(t.digest, digest::template_digest(Some(&want), CONFIG_HASH));
         assert_eq!(
-            t.references.keys().collect::<Vec<_>>(),
-            [&(ConfigKind::ConfigMap, "cfg".to_string())]
+            t.digest(),
+            digest::template_digest(Some(&want), CONFIG_HASH)
         );
         assert_eq!(
-            w.template_annotations().get("reloader.stakater.com/auto"),
-            Some(&"true".to_string())
+            template_references(Some(t))
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
+            [(ConfigKind::ConfigMap, "cfg".to_string())]
+        );
+        assert_eq!(
+            w.template_annotation("reloader.stakater.com/auto"),
+            Some("true")
         );
         assert_eq!((w.template_ref, w.restart_at), (None, None));
     }
@@ -665,8 +699,11 @@ mod tests {
         let w = Workload::from_dynamic(cron, WorkloadKind::CRON_JOB);
         let t = w.template.expect("a template");
         assert_eq!(
-            t.references.keys().collect::<Vec<_>>(),
-            [&(ConfigKind::Secret, "job-secrets".to_string())]
+            template_references(Some(&t))
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
+            [(ConfigKind::Secret, "job-secrets".to_string())]
         );
 
         let widget = WorkloadKind::parse("tests.example.io/v1/Widget=spec.workload.podTemplate")

@@ -58,7 +58,7 @@ enum Command {
     /// The fastest thing possible: on each ConfigMap change, merge-patch the workload at once.
     Floor,
     /// Changes ConfigMap `cm-I` of K distinct workloads at R per second and reports the time from
-    /// each change to its workload's pod template changing (a new generation).
+    /// each change to its workload's pod template changing, as a watch sees it.
     Drive {
         #[arg(long)]
         changes: usize,
@@ -315,11 +315,23 @@ struct Plan {
 
 #[derive(Default)]
 struct Pending {
-    /// Workload name → (its generation when its config was changed, when).
-    waiting: HashMap<String, (i64, Instant)>,
+    /// Workload name → (a hash of its pod template when its config was changed, when).
+    waiting: HashMap<String, (u64, Instant)>,
     latencies: Vec<Duration>,
-    /// Generations as last seen on the watch.
-    generations: HashMap<String, i64>,
+    /// Hashes of the pod templates as last seen on the watch.
+    templates: HashMap<String, u64>,
+}
+
+/// A hash of a workload's pod template. Not its generation: the 1.20 API server also counts
+/// metadata-only updates of apps/v1 objects as new generations.
+fn template_hash(d: &Deployment) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let template = d.spec.as_ref().map(|s| &s.template);
+    serde_json::to_string(&template)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
 }
 
 async fn drive(
@@ -360,10 +372,10 @@ async fn drive(
                 match event {
                     watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
                         let name = d.name_any();
-                        let generation = d.metadata.generation.unwrap_or_default();
-                        p.generations.insert(name.clone(), generation);
+                        let template = template_hash(&d);
+                        p.templates.insert(name.clone(), template);
                         if let Some((before, _)) = p.waiting.get(&name)
-                            && generation > *before
+                            && template != *before
                             && let Some((_, at)) = p.waiting.remove(&name)
                         {
                             p.latencies.push(at.elapsed());
@@ -396,8 +408,8 @@ async fn drive(
         ));
         {
             let mut p = pending.lock().expect("not poisoned");
-            let generation = p.generations.get(&workload).copied().unwrap_or_default();
-            p.waiting.insert(workload, (generation, Instant::now()));
+            let template = p.templates.get(&workload).copied().unwrap_or_default();
+            p.waiting.insert(workload, (template, Instant::now()));
         }
         let patch = json!({"data": {"bench": format!("{run}-{j}")}});
         let cms = cms.clone();

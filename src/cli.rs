@@ -107,8 +107,9 @@ pub struct Args {
 
     /// Reconciles in flight at once, per workload kind and watched namespace (each holds an API
     /// connection while it writes, so this also bounds the connections kept open after a burst,
-    /// such as the first baselines of a large cluster).
-    #[arg(long, env = "KUBE_RELOADER_MAX_CONCURRENT_RECONCILES", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    /// such as the first baselines of a large cluster). 16 by default: with 4, rollouts of a burst
+    /// of changes queued behind each other (bench/latency.sh, README "Latency and scale").
+    #[arg(long, env = "KUBE_RELOADER_MAX_CONCURRENT_RECONCILES", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_reconciles: u16,
 
     /// Honour stakater Reloader's annotations (`reloader.stakater.com/…`), so manifests written for
@@ -523,7 +524,7 @@ mod tests {
         assert_eq!(a.min_rollout_interval, Duration::from_secs(10));
         assert!(a.reloader_compat);
         assert!(a.namespaces.is_empty());
-        assert_eq!(a.max_concurrent_reconciles, 4);
+        assert_eq!(a.max_concurrent_reconciles, 16);
         assert_eq!(a.kinds(), WorkloadKind::BUILT_IN);
         let a = Args::try_parse_from([
             "kube-reloader",

@@ -452,7 +452,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         return Ok(leave_alone(ctx, &wref));
     }
     // The pod template: the workload's own, or the one in the Deployment it refers to.
-    let source = match template_source(ctx, obj.as_ref(), &wref).await {
+    let source = match template_source(ctx, obj.as_ref(), &wref) {
         Ok(source) => source,
         Err(action) => return Ok(action),
     };
@@ -498,7 +498,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         // Auto only by --auto-reload-all, and nothing to track: no baseline to write.
         return Ok(leave_alone(ctx, &wref));
     }
-    set_debounce(ctx, obj.as_ref(), &wref).await;
+    set_debounce(ctx, obj.as_ref(), &wref);
 
     // Index every referenced and every listed name, so that a change of either reaches us.
     let ignored = &ctx.settings.policy.ignored;
@@ -512,7 +512,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
             candidates.insert((*kind, name.clone()));
         }
     }
-    warn_invalid_flags(ctx, obj.as_ref(), &wref, &candidates, &view).await;
+    warn_invalid_flags(ctx, obj.as_ref(), &wref, &candidates, &view);
     ctx.index.set(&wref, candidates, optin::has_patterns(&opt));
 
     let current = ctx
@@ -551,7 +551,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         // decides again.
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
-    warn_missing(ctx, obj.as_ref(), &wref, &current, &unconfirmed).await;
+    warn_missing(ctx, obj.as_ref(), &wref, &current, &unconfirmed);
     let found = Found {
         obj: obj.as_ref(),
         wref,
@@ -573,7 +573,7 @@ fn leave_alone(ctx: &Context, wref: &WorkloadRef) -> Action {
 
 /// Gives the workload its own debounce window if it asks for one (`kube-reloader.io/debounce`,
 /// Reloader's pause-period). An invalid one is reported once, and `--debounce` used instead.
-async fn set_debounce(ctx: &Context, obj: &Workload, wref: &WorkloadRef) {
+fn set_debounce(ctx: &Context, obj: &Workload, wref: &WorkloadRef) {
     let compat = ctx.settings.policy.reloader_compat;
     let (length, invalid) = match optin::debounce(obj.annotations(), compat) {
         Ok(length) => (length, None),
@@ -600,7 +600,7 @@ struct NotSynced;
 /// The Deployment holding a workload's pod template (Argo Rollouts' `spec.workloadRef`):
 /// `Ok(None)` when the template is the workload's own; `Err` with what to do when the Deployment
 /// cannot be read (reported once, with an Event).
-async fn template_source(
+fn template_source(
     ctx: &Context,
     obj: &Workload,
     wref: &WorkloadRef,
@@ -876,7 +876,7 @@ fn simulate(ctx: &Context, wref: &WorkloadRef, base: Baseline<'_>) {
 /// A Warning Event, once per workload and object, for each tracked object that does not exist.
 /// Objects whose absence is `unconfirmed` are passed over: they may exist, not yet delivered by
 /// the watch.
-async fn warn_missing(
+fn warn_missing(
     ctx: &Context,
     obj: &Workload,
     wref: &WorkloadRef,
@@ -903,7 +903,7 @@ async fn warn_missing(
 
 /// A Warning Event, once per workload and object, for each object it uses whose ignore or match
 /// annotation is neither "true" nor "false" (so it counts as not set).
-async fn warn_invalid_flags(
+fn warn_invalid_flags(
     ctx: &Context,
     obj: &Workload,
     wref: &WorkloadRef,

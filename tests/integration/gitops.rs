@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::support::objects::configmap;
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, kubectl, wait_for};
+use crate::support::{TestNs, kubectl, try_kubectl, wait_for};
 
 const HASH: &str = "kube-reloader.io/config-hash";
 
@@ -37,8 +37,24 @@ async fn reapply_keeps_annotation(ns: &TestNs, name: &str, first: &[&str], again
         || async { template_hash(ns, name).await },
     )
     .await;
-    kubectl(ns, again, &manifest(name)).await;
+    write_again(ns, again, &manifest(name)).await;
     template_hash(ns, name).await.is_some()
+}
+
+/// Writes the manifest again, as a GitOps tool syncing it would: a replace carries the
+/// resourceVersion kubectl just read, so a status update by kube-controller-manager in between
+/// (the rollout is still settling) makes it a Conflict, which the tool retries.
+async fn write_again(ns: &TestNs, args: &[&str], manifest: &str) {
+    for _ in 0..10 {
+        match try_kubectl(ns, args, manifest).await {
+            Ok(_) => return,
+            Err(out) if out.contains("the object has been modified") => {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            Err(out) => panic!("kubectl {args:?} failed:\n{out}"),
+        }
+    }
+    panic!("kubectl {args:?} met a Conflict 10 times in a row");
 }
 
 #[tokio::test]

@@ -91,16 +91,26 @@ pub fn kubectl_command() -> Command {
 /// Runs the pinned kubectl with this kubeconfig and `input` on its stdin; its stdout and stderr.
 /// Panics with both on failure.
 fn run_kubectl(kubeconfig: &Path, args: &[&str], input: &str) -> (String, String) {
+    try_run_kubectl(kubeconfig, args, input)
+        .unwrap_or_else(|output| panic!("kubectl {args:?} failed:\n{output}"))
+}
+
+/// Runs kubectl: its stdout and stderr, or all its output when it fails.
+fn try_run_kubectl(
+    kubeconfig: &Path,
+    args: &[&str],
+    input: &str,
+) -> Result<(String, String), String> {
     let mut cmd = kubectl_command();
     cmd.args(args).env("KUBECONFIG", kubeconfig);
     let out = run_with_stdin(&mut cmd, input);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed:\n{stdout}{stderr}"
-    );
-    (stdout, stderr)
+    if out.status.success() {
+        Ok((stdout, stderr))
+    } else {
+        Err(stdout + &stderr)
+    }
 }
 
 /// A running control plane. Stopped when dropped, or when the test process exits.
@@ -406,16 +416,23 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
 /// manifests from there, so parallel tests share no file); panics with its output on failure.
 /// kubectl runs off the async runtime, so that deliveries joined in one test run at once.
 pub async fn kubectl(ns: &TestNs, args: &[&str], stdin: &str) -> String {
+    try_kubectl(ns, args, stdin)
+        .await
+        .unwrap_or_else(|output| panic!("kubectl {args:?} failed:\n{output}"))
+}
+
+/// As [`kubectl`], but a failure is returned (all of kubectl's output) rather than a panic.
+pub async fn try_kubectl(ns: &TestNs, args: &[&str], stdin: &str) -> Result<String, String> {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     all.extend(["-n".to_string(), ns.name.clone()]);
     let (kubeconfig, input) = (ns.kubeconfig.clone(), stdin.to_string());
     let (stdout, stderr) = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        run_kubectl(&kubeconfig, &args, &input)
+        try_run_kubectl(&kubeconfig, &args, &input)
     })
     .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    stdout + &stderr
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    Ok(stdout + &stderr)
 }
 
 /// Builds a typed object from JSON (test fixtures read best as manifests).

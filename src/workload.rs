@@ -462,9 +462,10 @@ pub struct Template {
 impl Template {
     pub fn of(t: &PodTemplateSpec) -> Self {
         let digest = digest::template_digest(Some(t), CONFIG_HASH);
-        let without = digest::without_reloader_writes(t);
-        let digest_without_reloader =
-            (&without != t).then(|| digest::template_digest(Some(&without), CONFIG_HASH).into());
+        let digest_without_reloader = digest::has_reloader_writes(t).then(|| {
+            let without = digest::without_reloader_writes(t);
+            digest::template_digest(Some(&without), CONFIG_HASH).into()
+        });
         let annotations = t.metadata.as_ref().and_then(|m| m.annotations.clone());
         let references = t.spec.as_ref().map(references).unwrap_or_default();
         Template {

@@ -41,6 +41,15 @@ pub enum Change {
     /// `--resources-to-ignore` turned on): the running pods need nothing new, so the baseline is
     /// recorded without a rollout.
     Untracked { removed: Vec<String> },
+    /// The configs differ from a baseline someone else wrote: a `kubectl rollout undo` of a
+    /// Deployment restores an older baseline together with the older pod template it was
+    /// recorded with (so the template digests agree), and the pods the undo starts read the
+    /// configs as they are; a GitOps tool re-applying a copy of kube-reloader's annotations does
+    /// the same without a rollout of its own, and rolling for it would fight the tool. Either
+    /// way the record no longer says what the running pods read: record the present, roll
+    /// nothing. `changed` names the configs that differ from that record (none when it matches
+    /// the present: it is recorded again all the same, to be kube-reloader's own once more).
+    Restored { changed: Vec<String> },
     /// The configs changed and the pod template did not: roll out. `changed` names the objects
     /// whose digest differs (objects no longer tracked are not a reason to roll, and left out).
     Roll { changed: Vec<String> },
@@ -55,10 +64,19 @@ pub enum Change {
 /// changed within that window, before or after the config change, or while no kube-reloader was
 /// leading. A template change made earlier than that is already in the record, and the config
 /// change then rolls.
+///
+/// A baseline someone else wrote ([`Recorded::by_others`]) is [`Change::Restored`], whatever
+/// else changed: even one that matches the present is recorded again, so that it is
+/// kube-reloader's once more and the next config change rolls.
 pub fn classify(recorded: Option<&Recorded>, current: &WorkloadDigest, template: &str) -> Change {
     let Some(recorded) = recorded else {
         return Change::FirstSight;
     };
+    if recorded.by_others {
+        return Change::Restored {
+            changed: recorded.changed(current),
+        };
+    }
     let template_changed = recorded.template.as_deref().is_some_and(|t| t != template);
     if recorded.hash == current.hash {
         return match &recorded.template {
@@ -142,6 +160,7 @@ pub enum Record {
     Template,
     KeyRotated,
     Covered { changed: Vec<String> },
+    Restored { changed: Vec<String> },
 }
 
 /// What a reconcile does.
@@ -209,6 +228,8 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
         // to see the whole of it.
         Change::Template => (Then::Record(Record::Template), true),
         Change::Covered { changed } => (Then::Record(Record::Covered { changed }), true),
+        // As a template change: a config change in the same window is part of it.
+        Change::Restored { changed } => (Then::Record(Record::Restored { changed }), true),
         Change::Roll { changed } => (Then::Roll(changed), true),
     };
     // An object missing from the store gets one window to arrive before its absence is checked.
@@ -391,6 +412,44 @@ mod tests {
     }
 
     #[test]
+    fn a_baseline_someone_else_wrote_is_recorded_again_whatever_changed() {
+        let base = digest(Some(1), Some(1), "k1");
+        // `kubectl rollout undo` after a rollout: the baseline of the revision rolled back to,
+        // restored with its pod template (same template digest), against the configs of now.
+        let restored = record(&base).written_by_others(true);
+        let now = digest(Some(2), Some(1), "k1");
+        assert_eq!(
+            classify(Some(&restored), &now, T1),
+            Change::Restored {
+                changed: vec!["ConfigMap/app".into()]
+            }
+        );
+        // The same record written by kube-reloader is a config change to roll.
+        assert_eq!(
+            classify(Some(&record(&base)), &now, T1),
+            roll(&["ConfigMap/app"])
+        );
+        // Whatever else differs: the template, the key, a deletion.
+        assert!(matches!(
+            classify(Some(&restored), &now, T2),
+            Change::Restored { .. }
+        ));
+        assert!(matches!(
+            classify(Some(&restored), &digest(Some(1), Some(9), "k2"), T1),
+            Change::Restored { .. }
+        ));
+        assert!(matches!(
+            classify(Some(&restored), &digest(None, Some(1), "k1"), T1),
+            Change::Restored { .. }
+        ));
+        // Matching the present, it is recorded again all the same, to be kube-reloader's own.
+        assert_eq!(
+            classify(Some(&restored), &base, T1),
+            Change::Restored { changed: vec![] }
+        );
+    }
+
+    #[test]
     fn absences_to_confirm_are_those_not_recorded_absent() {
         let two = |a: Option<u8>, b: Option<u8>| {
             WorkloadDigest::new(
@@ -550,6 +609,27 @@ mod tests {
                     Action::Confirm {
                         absent: changed(&["ConfigMap/app-b"]),
                     },
+                )
+            },
+            case(
+                "restored by someone else: a window, as for a template change",
+                Change::Restored {
+                    changed: changed(&["ConfigMap/app"]),
+                },
+                Closed,
+                Action::Debounce { open: true },
+            ),
+            Case {
+                tokens: false,
+                ..case(
+                    "restored by someone else: recorded, not rolled",
+                    Change::Restored {
+                        changed: changed(&["ConfigMap/app"]),
+                    },
+                    Passed,
+                    Action::Record(Record::Restored {
+                        changed: changed(&["ConfigMap/app"]),
+                    }),
                 )
             },
             case(

@@ -18,6 +18,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::references::{ConfigKind, Keys};
 
@@ -319,6 +320,9 @@ pub struct Recorded {
     /// The pod template's digest when the baseline was recorded ([`template_digest`]); `None` in
     /// baselines written before kube-reloader recorded it.
     pub template: Option<String>,
+    /// Its value was written by someone other than kube-reloader ([`written_by_others`]): a
+    /// `kubectl rollout undo` restoring an older baseline, a copy of the annotations re-applied.
+    pub by_others: bool,
 }
 
 impl Recorded {
@@ -344,7 +348,14 @@ impl Recorded {
             key_id,
             parts,
             template: None,
+            by_others: false,
         })
+    }
+
+    /// The same record, noting whether someone other than kube-reloader wrote it.
+    pub fn written_by_others(mut self, by_others: bool) -> Self {
+        self.by_others = by_others;
+        self
     }
 
     /// The same record, with the pod-template digest of a `template-hash` annotation.
@@ -362,6 +373,7 @@ impl Recorded {
             key_id: digest.key_id.clone(),
             parts: digest.parts.clone(),
             template: Some(template.to_string()),
+            by_others: false,
         }
     }
 
@@ -382,6 +394,30 @@ impl Recorded {
         names.sort();
         names
     }
+}
+
+/// Whether the object's annotation `annotation` holds a value that field manager `manager` did
+/// not write: the API server's managedFields give each field to the manager that last set its
+/// value, so a value someone else changed (a `kubectl rollout undo` of a Deployment restores the
+/// workload's annotations from the ReplicaSet it rolls back to; a GitOps tool re-applies a copy
+/// of them) is no longer `manager`'s. False when the annotation is absent, or when the object has
+/// no managedFields at all (nothing tells who wrote it).
+pub fn written_by_others(meta: &ObjectMeta, annotation: &str, manager: &str) -> bool {
+    let present = meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(annotation));
+    let Some(entries) = meta.managed_fields.as_ref().filter(|e| !e.is_empty()) else {
+        return false;
+    };
+    let field = format!("f:{annotation}");
+    let ours = entries
+        .iter()
+        .filter(|e| e.manager.as_deref() == Some(manager))
+        .filter(|e| e.subresource.as_deref().unwrap_or_default().is_empty())
+        .filter_map(|e| e.fields_v1.as_ref())
+        .any(|f| f.0["f:metadata"]["f:annotations"].get(&field).is_some());
+    present && !ours
 }
 
 /// Lowercase hex.
@@ -645,5 +681,63 @@ mod tests {
         assert_eq!(Recorded::parse(Some("abc"), None), None);
         assert_eq!(Recorded::parse(Some(&"z".repeat(64)), None), None);
         assert!(Recorded::parse(Some(&"a".repeat(64)), None).is_some());
+    }
+
+    #[test]
+    fn a_baseline_is_someone_elses_when_its_manager_lost_the_field() {
+        const KEY: &str = "kube-reloader.io/config-hash";
+        let meta = |annotated: bool, entries: serde_json::Value| -> ObjectMeta {
+            let annotations = if annotated {
+                serde_json::json!({KEY: "h"})
+            } else {
+                serde_json::json!({})
+            };
+            serde_json::from_value(serde_json::json!({
+                "annotations": annotations,
+                "managedFields": entries,
+            }))
+            .unwrap()
+        };
+        let entry = |manager: &str, subresource: &str, fields: serde_json::Value| {
+            serde_json::json!({
+                "manager": manager, "operation": "Apply", "apiVersion": "apps/v1",
+                "subresource": subresource, "fieldsType": "FieldsV1", "fieldsV1": fields,
+            })
+        };
+        let annotation = serde_json::json!({"f:metadata": {"f:annotations": {"f:kube-reloader.io/config-hash": {}}}});
+        let image = serde_json::json!({"f:spec": {"f:template": {}}});
+        let by_others = |m: &ObjectMeta| written_by_others(m, KEY, "kube-reloader");
+        // Written by kube-reloader (an Apply or an Update entry alike), alone or with others.
+        assert!(!by_others(&meta(
+            true,
+            serde_json::json!([entry("kube-reloader", "", annotation.clone())])
+        )));
+        assert!(!by_others(&meta(
+            true,
+            serde_json::json!([
+                entry("gitops", "", annotation.clone()),
+                entry("kube-reloader", "", annotation.clone())
+            ])
+        )));
+        // Rewritten by `kubectl rollout undo`: the field moved to its manager.
+        assert!(by_others(&meta(
+            true,
+            serde_json::json!([
+                entry("kube-reloader", "", image.clone()),
+                entry("kubectl-rollout", "", annotation.clone())
+            ])
+        )));
+        // kube-reloader's entry for a subresource does not count.
+        assert!(by_others(&meta(
+            true,
+            serde_json::json!([entry("kube-reloader", "status", annotation.clone())])
+        )));
+        // No annotation, or no managedFields at all: nothing to say.
+        assert!(!by_others(&meta(
+            false,
+            serde_json::json!([entry("kubectl-rollout", "", image)])
+        )));
+        assert!(!by_others(&meta(true, serde_json::json!([]))));
+        assert!(!by_others(&ObjectMeta::default()));
     }
 }

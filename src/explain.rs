@@ -312,7 +312,7 @@ pub fn explain(
     let key_id = key.map(SecretKey::id).unwrap_or("unknown");
     let current = store.workload_digest(&namespace, &tracked, key_id);
     out.current = Some(current.hash_annotation());
-    let recorded = recorded_baseline(annotations);
+    let recorded = recorded_baseline(obj);
     if key.is_none() && current.key_id.is_some() && recorded.is_some() {
         out.state = State::Unknown;
         out.status = "unknown: the digest key Secret could not be read, so Secret digests cannot be compared".into();
@@ -350,6 +350,18 @@ pub fn explain(
         Change::Covered { changed } => {
             let status = format!(
                 "no rollout needed: {} changed, and the pod template changed at the same time: the new pods read the new config. The controller records the new baseline and rolls nothing.",
+                changed_text(&changed)
+            );
+            out.changed = changed;
+            (State::Covered, status)
+        }
+        Change::Restored { changed } if changed.is_empty() => (
+            State::UpToDate,
+            "up to date; the baseline was rewritten by someone else with the values it holds: the controller records it again, without a rollout".into(),
+        ),
+        Change::Restored { changed } => {
+            let status = format!(
+                "no rollout needed: the baseline was rewritten by someone else (kubectl rollout undo restores an older one along with its pod template), and {} differs from it; the pods of that rollout read the configs as they are. The controller records the new baseline and rolls nothing.",
                 changed_text(&changed)
             );
             out.changed = changed;

@@ -31,6 +31,9 @@ pub enum Outcome {
     covered,
     /// Only the pod template changed (someone else's rollout): its digest recorded.
     template_changed,
+    /// The baseline on the workload was written by someone else (`kubectl rollout undo`
+    /// restores an older one): the present recorded, nothing rolled.
+    restored,
     /// The write failed.
     failed,
 }

@@ -523,7 +523,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
     // alone rolls. Its baselines live in memory, digested the same way.
     let template_now = workload::template_digest(template, ctx.settings.dry_run);
     let annotations = obj.annotations();
-    let mut recorded = recorded_baseline(annotations);
+    let mut recorded = recorded_baseline(obj.as_ref());
     if ctx.settings.dry_run {
         let simulated = locked(&ctx.dry_run_baselines);
         if let Some(r) = simulated.get(&wref) {
@@ -770,6 +770,7 @@ async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Ac
                 }
                 Record::Template => Outcome::template_changed,
                 Record::Covered { .. } => Outcome::covered,
+                Record::Restored { .. } => Outcome::restored,
             };
             ctx.metrics.rollout(wref.kind, &wref.namespace, outcome);
             match why {
@@ -794,6 +795,18 @@ async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Ac
                         "recorded a new baseline: the pod template changed at the same time as its configs, so the new pods read the new config (nothing rolled)");
                     let note = format!(
                         "{what} changed, and the pod template changed at the same time: the new pods read the new config. Recorded the new baseline; kube-reloader rolled nothing."
+                    );
+                    publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note);
+                }
+                Record::Restored { changed } if changed.is_empty() => log(
+                    "recorded the baseline again: someone else had rewritten it, with the values it holds (nothing rolled)",
+                ),
+                Record::Restored { changed } => {
+                    let what = changed_text(&changed);
+                    tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
+                        "recorded a new baseline: the one on the workload was written by someone else (kubectl rollout undo restores an older one with its pod template), and the pods of that rollout read the configs as they are (nothing rolled)");
+                    let note = format!(
+                        "The baseline on this workload was rewritten by someone else (kubectl rollout undo restores an older one along with its pod template); {what} differs from it, and the pods of that rollout read the configs as they are. Recorded the new baseline; kube-reloader rolled nothing."
                     );
                     publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note);
                 }
@@ -845,10 +858,13 @@ fn decide_again(wref: &WorkloadRef) -> Action {
 }
 
 /// The baseline a workload records on its metadata, `None` before the first.
-pub fn recorded_baseline(annotations: &BTreeMap<String, String>) -> Option<Recorded> {
+pub fn recorded_baseline(obj: &Workload) -> Option<Recorded> {
+    let annotations = obj.annotations();
     let get = |key: &str| annotations.get(key).map(String::as_str);
-    Recorded::parse(get(written::CONFIG_HASH), get(written::TRACKED))
-        .map(|r| r.with_template(get(written::TEMPLATE_HASH)))
+    Recorded::parse(get(written::CONFIG_HASH), get(written::TRACKED)).map(|r| {
+        r.with_template(get(written::TEMPLATE_HASH))
+            .written_by_others(obj.baseline_by_others)
+    })
 }
 
 /// The changed objects, as messages name them.

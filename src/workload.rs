@@ -16,6 +16,7 @@ use kube::core::DynamicResourceScope;
 use serde::Deserialize;
 
 use crate::digest;
+use crate::reconcile::FIELD_MANAGER;
 use crate::reconcile::written::CONFIG_HASH;
 use crate::references::{ConfigKind, References, Usage, references};
 
@@ -400,6 +401,11 @@ pub struct Workload {
     pub template_ref: Option<TemplateRef>,
     /// Argo Rollouts' `spec.restartAt`.
     pub restart_at: Option<String>,
+    /// Whether its baseline (`kube-reloader.io/config-hash`) holds a value someone other than
+    /// kube-reloader wrote ([`digest::written_by_others`]), for the kinds written by server-side
+    /// apply (whose next write makes the field kube-reloader's again; a merge patch of the same
+    /// value would not).
+    pub baseline_by_others: bool,
 }
 
 impl Workload {
@@ -430,12 +436,15 @@ impl Workload {
             ),
             _ => (None, None),
         };
+        let baseline_by_others =
+            kind.0.apply && digest::written_by_others(&metadata, CONFIG_HASH, FIELD_MANAGER);
         Workload {
             kind,
             metadata: slim(metadata),
             template,
             template_ref,
             restart_at,
+            baseline_by_others,
         }
     }
 
@@ -687,6 +696,38 @@ mod tests {
             Some("true")
         );
         assert_eq!((w.template_ref, w.restart_at), (None, None));
+    }
+
+    #[test]
+    fn a_baseline_rewritten_by_someone_else_is_noted_for_applied_kinds_only() {
+        let object = |api_version: &str, kind: &str, owner: &str| {
+            dynamic(json!({
+                "apiVersion": api_version, "kind": kind,
+                "metadata": {
+                    "name": "web", "namespace": "app",
+                    "annotations": {CONFIG_HASH: "h"},
+                    "managedFields": [{
+                        "manager": owner, "operation": "Update", "apiVersion": api_version,
+                        "fieldsType": "FieldsV1",
+                        "fieldsV1": {"f:metadata": {"f:annotations": {"f:kube-reloader.io/config-hash": {}}}},
+                    }],
+                },
+                "spec": {"template": {}},
+            }))
+        };
+        let deployment = |owner| {
+            Workload::from_dynamic(
+                object("apps/v1", "Deployment", owner),
+                WorkloadKind::DEPLOYMENT,
+            )
+        };
+        assert!(deployment("kubectl-rollout").baseline_by_others);
+        assert!(!deployment(FIELD_MANAGER).baseline_by_others);
+        // A kind written by merge patch: a write of the same value would not take the field
+        // back, so who wrote it is not asked.
+        let widget = WorkloadKind::parse("example.com/v1/Widget").expect("a kind");
+        let w = Workload::from_dynamic(object("example.com/v1", "Widget", "other"), widget);
+        assert!(!w.baseline_by_others);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::alerts::{self, WebhookUrl};
+use crate::client::Timeouts;
 use crate::optin;
 use crate::references::ConfigKind;
 use crate::workload::{self, WorkloadKind};
@@ -177,6 +178,20 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
     pub retry_period: Duration,
 
+    /// A watch that receives nothing, no event and no bookmark, for this long is taken for dead
+    /// (a load balancer or NAT dropped its connection without closing it, or the API server
+    /// stopped answering) and restarted on a fresh connection. The API server is asked to end
+    /// every watch 3 s sooner, after a bookmark, so a live one is never silent that long. At
+    /// least 10s.
+    #[arg(long, env = "KUBE_RELOADER_WATCH_TIMEOUT", default_value = "45s", value_parser = parse_watch_timeout)]
+    pub watch_timeout: Duration,
+
+    /// A request to the API server other than a watch (a get, list, apply or patch; the Lease's,
+    /// at most the renewal grace, --lease-duration minus --renew-deadline) that has no answer
+    /// within this fails, and is retried on a fresh connection. At least 1s.
+    #[arg(long, env = "KUBE_RELOADER_REQUEST_TIMEOUT", default_value = "20s", value_parser = parse_request_timeout)]
+    pub request_timeout: Duration,
+
     /// On SIGTERM, how long in-flight reconciles may take to finish before the process exits
     /// (keep it below the pod's terminationGracePeriodSeconds).
     #[arg(long, env = "KUBE_RELOADER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
@@ -265,6 +280,14 @@ pub enum Output {
 }
 
 impl Args {
+    /// How long the client waits on the API server before taking a connection for dead.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            request: self.request_timeout,
+            watch: self.watch_timeout,
+        }
+    }
+
     /// Lease duration and renewal grace in whole seconds, checked for consistency.
     pub fn lease_seconds(&self) -> Result<(u64, u64), String> {
         let duration = self.lease_duration.as_secs();
@@ -318,6 +341,24 @@ impl Args {
 }
 
 /// Parses `1500ms`, `2s`, `1m30s`, `1h`, or a bare number of seconds.
+/// `--watch-timeout`: a duration of at least 10 s (the API server ends watches 3 s sooner).
+fn parse_watch_timeout(s: &str) -> Result<Duration, String> {
+    at_least(s, Duration::from_secs(10))
+}
+
+/// `--request-timeout`: a duration of at least 1 s.
+fn parse_request_timeout(s: &str) -> Result<Duration, String> {
+    at_least(s, Duration::from_secs(1))
+}
+
+fn at_least(s: &str, min: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min {
+        return Err(format!("{s:?} is less than {}s", min.as_secs()));
+    }
+    Ok(d)
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
@@ -526,6 +567,32 @@ mod tests {
         assert!(a.namespaces.is_empty());
         assert_eq!(a.max_concurrent_reconciles, 16);
         assert_eq!(a.kinds(), WorkloadKind::BUILT_IN);
+        assert_eq!(
+            a.timeouts(),
+            Timeouts {
+                request: Duration::from_secs(20),
+                watch: Duration::from_secs(45),
+            }
+        );
+        let t = Args::try_parse_from([
+            "kube-reloader",
+            "--watch-timeout=1m",
+            "--request-timeout=5s",
+        ])
+        .unwrap()
+        .timeouts();
+        assert_eq!((t.watch.as_secs(), t.request.as_secs()), (60, 5));
+        // A watch bound the API server could not end a watch before; no bound at all.
+        for bad in [
+            "--watch-timeout=9s",
+            "--request-timeout=500ms",
+            "--request-timeout=0s",
+        ] {
+            assert!(
+                Args::try_parse_from(["kube-reloader", bad]).is_err(),
+                "{bad}"
+            );
+        }
         let a = Args::try_parse_from([
             "kube-reloader",
             "--kinds=deployment,sts",

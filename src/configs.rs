@@ -320,7 +320,7 @@ pub struct WatchHooks<C, L, F> {
     pub changed: C,
     /// A complete list was delivered.
     pub listed: L,
-    /// The watch failed and will be retried.
+    /// The watch failed, for this cause, and will be retried.
     pub failed: F,
 }
 
@@ -332,7 +332,7 @@ pub async fn watch<K: ConfigObject>(
     store: std::sync::Arc<ConfigStore>,
     key: SecretKey,
     reloader_compat: bool,
-    hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(), impl Fn()>,
+    hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(), impl Fn(Cause)>,
 ) {
     let page = sample_page_size(&api, &config).await;
     tracing::debug!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
@@ -367,8 +367,8 @@ pub async fn watch<K: ConfigObject>(
                 store.remove(&key_of(&obj), &hooks.changed);
             }
             Err(e) => {
-                (hooks.failed)();
                 let cause = Cause::of(&e);
+                (hooks.failed)(cause);
                 tracing::warn!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), cause = cause.as_str(), error = %e,
                     "{}", cause.advice(&format!("{}s", K::KIND)));
             }

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::alerts::{self, AlertError, Alerts};
 use crate::cli::Args;
+use crate::client;
 use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
 use crate::decision::Window;
 use crate::faults::Cause;
@@ -299,6 +300,7 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
         Some(ns) => Api::namespaced_with(client, ns, &resource),
         None => Api::all_with(client, &resource),
     };
+    let watched = scope.clone().unwrap_or_else(|| "*".to_string());
     let trigger_type = resource.clone();
     let triggers = triggers
         .map(move |(ns, name)| ObjectRef::new_with(&name, trigger_type.clone()).within(&ns));
@@ -373,15 +375,9 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
                 }
                 Err(ControllerError::ReconcilerFailed(..)) => {} // logged by error_policy
                 Err(ControllerError::QueueError(e)) => {
-                    index_ctx
-                        .metrics
-                        .watch_restarts
-                        .get_or_create(&KindLabels {
-                            kind: kind.as_str(),
-                        })
-                        .inc();
                     let cause = Cause::of(&e);
-                    tracing::warn!(kind = %kind, cause = cause.as_str(), error = %e,
+                    index_ctx.metrics.watch_restart(kind.as_str(), cause);
+                    tracing::warn!(kind = %kind, scope = %watched, cause = cause.as_str(), error = %e,
                         "{}", cause.advice(&kind.plural_name()));
                 }
                 Err(e) => tracing::warn!(kind = %kind, error = %e, "controller error"),
@@ -435,9 +431,10 @@ fn spawn_config_watch<K: ConfigObject>(
     client: &Client,
     scope: &Option<String>,
     selector: Option<String>,
+    watch: &watcher::Config,
     ctx: &Arc<Context>,
 ) {
-    let mut config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
+    let mut config = watch.clone().page_size(LIST_PAGE_SIZE);
     if let Some(s) = selector {
         config = config.fields(&s);
     }
@@ -462,7 +459,7 @@ fn spawn_config_watch<K: ConfigObject>(
                     .unwrap_or_default();
                 ctx.metrics.last_sync.set(now);
             },
-            failed: || ctx.metrics.watch_restart(K::KIND),
+            failed: |cause| ctx.metrics.watch_restart(K::KIND.as_str(), cause),
         };
         configs::watch::<K>(api, config, scope, store, key, compat, hooks).await
     });
@@ -483,7 +480,13 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     if config_kinds.is_empty() {
         return Err(RunError::IgnoringAll);
     }
-    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| RunError::Client(kube::Error::InferConfig(e)))?;
+    let timeouts = args.timeouts();
+    let client = client::build(config.clone(), timeouts).map_err(RunError::Client)?;
+    // Every watch is asked to end before the client would take it for dead.
+    let watch = watcher::Config::default().timeout(timeouts.watch_server_seconds());
     let controller_ns = args.controller_namespace();
     let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
     tracing::info!(
@@ -561,34 +564,35 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let ctx = Arc::new(ctx.with_alerts(alerts));
     tokio::spawn(update_gauges(Arc::clone(&ctx)));
     if args.namespace_selector.is_some() {
-        let (ctx, client) = (Arc::clone(&ctx), client.clone());
+        let (ctx, client, watch) = (Arc::clone(&ctx), client.clone(), watch.clone());
         health.watch_namespaces(Arc::clone(&ctx.namespaces));
         tokio::spawn(async move {
             let on_change = |changed| ctx.namespaces_changed(changed);
-            let failed = || {
-                let labels = KindLabels { kind: "Namespace" };
-                ctx.metrics.watch_restarts.get_or_create(&labels).inc();
-            };
-            ctx.namespaces.watch(client, on_change, failed).await;
+            let failed = |cause| ctx.metrics.watch_restart("Namespace", cause);
+            ctx.namespaces.watch(client, watch, on_change, failed).await;
         });
     }
 
     for scope in &scopes {
         if config_kinds.contains(&ConfigKind::ConfigMap) {
             let cm_selector = field_selector(&args.ignore_namespaces, &[]);
-            spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &ctx);
+            spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &watch, &ctx);
         }
         if config_kinds.contains(&ConfigKind::Secret) {
             let secret_selector = field_selector(&args.ignore_namespaces, skipped);
-            spawn_config_watch::<Secret>(&client, scope, secret_selector, &ctx);
+            spawn_config_watch::<Secret>(&client, scope, secret_selector, &watch, &ctx);
         }
     }
     let named_kinds = args.named_kinds();
+    let mut workload_watch = watch.clone();
+    if let Some(s) = field_selector(&args.ignore_namespaces, &[]) {
+        workload_watch = workload_watch.fields(&s);
+    }
     let spawn_workers = || {
         Workers::start(
             &client,
             &scopes,
-            &args.ignore_namespaces,
+            &workload_watch,
             &named_kinds,
             &ctx,
             &router,
@@ -608,7 +612,18 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         return Ok(());
     }
 
-    let mut lease = lease::Elector::start(client.clone(), &controller_ns, &args)
+    // The Lease's requests have a client of their own, bounded by the renewal grace.
+    let (_, grace) = args
+        .lease_seconds()
+        .map_err(|e| RunError::Lease(lease::LeaseError::Settings(e)))?;
+    let lease_timeouts = client::Timeouts {
+        request: lease::request_timeout(grace, timeouts.request),
+        ..timeouts
+    };
+    let lease_client = client::build(config, lease_timeouts).map_err(RunError::Client)?;
+    let lease_metrics = Arc::clone(&metrics);
+    let failed = move |cause| lease_metrics.watch_restart("Lease", cause);
+    let mut lease = lease::Elector::start(lease_client, &controller_ns, &args, watch, failed)
         .await
         .map_err(RunError::Lease)?;
     let mut workers: Option<Workers> = None;
@@ -661,7 +676,8 @@ struct KindWatch {
     /// Whether it is looked for again while it is not served.
     unserved: Unserved,
     scopes: Vec<Option<String>>,
-    selector: Option<String>,
+    /// The watches' configuration: the server's timeout, the ignored namespaces.
+    watch: watcher::Config,
     receivers: Vec<mpsc::UnboundedReceiver<Trigger>>,
     ctx: Arc<Context>,
     health: Arc<Health>,
@@ -722,10 +738,7 @@ impl KindWatch {
         self.ctx.set_api_resource(self.kind, resource.clone());
         let mut tasks = locked(&self.tasks);
         for (scope, triggers) in self.scopes.into_iter().zip(self.receivers) {
-            let mut config = watcher::Config::default().page_size(WORKLOAD_PAGE_SIZE);
-            if let Some(s) = &self.selector {
-                config = config.fields(s);
-            }
+            let config = self.watch.clone().page_size(WORKLOAD_PAGE_SIZE);
             let ready = Arc::new(AtomicBool::new(false));
             let parts = ControllerParts {
                 client: self.client.clone(),
@@ -749,7 +762,7 @@ impl Workers {
     fn start(
         client: &Client,
         scopes: &[Option<String>],
-        ignored: &[String],
+        watch: &watcher::Config,
         named_kinds: &[WorkloadKind],
         ctx: &Arc<Context>,
         router: &Arc<TriggerRouter>,
@@ -773,7 +786,7 @@ impl Workers {
                 kind,
                 unserved: when_unserved(kind, named_kinds),
                 scopes: scopes.to_vec(),
-                selector: field_selector(ignored, &[]),
+                watch: watch.clone(),
                 receivers,
                 ctx: Arc::clone(ctx),
                 health: Arc::clone(health),

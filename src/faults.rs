@@ -1,8 +1,50 @@
 //! What a failed watch means for the user: its cause told apart (the API server unreachable,
-//! credentials refused, RBAC, an API not served, the server failing), with what to do about it.
-//! One message per cause, so a connection error is never blamed on RBAC.
+//! credentials refused, RBAC, an API not served, the server failing, a connection gone silent),
+//! with what to do about it. One message per cause, so a connection error is never blamed on RBAC.
+
+use std::time::Duration;
 
 use kube::runtime::watcher;
+
+/// The API server did not answer within a bound: the connection is taken for dead (a load
+/// balancer or NAT dropped it without closing it, its peer died without a FIN), or the API server
+/// is not answering. Raised by the client (`crate::client`), told apart here.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Silence {
+    /// An open watch received nothing, no event and no bookmark, for `idle`.
+    #[error(
+        "the watch {what} received nothing (no event, no bookmark) for {}s: its connection is taken for dead",
+        .idle.as_secs()
+    )]
+    Watch { what: String, idle: Duration },
+    /// A request had no answer (or its answer stopped arriving) within `waited`.
+    #[error(
+        "{what} got no answer within {}s: its connection is taken for dead, or the API server is not answering",
+        .waited.as_secs()
+    )]
+    Request { what: String, waited: Duration },
+}
+
+impl Silence {
+    /// The silence somewhere in `error`'s chain of causes.
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Silence> {
+        let mut at = Some(error);
+        while let Some(e) = at {
+            if let Some(silence) = e.downcast_ref::<Silence>() {
+                return Some(silence);
+            }
+            // An io::Error's source() is its inner error's source, not the inner error itself.
+            at = match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => e.source(),
+            };
+        }
+        None
+    }
+}
 
 /// Why a watch (or a list) failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +59,10 @@ pub enum Cause {
     NotServed,
     /// 5xx or 429: the API server answered, but failed or is overloaded.
     ServerError(u16),
+    /// An open watch received nothing for this many seconds ([`Silence::Watch`]).
+    Stalled(u64),
+    /// A request had no answer within this many seconds ([`Silence::Request`]).
+    TimedOut(u64),
     /// Anything else (a malformed answer, an expired watch).
     Other,
 }
@@ -35,6 +81,11 @@ impl Cause {
 
     /// The cause of a client error.
     pub fn of_client(error: &kube::Error) -> Cause {
+        match Silence::find(error) {
+            Some(Silence::Watch { idle, .. }) => return Cause::Stalled(idle.as_secs()),
+            Some(Silence::Request { waited, .. }) => return Cause::TimedOut(waited.as_secs()),
+            None => {}
+        }
         match error {
             kube::Error::Api(status) => Self::of_code(status.code),
             kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
@@ -62,6 +113,8 @@ impl Cause {
             Cause::Forbidden => "forbidden",
             Cause::NotServed => "not_served",
             Cause::ServerError(_) => "server_error",
+            Cause::Stalled(_) => "stalled",
+            Cause::TimedOut(_) => "timeout",
             Cause::Other => "other",
         }
     }
@@ -83,6 +136,12 @@ impl Cause {
             ),
             Cause::ServerError(code) => format!(
                 "watching {what} failed: the API server answered {code} (failing or overloaded). Retrying with backoff"
+            ),
+            Cause::Stalled(secs) => format!(
+                "watching {what} stalled: nothing arrived (no event, no bookmark) for {secs}s, so its connection is taken for dead (a load balancer or NAT dropped it without closing it, or the API server stopped answering). Restarting the watch on a fresh connection; changes made meanwhile are delivered by it"
+            ),
+            Cause::TimedOut(secs) => format!(
+                "watching {what} failed: the API server did not answer within {secs}s (a dead connection, or the API server is not answering). Retrying with backoff on a fresh connection"
             ),
             Cause::Other => format!("watching {what} failed. Retrying with backoff"),
         }
@@ -136,6 +195,26 @@ mod tests {
                 Cause::Other,
             ),
             (watcher::Error::NoResourceVersion, Cause::Other),
+            // A watch gone silent: the client's error inside the body's io::Error.
+            (
+                watcher::Error::WatchFailed(kube::Error::ReadEvents(std::io::Error::other(
+                    Silence::Watch {
+                        what: "of /api/v1/configmaps".into(),
+                        idle: std::time::Duration::from_secs(45),
+                    },
+                ))),
+                Cause::Stalled(45),
+            ),
+            // A request unanswered: the client's error as the service's.
+            (
+                watcher::Error::WatchStartFailed(kube::Error::Service(Box::new(
+                    Silence::Request {
+                        what: "GET /api/v1/configmaps".into(),
+                        waited: std::time::Duration::from_secs(20),
+                    },
+                ))),
+                Cause::TimedOut(20),
+            ),
         ];
         for (error, want) in cases {
             assert_eq!(Cause::of(&error), want, "{error}");
@@ -149,6 +228,8 @@ mod tests {
             Cause::Unauthorized,
             Cause::NotServed,
             Cause::ServerError(500),
+            Cause::Stalled(45),
+            Cause::TimedOut(20),
             Cause::Other,
         ] {
             assert!(!cause.advice("ConfigMaps").contains("RBAC"), "{cause:?}");
@@ -160,5 +241,22 @@ mod tests {
                 .advice("Deployments")
                 .contains("could not be reached")
         );
+    }
+
+    #[test]
+    fn a_silent_watch_is_named_with_how_long_it_was_silent() {
+        let advice = Cause::Stalled(45).advice("ConfigMaps");
+        assert!(advice.contains("watching ConfigMaps stalled"), "{advice}");
+        assert!(advice.contains("for 45s"), "{advice}");
+        let silence = Silence::Watch {
+            what: "of /api/v1/namespaces/shop/configmaps".into(),
+            idle: std::time::Duration::from_secs(45),
+        };
+        assert_eq!(
+            silence.to_string(),
+            "the watch of /api/v1/namespaces/shop/configmaps received nothing (no event, no bookmark) for 45s: its connection is taken for dead"
+        );
+        assert_eq!(Cause::Stalled(45).as_str(), "stalled");
+        assert_eq!(Cause::TimedOut(20).as_str(), "timeout");
     }
 }

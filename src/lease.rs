@@ -1,6 +1,8 @@
 //! Leader election on a coordination.k8s.io/v1 Lease in the controller's namespace, through
 //! kube-lease-manager (kept for kube 5, server-side apply on the Lease, tolerant of clock skew).
 
+use std::time::Duration;
+
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
@@ -10,6 +12,7 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use thiserror::Error;
 
 use crate::cli::Args;
+use crate::faults::Cause;
 
 #[derive(Debug, Error)]
 pub enum LeaseError {
@@ -41,6 +44,15 @@ pub struct Elector {
     grace: u64,
     retry: std::time::Duration,
     identity: String,
+    /// The last Lease operation failed: the manager is rebuilt before anything else.
+    broken: bool,
+}
+
+/// The bound of every Lease request: the renewal grace (the leader renews when that much of the
+/// Lease is left), so a renewal that gets no answer fails, and the leader stops writing, by the
+/// time its Lease expires; never more than `request` (`--request-timeout`).
+pub fn request_timeout(grace_secs: u64, request: Duration) -> Duration {
+    Duration::from_secs(grace_secs.max(1)).min(request)
 }
 
 /// Who this replica is in the Lease: the pod name (downward API), else the host name, with a
@@ -60,21 +72,35 @@ fn identity() -> String {
     format!("{base}-{}", crate::digest::hex(&suffix))
 }
 
-/// A stream that yields whenever the Lease is seen with no holder.
+/// A stream that yields whenever the Lease is seen with no holder. Its watch's failures are
+/// logged and passed to `failed`.
 fn released(
     client: &Client,
     namespace: &str,
     name: &str,
+    config: watcher::Config,
+    failed: impl Fn(Cause) + Send + Sync + 'static,
 ) -> futures::stream::BoxStream<'static, ()> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let config = config.fields(&format!("metadata.name={name}"));
     watcher(api, config)
         .default_backoff()
         .applied_objects()
-        .filter_map(|lease| async move {
-            let lease = lease.ok()?;
-            let holder = lease.spec.and_then(|s| s.holder_identity);
-            holder.is_none_or(|h| h.is_empty()).then_some(())
+        .filter_map(move |lease| {
+            let released = match lease {
+                Ok(lease) => {
+                    let holder = lease.spec.and_then(|s| s.holder_identity);
+                    holder.is_none_or(|h| h.is_empty()).then_some(())
+                }
+                Err(e) => {
+                    let cause = Cause::of(&e);
+                    tracing::warn!(kind = "Lease", cause = cause.as_str(), error = %e,
+                        "{}", cause.advice("Leases"));
+                    failed(cause);
+                    None
+                }
+            };
+            async move { released }
         })
         .boxed()
 }
@@ -103,7 +129,15 @@ async fn build(
 }
 
 impl Elector {
-    pub async fn start(client: Client, namespace: &str, args: &Args) -> Result<Self, LeaseError> {
+    /// `client` should bound its requests by [`request_timeout`]; `watch` is the configuration of
+    /// the watch that notices a released Lease, and `failed` hears of its failures.
+    pub async fn start(
+        client: Client,
+        namespace: &str,
+        args: &Args,
+        watch: watcher::Config,
+        failed: impl Fn(Cause) + Send + Sync + 'static,
+    ) -> Result<Self, LeaseError> {
         let (duration, grace) = args.lease_seconds().map_err(LeaseError::Settings)?;
         let identity = identity();
         let manager = build(
@@ -119,7 +153,7 @@ impl Elector {
         Ok(Self {
             manager,
             leading: false,
-            released: released(&client, namespace, &args.lease_name),
+            released: released(&client, namespace, &args.lease_name, watch, failed),
             client,
             namespace: namespace.to_string(),
             name: args.lease_name.clone(),
@@ -127,14 +161,32 @@ impl Elector {
             grace,
             retry: args.retry_period,
             identity,
+            broken: false,
         })
     }
 
     /// Waits for this replica's leadership to change and returns it. Keeps the Lease renewed
-    /// while it is polled, so it must be polled continuously while leading. After an API
-    /// error, reports not leading (stop writing at once) and retries after --retry-period.
+    /// while it is polled, so it must be polled continuously while leading. A failed Lease
+    /// operation (a renewal without an answer within its bound included) reports not leading at
+    /// once, so that the caller stops writing; the next call retries every --retry-period until
+    /// the Lease can be read again, and reports leadership only once it is confirmed.
     pub async fn changed(&mut self) -> bool {
         loop {
+            if self.broken {
+                // A fresh manager starts as not leading and reports leadership again only after
+                // reading the Lease, so this replica's view cannot drift from it.
+                tokio::time::sleep(self.retry).await;
+                match self.rebuild().await {
+                    Ok(m) => {
+                        self.manager = m;
+                        self.broken = false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retrying");
+                        continue;
+                    }
+                }
+            }
             let result = tokio::select! {
                 r = self.manager.changed() => r,
                 // A standby sleeps until the holder's Lease would expire, trusting its cached
@@ -155,20 +207,11 @@ impl Elector {
                 Err(e) => {
                     tracing::warn!(identity = %self.identity, error = %e,
                         "Lease operation failed: not writing until the Lease is confirmed again");
-                    // A fresh manager starts as not leading and reports leadership again only
-                    // after reading the Lease, so this replica's view cannot drift from it.
-                    loop {
-                        tokio::time::sleep(self.retry).await;
-                        match self.rebuild().await {
-                            Ok(m) => {
-                                self.manager = m;
-                                break;
-                            }
-                            Err(e) => tracing::warn!(error = %e, "retrying"),
-                        }
+                    self.broken = true;
+                    if self.leading {
+                        self.leading = false;
+                        return false;
                     }
-                    self.leading = false;
-                    return false;
                 }
             }
         }
@@ -194,5 +237,19 @@ impl Elector {
                 tracing::warn!(identity = %self.identity, error = %e, "could not release the Lease; a standby takes over when it expires")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_request_fails_before_the_lease_would_expire() {
+        let request = Duration::from_secs(20);
+        // --lease-duration=15s, --renew-deadline=10s: renewed with 5 s left.
+        assert_eq!(request_timeout(5, request), Duration::from_secs(5));
+        assert_eq!(request_timeout(0, request), Duration::from_secs(1));
+        assert_eq!(request_timeout(60, request), request);
     }
 }

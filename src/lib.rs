@@ -5,12 +5,14 @@
 //! Pure rules: [`digest`], [`references`], [`optin`], [`decision`], [`ratelimit`], and
 //! [`workload`] (the kinds as data, the slim cached workload, how each is restarted), [`faults`]
 //! (what a failed watch means).
-//! The shell: [`configs`] (watched objects), [`index`], [`reconcile`], [`controller`], [`key`],
+//! The shell: [`client`] (the Kubernetes client, bounded so dead connections are noticed),
+//! [`configs`] (watched objects), [`index`], [`reconcile`], [`controller`], [`key`],
 //! [`metrics`] and [`http`] (metrics and probes), [`alerts`] (a webhook POST per rollout).
 #![forbid(unsafe_code)]
 
 pub mod alerts;
 pub mod cli;
+pub mod client;
 pub mod configs;
 pub mod controller;
 pub mod decision;

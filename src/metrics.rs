@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::references::ConfigKind;
+use crate::faults::Cause;
 use crate::workload::WorkloadKind;
 
 /// What a reconcile that found a difference did.
@@ -51,6 +51,13 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    pub kind: &'static str,
+    /// [`Cause::as_str`].
+    pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -73,7 +80,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<ReasonLabels, Counter>,
     pub watched_objects: Family<KindLabels, Gauge>,
     pub tracked_workloads: Gauge,
-    pub watch_restarts: Family<KindLabels, Counter>,
+    pub watch_restarts: Family<WatchLabels, Counter>,
     pub last_sync: Gauge<f64, AtomicU64>,
     pub leader: Gauge,
     pub absence_checks: Family<ResultLabels, Counter>,
@@ -114,10 +121,10 @@ impl Default for Metrics {
             "Opted-in workloads currently indexed",
             tracked_workloads.clone(),
         );
-        let watch_restarts = Family::<KindLabels, Counter>::default();
+        let watch_restarts = Family::<WatchLabels, Counter>::default();
         registry.register(
             "watch_restarts",
-            "Watch streams that failed and were restarted, by kind",
+            "Watch streams that failed and were restarted, by kind and cause (stalled: nothing arrived, so its connection was taken for dead)",
             watch_restarts.clone(),
         );
         let last_sync = Gauge::<f64, AtomicU64>::default();
@@ -198,11 +205,12 @@ impl Metrics {
         }
     }
 
-    pub fn watch_restart(&self, kind: ConfigKind) {
+    /// Counts a failed watch of `kind` (a workload kind, `ConfigMap`, `Secret`, `Namespace`,
+    /// `Lease`), by its cause.
+    pub fn watch_restart(&self, kind: &'static str, cause: Cause) {
+        let cause = cause.as_str();
         self.watch_restarts
-            .get_or_create(&KindLabels {
-                kind: kind.as_str(),
-            })
+            .get_or_create(&WatchLabels { kind, cause })
             .inc();
     }
 
@@ -224,7 +232,7 @@ mod tests {
         let m = Metrics::default();
         m.rollout(WorkloadKind::DEPLOYMENT, "shop", Outcome::rolled);
         m.error("write_failed");
-        m.watch_restart(ConfigKind::Secret);
+        m.watch_restart("Secret", Cause::Stalled(45));
         m.alerts_on();
         m.alert("failed");
         m.reconcile_duration
@@ -234,7 +242,7 @@ mod tests {
         for needle in [
             "kube_reloader_rollouts_total{kind=\"Deployment\",namespace=\"shop\",result=\"rolled\"} 1",
             "kube_reloader_reconcile_errors_total{reason=\"write_failed\"} 1",
-            "kube_reloader_watch_restarts_total{kind=\"Secret\"} 1",
+            "kube_reloader_watch_restarts_total{kind=\"Secret\",cause=\"stalled\"} 1",
             "kube_reloader_alerts_total{result=\"failed\"} 1",
             "kube_reloader_alerts_total{result=\"dropped\"} 0",
             "kube_reloader_reconcile_duration_seconds_bucket",

@@ -90,12 +90,18 @@ impl NamespaceFilter {
     /// Watches the matching namespaces until the process ends, calling `on_change` with every
     /// change after the first list, and `failed` on every failure of the watch (retried with
     /// backoff). Returns at once without a selector.
-    pub async fn watch(&self, client: Client, on_change: impl Fn(Changed), failed: impl Fn()) {
+    pub async fn watch(
+        &self,
+        client: Client,
+        config: watcher::Config,
+        on_change: impl Fn(Changed),
+        failed: impl Fn(Cause),
+    ) {
         let Some(selector) = &self.selector else {
             return;
         };
         let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
-        let config = watcher::Config::default().labels(selector);
+        let config = config.labels(selector);
         let mut stream = watcher(api, config).default_backoff().boxed();
         let mut listing: Option<HashSet<String>> = None;
         while let Some(event) = stream.next().await {
@@ -120,8 +126,8 @@ impl NamespaceFilter {
                 Ok(Event::Apply(ns)) => self.set(ns.name_any(), true),
                 Ok(Event::Delete(ns)) => self.set(ns.name_any(), false),
                 Err(e) => {
-                    failed();
                     let cause = Cause::of(&e);
+                    failed(cause);
                     tracing::warn!(cause = cause.as_str(), error = %e, "{}", cause.advice("Namespaces"));
                     continue;
                 }

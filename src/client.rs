@@ -1,0 +1,335 @@
+//! The Kubernetes client, made to notice dead connections. kube's client speaks HTTP/1.1, so
+//! there are no HTTP/2 pings to find a connection that a load balancer or NAT stopped
+//! forwarding, or whose peer died without closing it: such a connection stays open and silent, a
+//! watch on it looks alive while delivering nothing, and a request on it waits for ever (TCP
+//! keepalive would not see it either: a middlebox that keeps the flow half-open answers its
+//! probes). So every request is bounded:
+//!
+//! - a watch that receives nothing, no event and no bookmark, for [`Timeouts::watch`] fails with
+//!   [`Silence::Watch`], and its watcher starts it again; the API server is asked to end every
+//!   watch before that ([`Timeouts::watch_server_seconds`]; it sends a bookmark 2 s before), so a
+//!   live one is never silent that long;
+//! - any other request (get, list, patch, apply, the Lease's) fails with [`Silence::Request`]
+//!   when it has no answer, or its answer stops arriving, for [`Timeouts::request`];
+//! - either failure also drops the client's idle connections: those pooled beside the dead one
+//!   most likely went with it (a dropped NAT mapping, a dead peer), and a retry must not wait on
+//!   them one after another. Requests in flight are left to finish or time out.
+//!
+//! kube's `Config::read_timeout` is no substitute: it applies to every request alike, and a
+//! read timeout short enough to catch a dead write would end every live watch between two events.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
+use hyper::{Request, Response, Uri};
+use kube::client::Body;
+use kube::{Client, Config};
+
+use crate::faults::Silence;
+use crate::locked;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long the client waits on the API server before taking a connection for dead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A request without an answer within this fails; so does one whose answer stops arriving
+    /// for this long.
+    pub request: Duration,
+    /// A watch that receives nothing for this long fails (and is started again).
+    pub watch: Duration,
+}
+
+/// How much sooner than [`Timeouts::watch`] the API server is asked to end a watch: a live watch
+/// ends (after a bookmark 2 s before) this long before the client would take it for dead, and
+/// kube-runtime's own idle bound (the server's timeout plus 5 s) comes after ours.
+const SERVER_END_MARGIN: Duration = Duration::from_secs(3);
+
+impl Timeouts {
+    /// The `timeoutSeconds` to ask of the API server for every watch ([`SERVER_END_MARGIN`]
+    /// before [`Timeouts::watch`]).
+    pub fn watch_server_seconds(&self) -> u32 {
+        let secs = self.watch.saturating_sub(SERVER_END_MARGIN).as_secs();
+        u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+/// A client for `config` whose requests are bounded by `timeouts`.
+pub fn build(config: Config, timeouts: Timeouts) -> Result<Client, kube::Error> {
+    let default_namespace = config.default_namespace.clone();
+    let service = Bounded {
+        pool: Arc::new(Pool::new(config)?),
+        timeouts,
+    };
+    Ok(Client::new(service, default_namespace))
+}
+
+/// The connection pool in use: kube's own client (TLS, credentials, retries of 429 and 5xx
+/// answers), replaced by a fresh one when a connection of it is found dead.
+struct Pool {
+    config: Config,
+    /// The client, and how many times it was replaced.
+    current: Mutex<(u64, Client)>,
+}
+
+impl Pool {
+    fn new(config: Config) -> Result<Self, kube::Error> {
+        let client = Client::try_from(config.clone())?;
+        Ok(Self {
+            config,
+            current: Mutex::new((0, client)),
+        })
+    }
+
+    fn get(&self) -> (u64, Client) {
+        locked(&self.current).clone()
+    }
+
+    /// Replaces client number `generation` with a fresh one, unless that was done already (for
+    /// another request that went dead with it).
+    fn renew(&self, generation: u64) {
+        let mut current = locked(&self.current);
+        if current.0 != generation {
+            return;
+        }
+        match Client::try_from(self.config.clone()) {
+            Ok(client) => {
+                *current = (generation + 1, client);
+                tracing::debug!(
+                    "dropped the idle connections to the API server: one of them was found dead"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not make a fresh API client; keeping the old one")
+            }
+        }
+    }
+}
+
+/// The service under the [`Client`]: each request sent through the current [`Pool`], bounded.
+#[derive(Clone)]
+struct Bounded {
+    pool: Arc<Pool>,
+    timeouts: Timeouts,
+}
+
+impl tower_service::Service<Request<Body>> for Bounded {
+    type Response = Response<Idle<Body>>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // The pool's client has a buffer of its own.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let watch = is_watch(request.uri());
+        let what = if watch {
+            format!("of {}", request.uri().path())
+        } else {
+            format!("{} {}", request.method(), request.uri().path())
+        };
+        let (generation, client) = self.pool.get();
+        let pool = Arc::clone(&self.pool);
+        let Timeouts { request: bound, .. } = self.timeouts;
+        let idle = if watch { self.timeouts.watch } else { bound };
+        Box::pin(async move {
+            let response = match tokio::time::timeout(bound, client.send(request)).await {
+                Ok(response) => response?,
+                Err(_) => {
+                    pool.renew(generation);
+                    let what = if watch {
+                        format!("the watch {what}")
+                    } else {
+                        what
+                    };
+                    return Err(Box::new(Silence::Request {
+                        what,
+                        waited: bound,
+                    }) as BoxError);
+                }
+            };
+            let silence = if watch {
+                Silence::Watch { what, idle }
+            } else {
+                Silence::Request { what, waited: idle }
+            };
+            let on_silence = Box::new(move || pool.renew(generation));
+            Ok(response.map(|body| Idle::new(body, idle, silence, on_silence)))
+        })
+    }
+}
+
+/// Whether a request is a watch (`?watch=true`, or `1`).
+fn is_watch(uri: &Uri) -> bool {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .any(|pair| pair == "watch=true" || pair == "watch=1")
+}
+
+/// A response body that fails with `silence` when nothing arrives for `bound` while it is being
+/// read. Time the reader spends elsewhere does not count: a busy reader is not a dead connection.
+struct Idle<B> {
+    inner: B,
+    bound: Duration,
+    /// Armed while waiting for the next frame.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    silence: Option<Silence>,
+    on_silence: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl<B> Idle<B> {
+    fn new(
+        inner: B,
+        bound: Duration,
+        silence: Silence,
+        on_silence: Box<dyn FnOnce() + Send>,
+    ) -> Self {
+        Self {
+            inner,
+            bound,
+            timer: None,
+            silence: Some(silence),
+            on_silence: Some(on_silence),
+        }
+    }
+}
+
+impl<B> HttpBody for Idle<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(silence) = this.silence.as_ref() else {
+            // Failed already.
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.timer = None;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let bound = this.bound;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(bound)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let error = Box::new(silence.clone());
+        this.silence = None;
+        if let Some(renew) = this.on_silence.take() {
+            renew();
+        }
+        Poll::Ready(Some(Err(error)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.silence.is_none() || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn the_server_ends_a_watch_before_the_client_would_take_it_for_dead() {
+        let t = |watch| Timeouts {
+            request: Duration::from_secs(20),
+            watch: Duration::from_secs(watch),
+        };
+        assert_eq!(t(45).watch_server_seconds(), 42);
+        assert_eq!(t(10).watch_server_seconds(), 7);
+        assert_eq!(t(2).watch_server_seconds(), 1);
+    }
+
+    #[test]
+    fn watches_are_told_by_their_query() {
+        let w = |uri: &str| is_watch(&uri.parse().unwrap());
+        assert!(w("/api/v1/configmaps?watch=true&resourceVersion=5"));
+        assert!(w("/api/v1/configmaps?resourceVersion=5&watch=1"));
+        assert!(!w("/api/v1/configmaps?limit=10"));
+        assert!(!w("/api/v1/configmaps?watch=false"));
+        assert!(!w("/apis/apps/v1/namespaces/watch/deployments"));
+    }
+
+    /// A body that yields `frames` chunks, `every` apart, then stays silent.
+    fn trickle(frames: usize, every: Duration) -> impl HttpBody<Data = Bytes, Error = BoxError> {
+        let stream = futures::stream::unfold(0, move |n| async move {
+            if n < frames {
+                tokio::time::sleep(every).await;
+                Some((Ok(Frame::data(Bytes::from("x"))), n + 1))
+            } else {
+                futures::future::pending::<()>().await;
+                None
+            }
+        });
+        http_body_util::StreamBody::new(stream)
+    }
+
+    fn silence() -> Silence {
+        Silence::Watch {
+            what: "of /api/v1/configmaps".into(),
+            idle: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_fails_once_nothing_arrives_for_its_bound() {
+        let renewed = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&renewed);
+        let body = Idle::new(
+            Box::pin(trickle(3, Duration::from_secs(9))),
+            Duration::from_secs(10),
+            silence(),
+            Box::new(move || flag.store(true, Ordering::SeqCst)),
+        );
+        let start = tokio::time::Instant::now();
+        let mut body = body;
+        for _ in 0..3 {
+            let frame = body.frame().await.expect("a frame").expect("data");
+            assert!(frame.is_data());
+        }
+        // Frames 9 s apart never trip a 10 s bound; then 10 s of nothing does.
+        let error = body.frame().await.expect("an error").expect_err("silence");
+        assert_eq!(start.elapsed(), Duration::from_secs(37));
+        assert_eq!(error.downcast_ref::<Silence>(), Some(&silence()));
+        assert!(renewed.load(Ordering::SeqCst));
+        // And it ends there.
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_the_reader_spends_elsewhere_does_not_count() {
+        let mut body = Idle::new(
+            Box::pin(trickle(2, Duration::from_secs(1))),
+            Duration::from_secs(10),
+            silence(),
+            Box::new(|| {}),
+        );
+        body.frame().await.expect("a frame").expect("data");
+        // The reader is busy for longer than the bound; the next frame was there all along.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        body.frame().await.expect("a frame").expect("data");
+    }
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod alerts;
 mod chart;
+mod connections;
 mod delivery;
 mod environment;
 mod explain;
@@ -20,4 +21,5 @@ mod reload;
 mod scope;
 mod selection;
 mod steady;
+mod undo;
 mod validate;

@@ -17,6 +17,7 @@ pub mod chart;
 pub mod helm;
 pub mod kinds;
 pub mod objects;
+pub mod proxy;
 pub mod reloader;
 pub mod workloads;
 
@@ -190,6 +191,28 @@ impl ControlPlane {
         path
     }
 
+    /// The address of the API server the admin kubeconfig names.
+    pub fn api_addr(&self) -> std::net::SocketAddr {
+        server_addr(&self.kubeconfig)
+    }
+
+    /// A kubeconfig like the admin's, reaching the API server at `addr` instead (a
+    /// [`proxy::FaultProxy`] in front of it); the certificate is the same, for 127.0.0.1.
+    pub fn kubeconfig_via(&self, addr: std::net::SocketAddr, label: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let text: String = admin
+            .lines()
+            .map(|l| match l.split_once("server:") {
+                Some((indent, _)) => format!("{indent}server: https://{addr}"),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = self.dir().join(format!("kubeconfig-{label}"));
+        std::fs::write(&path, text + "\n").expect("write kubeconfig");
+        path
+    }
+
     /// Runs kubectl against this control plane as admin; panics with its output on failure.
     pub fn kubectl(&self, args: &[&str]) -> String {
         self.kubectl_with_input(args, "")
@@ -297,6 +320,16 @@ pub struct AuditedRequest {
     pub uri: String,
     /// The response's HTTP status (0 while a watch is still open).
     pub code: u64,
+}
+
+/// The address of the API server a kubeconfig names (`server: https://127.0.0.1:PORT`).
+pub fn server_addr(kubeconfig: &Path) -> std::net::SocketAddr {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .and_then(|s| s.trim().strip_prefix("https://"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no https://IP:PORT server in {}", kubeconfig.display()))
 }
 
 /// A client from a kubeconfig file.

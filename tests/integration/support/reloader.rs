@@ -19,8 +19,21 @@ impl Reloader {
         Self::start_as(ns, args, None)
     }
 
+    /// Like [`start`](Self::start), reaching the API server through `kubeconfig` (say, through
+    /// a [`FaultProxy`](super::proxy::FaultProxy)).
+    pub fn start_via(ns: &TestNs, kubeconfig: &std::path::Path, args: &[&str]) -> Self {
+        let (all, label) = Self::args_for(ns, args, None);
+        Self::spawn(kubeconfig, all, &label, None)
+    }
+
     /// Like [`start`](Self::start), as pod `pod_name` (its identity in leader election).
     pub fn start_as(ns: &TestNs, args: &[&str], pod_name: Option<&str>) -> Self {
+        let (all, label) = Self::args_for(ns, args, pod_name);
+        Self::spawn(&ns.kubeconfig, all, &label, pod_name)
+    }
+
+    /// The arguments of a run for `ns` (see [`start`](Self::start)), and its log's label.
+    fn args_for(ns: &TestNs, args: &[&str], pod_name: Option<&str>) -> (Vec<String>, String) {
         let mut all: Vec<String> = vec![
             format!("--namespace={}", ns.name),
             format!("--controller-namespace={}", ns.name),
@@ -33,7 +46,7 @@ impl Reloader {
         }
         all.extend(args.iter().map(|a| a.to_string()));
         let label = format!("{}-{}", ns.name, pod_name.unwrap_or("r"));
-        Self::spawn(&ns.kubeconfig, all, &label, pod_name)
+        (all, label)
     }
 
     /// The address of the metrics and probe listener, once it is up.

@@ -1,0 +1,122 @@
+//! Never blind for long: with kube-reloader's connections to the API server broken the ways
+//! networks break them (through a [`FaultProxy`] of the tests' own), changes still roll, once
+//! each, within the bounds the issue sets: after every open connection went silent (a load
+//! balancer dropping idle flows) within 60 s and the next ones within 15 s; after every
+//! connection was reset within 15 s. The Lease behaves: a leader whose renewal gets no answer
+//! stops writing, and leads again once it can.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::objects::configmap;
+use crate::support::proxy::FaultProxy;
+use crate::support::reloader::Reloader;
+use crate::support::workloads::{self, Kind};
+use crate::support::{TestNs, http_get, shared, wait_for};
+
+const HASH: &str = "kube-reloader.io/config-hash";
+
+/// ConfigMaps `cfg-1` and `cfg-2`, and Deployments `web-1` and `web-2` opted in, each reading
+/// its own.
+async fn two_workloads(ns: &TestNs) {
+    for n in ["1", "2"] {
+        let cm = format!("cfg-{n}");
+        configmap(ns, &cm, &[("k", "0")], json!({})).await;
+        let spec = workloads::env_from_configmap(&cm);
+        workloads::opted_in(ns, Kind::Deployment, &format!("web-{n}"), spec).await;
+    }
+}
+
+/// A kube-reloader for `ns` reaching the API server through a new proxy, leading and settled.
+async fn through_a_proxy(ns: &TestNs, args: &[&str]) -> (FaultProxy, Reloader) {
+    let cp = shared();
+    let proxy = FaultProxy::start(cp.api_addr());
+    let kubeconfig = cp.kubeconfig_via(proxy.addr, &format!("{}-proxy", ns.name));
+    let reloader = Reloader::start_via(ns, &kubeconfig, args);
+    for name in ["web-1", "web-2"] {
+        workloads::baseline(ns, Kind::Deployment, name).await;
+        reloader.wait_up_to_date(name, 1).await;
+    }
+    (proxy, reloader)
+}
+
+/// Changes ConfigMap `cfg-N` to `value` and returns how long until `web-N`'s pod template
+/// carries the digest of it, failing after `bound`.
+async fn time_to_roll(ns: &TestNs, n: &str, value: &str, bound: Duration) -> Duration {
+    let cm = format!("cfg-{n}");
+    let want = workloads::expected_hash(&[(cm.as_str(), &[("k", value)])]);
+    let start = Instant::now();
+    configmap(ns, &cm, &[("k", value)], json!({})).await;
+    let name = format!("web-{n}");
+    wait_for(
+        &format!("{name} rolled for {cm}={value}"),
+        bound,
+        || async {
+            let now = workloads::annotation(ns, Kind::Deployment, &name, HASH, true).await;
+            (now.as_deref() == Some(want.as_str())).then_some(())
+        },
+    )
+    .await;
+    start.elapsed()
+}
+
+/// The value of a counter on kube-reloader's /metrics (0 when absent).
+async fn counter(reloader: &Reloader, series: &str) -> u64 {
+    let (_, body) = http_get(reloader.http_addr().await, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn after_every_connection_goes_silent_changes_roll_within_a_minute() {
+    let ns = TestNs::new("silent").await;
+    two_workloads(&ns).await;
+    let (proxy, reloader) = through_a_proxy(&ns, &["--leader-elect"]).await;
+    reloader.wait_count(&["acquired the Lease"], 1).await;
+
+    let silenced = proxy.silence();
+    eprintln!("silenced {silenced} open connections");
+    let first = time_to_roll(&ns, "1", "1", Duration::from_secs(60)).await;
+    eprintln!("after the silence, a change rolled in {first:?}");
+    let next = time_to_roll(&ns, "2", "1", Duration::from_secs(15)).await;
+    eprintln!("the next one in {next:?}");
+
+    // Which watch was stuck, and for how long.
+    let stalled = [
+        "watching ConfigMaps stalled",
+        "for 45s",
+        &format!("scope={}", ns.name),
+    ];
+    assert!(reloader.count(&stalled) >= 1, "{}", reloader.logs());
+    let series = "kube_reloader_watch_restarts_total{kind=\"ConfigMap\",cause=\"stalled\"}";
+    assert!(counter(&reloader, series).await >= 1);
+    // The leader's renewal got no answer: it stopped writing, then took the Lease again.
+    assert!(reloader.count(&["Lease operation failed: not writing"]) >= 1);
+    reloader.wait_count(&["acquired the Lease"], 2).await;
+    // Once each.
+    for name in ["web-1", "web-2"] {
+        assert_eq!(reloader.count(&["rolled out", &format!("name={name} ")]), 1);
+        assert_eq!(workloads::rollouts(&ns, Kind::Deployment, name).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn after_every_connection_is_reset_changes_roll_within_15_seconds() {
+    let ns = TestNs::new("reset").await;
+    two_workloads(&ns).await;
+    let (proxy, reloader) = through_a_proxy(&ns, &["--leader-elect"]).await;
+    reloader.wait_count(&["acquired the Lease"], 1).await;
+
+    let reset = proxy.reset();
+    eprintln!("reset {reset} open connections");
+    let first = time_to_roll(&ns, "1", "1", Duration::from_secs(15)).await;
+    eprintln!("after the reset, a change rolled in {first:?}");
+    let next = time_to_roll(&ns, "2", "1", Duration::from_secs(15)).await;
+    eprintln!("the next one in {next:?}");
+    for name in ["web-1", "web-2"] {
+        assert_eq!(reloader.count(&["rolled out", &format!("name={name} ")]), 1);
+        assert_eq!(workloads::rollouts(&ns, Kind::Deployment, name).await, 1);
+    }
+}

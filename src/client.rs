@@ -11,14 +11,16 @@
 //!   live one is never silent that long;
 //! - any other request (get, list, patch, apply, the Lease's) fails with [`Silence::Request`]
 //!   when it has no answer, or its answer stops arriving, for [`Timeouts::request`];
-//! - either failure also drops the client's idle connections: those pooled beside the dead one
-//!   most likely went with it (a dropped NAT mapping, a dead peer), and a retry must not wait on
-//!   them one after another. Requests in flight are left to finish or time out.
+//! - either failure also drops the idle connections of every client of the [`Connector`]: those
+//!   pooled beside the dead one most likely went with it (a dropped NAT mapping, a dead peer),
+//!   and a retry must not wait on them one after another. Requests in flight are left to finish
+//!   or time out.
 //!
 //! kube's `Config::read_timeout` is no substitute: it applies to every request alike, and a
 //! read timeout short enough to catch a dead write would end every live watch between two events.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -58,55 +60,83 @@ impl Timeouts {
     }
 }
 
-/// A client for `config` whose requests are bounded by `timeouts`.
-pub fn build(config: Config, timeouts: Timeouts) -> Result<Client, kube::Error> {
-    let default_namespace = config.default_namespace.clone();
-    let service = Bounded {
-        pool: Arc::new(Pool::new(config)?),
-        timeouts,
-    };
-    Ok(Client::new(service, default_namespace))
+/// Makes the clients of one API server. A dead connection found by any of them drops the idle
+/// connections of all: they reach the API server by the same path.
+#[derive(Clone)]
+pub struct Connector {
+    config: Config,
+    /// How many times a connection was found dead; a pool made before the last one is replaced.
+    deaths: Arc<AtomicU64>,
+}
+
+impl Connector {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            deaths: Arc::default(),
+        }
+    }
+
+    /// A client whose requests are bounded by `timeouts`.
+    pub fn client(&self, timeouts: Timeouts) -> Result<Client, kube::Error> {
+        let default_namespace = self.config.default_namespace.clone();
+        let service = Bounded {
+            pool: Arc::new(Pool::new(self.clone())?),
+            timeouts,
+        };
+        Ok(Client::new(service, default_namespace))
+    }
 }
 
 /// The connection pool in use: kube's own client (TLS, credentials, retries of 429 and 5xx
-/// answers), replaced by a fresh one when a connection of it is found dead.
+/// answers), replaced by a fresh one once a connection was found dead.
 struct Pool {
-    config: Config,
-    /// The client, and how many times it was replaced.
+    connector: Connector,
+    /// The client, and the count of deaths when it was made.
     current: Mutex<(u64, Client)>,
 }
 
 impl Pool {
-    fn new(config: Config) -> Result<Self, kube::Error> {
-        let client = Client::try_from(config.clone())?;
+    fn new(connector: Connector) -> Result<Self, kube::Error> {
+        let deaths = connector.deaths.load(Ordering::Acquire);
+        let client = Client::try_from(connector.config.clone())?;
         Ok(Self {
-            config,
-            current: Mutex::new((0, client)),
+            connector,
+            current: Mutex::new((deaths, client)),
         })
     }
 
+    /// The client to send a request with, and its generation (for [`Pool::dead`]): a fresh one
+    /// if a connection was found dead since the current one was made.
     fn get(&self) -> (u64, Client) {
-        locked(&self.current).clone()
+        let mut current = locked(&self.current);
+        let deaths = self.connector.deaths.load(Ordering::Acquire);
+        if current.0 < deaths {
+            match Client::try_from(self.connector.config.clone()) {
+                Ok(client) => {
+                    *current = (deaths, client);
+                    tracing::debug!(
+                        "dropped the idle connections to the API server: a connection was found dead"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not make a fresh API client; keeping the old one")
+                }
+            }
+        }
+        current.clone()
     }
 
-    /// Replaces client number `generation` with a fresh one, unless that was done already (for
-    /// another request that went dead with it).
-    fn renew(&self, generation: u64) {
-        let mut current = locked(&self.current);
-        if current.0 != generation {
-            return;
-        }
-        match Client::try_from(self.config.clone()) {
-            Ok(client) => {
-                *current = (generation + 1, client);
-                tracing::debug!(
-                    "dropped the idle connections to the API server: one of them was found dead"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not make a fresh API client; keeping the old one")
-            }
-        }
+    /// A connection of the client of `generation` was found dead: every pool is replaced before
+    /// its next request (once, however many requests of that generation report it).
+    fn dead(&self, generation: u64) {
+        let deaths = &self.connector.deaths;
+        let _ = deaths.compare_exchange(
+            generation,
+            generation + 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 }
 
@@ -142,7 +172,7 @@ impl tower_service::Service<Request<Body>> for Bounded {
             let response = match tokio::time::timeout(bound, client.send(request)).await {
                 Ok(response) => response?,
                 Err(_) => {
-                    pool.renew(generation);
+                    pool.dead(generation);
                     let what = if watch {
                         format!("the watch {what}")
                     } else {
@@ -159,7 +189,7 @@ impl tower_service::Service<Request<Body>> for Bounded {
             } else {
                 Silence::Request { what, waited: idle }
             };
-            let on_silence = Box::new(move || pool.renew(generation));
+            let on_silence = Box::new(move || pool.dead(generation));
             Ok(response.map(|body| Idle::new(body, idle, silence, on_silence)))
         })
     }
@@ -261,6 +291,26 @@ mod tests {
         assert_eq!(t(45).watch_server_seconds(), 42);
         assert_eq!(t(10).watch_server_seconds(), 7);
         assert_eq!(t(2).watch_server_seconds(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dead_connection_renews_every_pool_of_the_connector_once() {
+        let connector = Connector::new(Config::new("https://127.0.0.1:1".parse().unwrap()));
+        let (a, b) = (
+            Pool::new(connector.clone()).unwrap(),
+            Pool::new(connector.clone()).unwrap(),
+        );
+        let (generation, _) = a.get();
+        assert_eq!(generation, 0);
+        // Two requests of that generation found dead: one renewal.
+        a.dead(generation);
+        a.dead(generation);
+        assert_eq!(connector.deaths.load(Ordering::Acquire), 1);
+        assert_eq!(a.get().0, 1);
+        assert_eq!(b.get().0, 1);
+        // A late report from an older generation changes nothing.
+        b.dead(0);
+        assert_eq!(b.get().0, 1);
     }
 
     #[test]

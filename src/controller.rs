@@ -484,7 +484,8 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         .await
         .map_err(|e| RunError::Client(kube::Error::InferConfig(e)))?;
     let timeouts = args.timeouts();
-    let client = client::build(config.clone(), timeouts).map_err(RunError::Client)?;
+    let connector = client::Connector::new(config);
+    let client = connector.client(timeouts).map_err(RunError::Client)?;
     // Every watch is asked to end before the client would take it for dead.
     let watch = watcher::Config::default().timeout(timeouts.watch_server_seconds());
     let controller_ns = args.controller_namespace();
@@ -620,7 +621,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         request: lease::request_timeout(grace, timeouts.request),
         ..timeouts
     };
-    let lease_client = client::build(config, lease_timeouts).map_err(RunError::Client)?;
+    let lease_client = connector.client(lease_timeouts).map_err(RunError::Client)?;
     let lease_metrics = Arc::clone(&metrics);
     let failed = move |cause| lease_metrics.watch_restart("Lease", cause);
     let mut lease = lease::Elector::start(lease_client, &controller_ns, &args, watch, failed)

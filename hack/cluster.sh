@@ -13,6 +13,9 @@
 # Every process listens on free loopback ports only. Admin credentials: a static token for user
 # `admin` in group `system:masters`; further tokens can be listed in $KUBE_RELOADER_EXTRA_TOKENS
 # (lines of the apiserver's token file format: token,user,uid,"group1,group2").
+# With $KUBE_RELOADER_SECOND_APISERVER set, a second kube-apiserver serves the same etcd on a port
+# of its own, reached through DIR/kubeconfig-2 (pid, log and audit log: kube-apiserver-2.*), as
+# in a control plane of several: a test can freeze one and keep writing through the other.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -103,39 +106,16 @@ EOF
     --log-level warn > "$dir/etcd.log" 2>&1 &
   echo $! > "$dir/etcd.pid"
 
-  "$bin_dir/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --cert-dir "$dir/certs" \
-    --authorization-mode RBAC --token-auth-file "$dir/tokens.csv" \
-    --service-account-issuer https://kubernetes.default.svc \
-    --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
-    --disable-admission-plugins ServiceAccount \
-    --service-cluster-ip-range 10.96.0.0/24 \
-    --endpoint-reconciler-type none \
-    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
-    --v 1 > "$dir/kube-apiserver.log" 2>&1 &
-  echo $! > "$dir/kube-apiserver.pid"
-
-  local server="https://127.0.0.1:$api_port"
-  write_kubeconfig "$dir/kubeconfig" "$server" "$token"
-
-  local ready=""
-  for _ in $(seq 1 600); do
-    kill -0 "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null || break
-    kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null || break
-    if [ -f "$dir/certs/apiserver.crt" ] &&
-      [ "$("$bin_dir/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz 2>/dev/null)" = ok ] &&
-      "$bin_dir/kubectl" --kubeconfig "$dir/kubeconfig" get namespace default >/dev/null 2>&1; then
-      ready=1
-      break
-    fi
-    sleep 0.2
-  done
-  if [ -z "$ready" ]; then
-    tail -n 20 "$dir/etcd.log" "$dir/kube-apiserver.log" >&2 || true
-    stop_all
-    die "kube-apiserver did not become ready (logs above, full logs in $dir)"
+  start_apiserver "$api_port" kube-apiserver audit.log
+  write_kubeconfig "$dir/kubeconfig" "https://127.0.0.1:$api_port" "$token"
+  wait_apiserver kube-apiserver "$dir/kubeconfig"
+  if [ -n "${KUBE_RELOADER_SECOND_APISERVER:-}" ]; then
+    # Started once the first has written the self-signed certificate both then serve.
+    local second_port
+    second_port=$(free_port)
+    start_apiserver "$second_port" kube-apiserver-2 audit-2.log
+    write_kubeconfig "$dir/kubeconfig-2" "https://127.0.0.1:$second_port" "$token"
+    wait_apiserver kube-apiserver-2 "$dir/kubeconfig-2"
   fi
 
   "$bin_dir/kube-controller-manager" --kubeconfig "$dir/kubeconfig" \
@@ -151,6 +131,44 @@ EOF
     tail -n 20 "$dir/kube-controller-manager.log" >&2 || true
     stop_all
     die "kube-controller-manager exited at start (log above)"
+  fi
+}
+
+# kube-apiserver on port $1, its pid and log in DIR/$2.pid and DIR/$2.log, its audit log DIR/$3.
+start_apiserver() {
+  "$bin_dir/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$1" \
+    --cert-dir "$dir/certs" \
+    --authorization-mode RBAC --token-auth-file "$dir/tokens.csv" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
+    --disable-admission-plugins ServiceAccount \
+    --service-cluster-ip-range 10.96.0.0/24 \
+    --endpoint-reconciler-type none \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/$3" \
+    --v 1 > "$dir/$2.log" 2>&1 &
+  echo $! > "$dir/$2.pid"
+}
+
+# Waits until the kube-apiserver named $1 (see start_apiserver) answers through kubeconfig $2.
+wait_apiserver() {
+  local ready=""
+  for _ in $(seq 1 600); do
+    kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null || break
+    kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null || break
+    if [ -f "$dir/certs/apiserver.crt" ] &&
+      [ "$("$bin_dir/kubectl" --kubeconfig "$2" get --raw /readyz 2>/dev/null)" = ok ] &&
+      "$bin_dir/kubectl" --kubeconfig "$2" get namespace default >/dev/null 2>&1; then
+      ready=1
+      break
+    fi
+    sleep 0.2
+  done
+  if [ -z "$ready" ]; then
+    tail -n 20 "$dir/etcd.log" "$dir/$1.log" >&2 || true
+    stop_all
+    die "$1 did not become ready (logs above, full logs in $dir)"
   fi
 }
 

@@ -2,8 +2,9 @@
 //! networks break them (through a [`FaultProxy`] of the tests' own), changes still roll, once
 //! each, within the bounds the issue sets: after every open connection went silent (a load
 //! balancer dropping idle flows) within 60 s and the next ones within 15 s; after every
-//! connection was reset within 15 s. The Lease behaves: a leader whose renewal gets no answer
-//! stops writing, and leads again once it can.
+//! connection was reset within 15 s; after the API server was frozen (SIGSTOP) for 60 s, each
+//! change made meanwhile (through a second API server) within 30 s of its resumption. The Lease
+//! behaves: a leader whose renewal gets no answer stops writing, and leads again once it can.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use crate::support::objects::configmap;
 use crate::support::proxy::FaultProxy;
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, http_get, shared, wait_for};
+use crate::support::{ControlPlane, TestNs, client_for, http_get, shared, wait_for};
 
 const HASH: &str = "kube-reloader.io/config-hash";
 
@@ -41,13 +42,20 @@ async fn through_a_proxy(ns: &TestNs, args: &[&str]) -> (FaultProxy, Reloader) {
     (proxy, reloader)
 }
 
-/// Changes ConfigMap `cfg-N` to `value` and returns how long until `web-N`'s pod template
-/// carries the digest of it, failing after `bound`.
+/// Changes ConfigMap `cfg-N` to `value` and returns how long until `web-N` has rolled for it,
+/// failing after `bound`.
 async fn time_to_roll(ns: &TestNs, n: &str, value: &str, bound: Duration) -> Duration {
+    let start = Instant::now();
+    configmap(ns, &format!("cfg-{n}"), &[("k", value)], json!({})).await;
+    rolled(ns, n, value, bound).await;
+    start.elapsed()
+}
+
+/// Waits (at most `bound`) until `web-N`'s pod template carries the digest of `cfg-N` holding
+/// `value`.
+async fn rolled(ns: &TestNs, n: &str, value: &str, bound: Duration) {
     let cm = format!("cfg-{n}");
     let want = workloads::expected_hash(&[(cm.as_str(), &[("k", value)])]);
-    let start = Instant::now();
-    configmap(ns, &cm, &[("k", value)], json!({})).await;
     let name = format!("web-{n}");
     wait_for(
         &format!("{name} rolled for {cm}={value}"),
@@ -58,7 +66,6 @@ async fn time_to_roll(ns: &TestNs, n: &str, value: &str, bound: Duration) -> Dur
         },
     )
     .await;
-    start.elapsed()
 }
 
 /// The value of a counter on kube-reloader's /metrics (0 when absent).
@@ -87,7 +94,7 @@ async fn after_every_connection_goes_silent_changes_roll_within_a_minute() {
     let stalled = [
         "watching ConfigMaps stalled",
         "for 45s",
-        &format!("scope={}", ns.name),
+        &format!("scope=\"{}\"", ns.name),
     ];
     assert!(reloader.count(&stalled) >= 1, "{}", reloader.logs());
     let series = "kube_reloader_watch_restarts_total{kind=\"ConfigMap\",cause=\"stalled\"}";
@@ -118,5 +125,70 @@ async fn after_every_connection_is_reset_changes_roll_within_15_seconds() {
     for name in ["web-1", "web-2"] {
         assert_eq!(reloader.count(&["rolled out", &format!("name={name} ")]), 1);
         assert_eq!(workloads::rollouts(&ns, Kind::Deployment, name).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn after_the_api_server_is_frozen_for_a_minute_each_change_made_meanwhile_rolls_once() {
+    let cp = ControlPlane::start_with_second_apiserver().expect("control plane");
+    let ns = TestNs::on(&cp, "frozen").await;
+    two_workloads(&ns).await;
+    // kube-reloader and kube-controller-manager talk to the first API server.
+    let reloader = Reloader::start(&ns, &["--leader-elect"]);
+    for name in ["web-1", "web-2"] {
+        workloads::baseline(&ns, Kind::Deployment, name).await;
+        reloader.wait_up_to_date(name, 1).await;
+    }
+    reloader.wait_count(&["acquired the Lease"], 1).await;
+    let metrics = reloader.http_addr().await;
+    // The test goes through the second.
+    let kubeconfig = cp.second_kubeconfig();
+    let other = TestNs {
+        name: ns.name.clone(),
+        client: client_for(&kubeconfig).await,
+        kubeconfig,
+    };
+
+    let frozen = cp.freeze_apiserver();
+    let froze = Instant::now();
+    configmap(&other, "cfg-1", &[("k", "1")], json!({})).await;
+    // The leader cannot renew: it stops writing by the time its Lease (15 s) would expire.
+    wait_for(
+        "the frozen-out leader to stop writing",
+        Duration::from_secs(30),
+        || async {
+            let (_, body) = http_get(metrics, "/metrics").await;
+            body.lines()
+                .any(|l| l == "kube_reloader_leader 0")
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!("stopped writing {:?} after the freeze", froze.elapsed());
+    assert!(reloader.count(&["Lease operation failed: not writing"]) >= 1);
+    configmap(&other, "cfg-2", &[("k", "1")], json!({})).await;
+    configmap(&other, "cfg-1", &[("k", "2")], json!({})).await;
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(froze.elapsed())).await;
+    drop(frozen);
+    let resumed = Instant::now();
+
+    rolled(&other, "1", "2", Duration::from_secs(30)).await;
+    rolled(
+        &other,
+        "2",
+        "1",
+        Duration::from_secs(30).saturating_sub(resumed.elapsed()),
+    )
+    .await;
+    eprintln!(
+        "every change made during the freeze rolled {:?} after it ended",
+        resumed.elapsed()
+    );
+    reloader.wait_count(&["acquired the Lease"], 2).await;
+    // Once each: two changes of cfg-1 while frozen are one rollout.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for name in ["web-1", "web-2"] {
+        assert_eq!(reloader.count(&["rolled out", &format!("name={name} ")]), 1);
+        assert_eq!(workloads::rollouts(&other, Kind::Deployment, name).await, 1);
     }
 }

@@ -132,8 +132,23 @@ impl ControlPlane {
     /// Like [`start`](Self::start), with extra lines for the apiserver's static token file
     /// (`token,user,uid,"groups"`), e.g. to act as a ServiceAccount.
     pub fn start_with_tokens(extra_tokens: &str) -> Result<Self, String> {
+        Self::start_with(extra_tokens, false)
+    }
+
+    /// Like [`start`](Self::start), with a second kube-apiserver on the same etcd
+    /// ([`second_kubeconfig`](Self::second_kubeconfig)): one can be frozen while the test
+    /// writes through the other.
+    pub fn start_with_second_apiserver() -> Result<Self, String> {
+        Self::start_with("", true)
+    }
+
+    fn start_with(extra_tokens: &str, second_apiserver: bool) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("kube-reloader-cp-{}", unique_suffix()));
-        let mut child = Command::new(repo_root().join("hack/cluster.sh"))
+        let mut cmd = Command::new(repo_root().join("hack/cluster.sh"));
+        if second_apiserver {
+            cmd.env("KUBE_RELOADER_SECOND_APISERVER", "1");
+        }
+        let mut child = cmd
             .arg("run")
             .arg(&dir)
             .env("KUBE_RELOADER_EXTRA_TOKENS", extra_tokens)
@@ -289,6 +304,30 @@ impl ControlPlane {
         let _ = std::fs::remove_file(pid_file);
     }
 
+    /// The admin kubeconfig of the second kube-apiserver
+    /// ([`start_with_second_apiserver`](Self::start_with_second_apiserver)).
+    pub fn second_kubeconfig(&self) -> PathBuf {
+        let path = self.dir().join("kubeconfig-2");
+        assert!(
+            path.is_file(),
+            "no second kube-apiserver in {}",
+            self.dir().display()
+        );
+        path
+    }
+
+    /// Freezes this control plane's (first) kube-apiserver with SIGSTOP, as a process that
+    /// stops answering while its connections stay open; it resumes (SIGCONT) when the guard is
+    /// dropped, panics included.
+    pub fn freeze_apiserver(&self) -> Frozen {
+        let pid = std::fs::read_to_string(self.dir().join("kube-apiserver.pid"))
+            .expect("kube-apiserver.pid")
+            .trim()
+            .to_string();
+        assert!(signal("-STOP", &pid), "kill -STOP {pid} failed");
+        Frozen { pid }
+    }
+
     /// The directory holding the kubeconfig, certificates and component logs.
     pub fn dir(&self) -> &Path {
         self.kubeconfig.parent().expect("kubeconfig has a parent")
@@ -304,6 +343,27 @@ impl Drop for ControlPlane {
             let _ = child.wait();
         }
     }
+}
+
+/// A kube-apiserver stopped by [`ControlPlane::freeze_apiserver`]; resumed when dropped.
+pub struct Frozen {
+    pid: String,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if !signal("-CONT", &self.pid) {
+            eprintln!("kill -CONT {} failed", self.pid);
+        }
+    }
+}
+
+/// Sends signal `sig` to process `pid`; whether that worked.
+fn signal(sig: &str, pid: &str) -> bool {
+    Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// One request from the apiserver's audit log.

@@ -76,20 +76,40 @@ async fn counter(reloader: &Reloader, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn after_every_connection_goes_silent_changes_roll_within_a_minute() {
-    let ns = TestNs::new("silent").await;
+/// With a leading kube-reloader for a new namespace behind a proxy: `fault` done to the proxy
+/// (it says to how many connections), then a change of `cfg-1` that must roll within `bound`,
+/// then one of `cfg-2` within 15 s.
+async fn changes_after(
+    prefix: &str,
+    fault: fn(&FaultProxy) -> usize,
+    bound: Duration,
+) -> (TestNs, Reloader) {
+    let ns = TestNs::new(prefix).await;
     two_workloads(&ns).await;
     let (proxy, reloader) = through_a_proxy(&ns, &["--leader-elect"]).await;
     reloader.wait_count(&["acquired the Lease"], 1).await;
 
-    let silenced = proxy.silence();
-    eprintln!("silenced {silenced} open connections");
-    let first = time_to_roll(&ns, "1", "1", Duration::from_secs(60)).await;
-    eprintln!("after the silence, a change rolled in {first:?}");
+    let n = fault(&proxy);
+    eprintln!("{prefix}: {n} open connections");
+    let first = time_to_roll(&ns, "1", "1", bound).await;
+    eprintln!("{prefix}: after it, a change rolled in {first:?}");
     let next = time_to_roll(&ns, "2", "1", Duration::from_secs(15)).await;
-    eprintln!("the next one in {next:?}");
+    eprintln!("{prefix}: the next one in {next:?}");
+    (ns, reloader)
+}
 
+/// Each of `web-1` and `web-2` was rolled once: by kube-reloader, and by its Deployment.
+async fn rolled_once_each(ns: &TestNs, reloader: &Reloader) {
+    for name in ["web-1", "web-2"] {
+        assert_eq!(reloader.count(&["rolled out", &format!("name={name} ")]), 1);
+        assert_eq!(workloads::rollouts(ns, Kind::Deployment, name).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn after_every_connection_goes_silent_changes_roll_within_a_minute() {
+    let silence = |p: &FaultProxy| p.silence();
+    let (ns, reloader) = changes_after("silent", silence, Duration::from_secs(60)).await;
     // Which watch was stuck, and for how long.
     let stalled = [
         "watching ConfigMaps stalled",
@@ -102,30 +122,14 @@ async fn after_every_connection_goes_silent_changes_roll_within_a_minute() {
     // The leader's renewal got no answer: it stopped writing, then took the Lease again.
     assert!(reloader.count(&["Lease operation failed: not writing"]) >= 1);
     reloader.wait_count(&["acquired the Lease"], 2).await;
-    // Once each.
-    for name in ["web-1", "web-2"] {
-        assert_eq!(reloader.count(&["rolled out", &format!("name={name} ")]), 1);
-        assert_eq!(workloads::rollouts(&ns, Kind::Deployment, name).await, 1);
-    }
+    rolled_once_each(&ns, &reloader).await;
 }
 
 #[tokio::test]
 async fn after_every_connection_is_reset_changes_roll_within_15_seconds() {
-    let ns = TestNs::new("reset").await;
-    two_workloads(&ns).await;
-    let (proxy, reloader) = through_a_proxy(&ns, &["--leader-elect"]).await;
-    reloader.wait_count(&["acquired the Lease"], 1).await;
-
-    let reset = proxy.reset();
-    eprintln!("reset {reset} open connections");
-    let first = time_to_roll(&ns, "1", "1", Duration::from_secs(15)).await;
-    eprintln!("after the reset, a change rolled in {first:?}");
-    let next = time_to_roll(&ns, "2", "1", Duration::from_secs(15)).await;
-    eprintln!("the next one in {next:?}");
-    for name in ["web-1", "web-2"] {
-        assert_eq!(reloader.count(&["rolled out", &format!("name={name} ")]), 1);
-        assert_eq!(workloads::rollouts(&ns, Kind::Deployment, name).await, 1);
-    }
+    let reset = |p: &FaultProxy| p.reset();
+    let (ns, reloader) = changes_after("reset", reset, Duration::from_secs(15)).await;
+    rolled_once_each(&ns, &reloader).await;
 }
 
 #[tokio::test]
@@ -187,8 +191,5 @@ async fn after_the_api_server_is_frozen_for_a_minute_each_change_made_meanwhile_
     reloader.wait_count(&["acquired the Lease"], 2).await;
     // Once each: two changes of cfg-1 while frozen are one rollout.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for name in ["web-1", "web-2"] {
-        assert_eq!(reloader.count(&["rolled out", &format!("name={name} ")]), 1);
-        assert_eq!(workloads::rollouts(&other, Kind::Deployment, name).await, 1);
-    }
+    rolled_once_each(&other, &reloader).await;
 }

@@ -68,12 +68,19 @@ async fn baseline_copied(ns: &TestNs, name: &str, revision: u64) {
     .await;
 }
 
-#[tokio::test]
-async fn an_undo_after_a_reload_is_not_rolled_over_and_the_next_change_rolls_once() {
-    let ns = TestNs::new("undo").await;
+/// A new namespace with Deployment `web` reading ConfigMap `cfg`, opted in, and a
+/// kube-reloader that has recorded its baseline.
+async fn baselined(prefix: &str) -> (TestNs, Reloader) {
+    let ns = TestNs::new(prefix).await;
     workloads::opted_in_with_configmap(&ns, "web").await;
     let reloader = Reloader::start(&ns, &[]);
     workloads::baseline(&ns, Kind::Deployment, "web").await;
+    (ns, reloader)
+}
+
+#[tokio::test]
+async fn an_undo_after_a_reload_is_not_rolled_over_and_the_next_change_rolls_once() {
+    let (ns, reloader) = baselined("undo").await;
     baseline_copied(&ns, "web", 1).await;
 
     configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
@@ -129,10 +136,7 @@ async fn an_undo_after_a_reload_is_not_rolled_over_and_the_next_change_rolls_onc
 
 #[tokio::test]
 async fn a_rollout_restart_is_not_rolled_over() {
-    let ns = TestNs::new("restart").await;
-    workloads::opted_in_with_configmap(&ns, "web").await;
-    let reloader = Reloader::start(&ns, &[]);
-    workloads::baseline(&ns, Kind::Deployment, "web").await;
+    let (ns, reloader) = baselined("restart").await;
     assert_eq!(revision(&ns, "web").await, 1);
 
     kubectl(&ns, &["rollout", "restart", "deployment/web"], "").await;

@@ -154,3 +154,34 @@ async fn a_rollout_restart_is_not_rolled_over() {
     tokio::time::sleep(SETTLE).await;
     assert_eq!(revision(&ns, "web").await, 3);
 }
+
+#[tokio::test]
+async fn a_statefulset_undo_is_not_rolled_over_either() {
+    // A StatefulSet's undo restores its pod template alone, kube-reloader's annotation in it
+    // included; the baseline on its metadata stays kube-reloader's.
+    let ns = TestNs::new("undo-sts").await;
+    configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
+    let spec = workloads::env_from_configmap("cfg");
+    workloads::opted_in(&ns, Kind::StatefulSet, "db", spec).await;
+    let reloader = Reloader::start(&ns, &[]);
+    workloads::baseline(&ns, Kind::StatefulSet, "db").await;
+
+    configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
+    reloader.wait_count(&["rolled out", "name=db"], 1).await;
+    workloads::wait_rollouts(&ns, Kind::StatefulSet, "db", 1).await;
+    kubectl(&ns, &["rollout", "undo", "statefulset/db"], "").await;
+    wait_for("the undo", TIMEOUT, || async {
+        let t = workloads::annotation(&ns, Kind::StatefulSet, "db", HASH, true).await;
+        t.is_none().then_some(())
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(reloader.count(&["rolled out", "name=db"]), 1);
+    let t = workloads::annotation(&ns, Kind::StatefulSet, "db", HASH, true).await;
+    assert_eq!(t, None, "rolled over");
+
+    configmap(&ns, "cfg", &[("k", "3")], json!({})).await;
+    reloader.wait_count(&["rolled out", "name=db"], 2).await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(reloader.count(&["rolled out", "name=db"]), 2);
+}

@@ -350,7 +350,7 @@ impl fmt::Debug for Target {
 }
 
 /// The variables that name a proxy, as curl reads them (`NO_PROXY` only exempts hosts).
-const PROXY_VARIABLES: [&str; 6] = [
+pub const PROXY_VARIABLES: [&str; 6] = [
     "HTTPS_PROXY",
     "https_proxy",
     "HTTP_PROXY",

@@ -4,19 +4,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{TestNs, wait_for};
+use kube_reloader::alerts::PROXY_VARIABLES;
 
-/// The variables that send alerts through a proxy, or exempt hosts from it.
-const PROXY_VARIABLES: [&str; 8] = [
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+use super::{TestNs, wait_for};
 
 /// A running kube-reloader process, watching one test namespace. Killed when dropped.
 pub struct Reloader {
@@ -112,7 +102,7 @@ impl Reloader {
             .env("RUST_LOG", "kube_reloader=debug,info")
             .env_remove("POD_NAMESPACE");
         // Alerts go where a test says, whatever proxy the machine running the tests has.
-        for var in PROXY_VARIABLES {
+        for var in PROXY_VARIABLES.iter().chain(&["NO_PROXY", "no_proxy"]) {
             cmd.env_remove(var);
         }
         cmd.envs(env.iter().copied());

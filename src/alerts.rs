@@ -7,6 +7,10 @@
 //! ends up counted in `kube_reloader_alerts_total` as sent, failed or dropped; a failure is also
 //! a log line and (at most once a minute) a Warning Event `AlertFailed` on the controller's own
 //! Pod. The URL is a secret (it carries the receiver's token): only its host is ever shown.
+//!
+//! The HTTP client is reqwest, with rustls on ring and Mozilla's roots compiled in; the attempts
+//! are backon's. Alerts go directly, through the proxy the environment names, or through
+//! `--alert-proxy` ([`Route`]).
 
 use std::fmt;
 use std::sync::Arc;

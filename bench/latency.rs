@@ -327,7 +327,7 @@ struct Pending {
 fn template_hash(d: &Deployment) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    let template = d.spec.as_ref().map(|s| &s.template);
+    let template = &d.spec.template;
     serde_json::to_string(&template)
         .unwrap_or_default()
         .hash(&mut h);
@@ -495,7 +495,7 @@ fn written(d: &Deployment) -> String {
         .iter()
         .filter(|(k, _)| k.starts_with(OURS) && k.as_str() != "kube-reloader.io/auto")
         .collect();
-    let template = d.spec.as_ref().map(|s| &s.template);
+    let template = &d.spec.template;
     serde_json::to_string(&(ours, template)).unwrap_or_default()
 }
 

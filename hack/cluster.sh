@@ -96,7 +96,7 @@ rules:
   - level: None
 EOF
 
-  etcd --name default --data-dir "$dir/etcd" \
+  "$bin_dir/etcd" --name default --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-cluster "default=http://127.0.0.1:$peer_port" \
@@ -105,7 +105,7 @@ EOF
 
   "$bin_dir/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0 \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --cert-dir "$dir/certs" \
     --authorization-mode RBAC --token-auth-file "$dir/tokens.csv" \
     --service-account-issuer https://kubernetes.default.svc \
@@ -140,7 +140,7 @@ EOF
 
   "$bin_dir/kube-controller-manager" --kubeconfig "$dir/kubeconfig" \
     --controllers deployment,replicaset,statefulset,daemonset,garbagecollector \
-    --leader-elect=false --port 0 --secure-port 0 --use-service-account-credentials=false \
+    --leader-elect=false --secure-port 0 --use-service-account-credentials=false \
     --kube-api-qps 200 --kube-api-burst 400 \
     --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 --concurrent-statefulset-syncs 10 \
     --v 1 > "$dir/kube-controller-manager.log" 2>&1 &

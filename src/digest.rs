@@ -17,7 +17,7 @@ use std::fmt;
 use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde_json::Value;
 
 use crate::references::{ConfigKind, Keys};
 
@@ -229,27 +229,34 @@ impl WorkloadDigest {
 }
 
 /// Length of a pod-template digest (hex characters): it only has to tell two templates of one
-/// workload apart.
-const TEMPLATE_DIGEST_LEN: usize = 20;
+/// workload apart. 24 since the digest is taken of the template's JSON; the 20 of the earlier
+/// digest of the typed template makes such a record read as none ([`Recorded::with_template`]),
+/// so that after an upgrade a config change is not taken for one covered by a template change.
+const TEMPLATE_DIGEST_LEN: usize = 24;
 
-/// The digest of a pod template as others wrote it: the whole template but the annotation
-/// kube-reloader itself writes there (`template_annotation`), so that our own rollouts do not
-/// count as someone else's template change. `None` (no template) digests as an empty one.
-pub fn template_digest(template: Option<&PodTemplateSpec>, template_annotation: &str) -> String {
+/// The digest of a pod template as others wrote it: the whole template as the API server sent it
+/// (its JSON, so that a field newer than k8s-openapi's feature level counts too), but the
+/// annotation kube-reloader itself writes there (`template_annotation`), so that our own rollouts
+/// do not count as someone else's template change. `None` (no template) digests as an empty one.
+pub fn template_digest(template: Option<&Value>, template_annotation: &str) -> String {
     let mut h = Sha256::new();
     if let Some(t) = template {
         let mut mine = t.clone();
-        if let Some(m) = mine.metadata.as_mut() {
-            if let Some(a) = m.annotations.as_mut() {
+        if let Some(meta) = mine.get_mut("metadata").and_then(Value::as_object_mut) {
+            if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
                 a.remove(template_annotation);
             }
             // Our first rollout adds the map itself: no annotations and none left are the same.
-            if m.annotations.as_ref().is_some_and(|a| a.is_empty()) {
-                m.annotations = None;
+            if meta
+                .get("annotations")
+                .is_some_and(|a| a.is_null() || a.as_object().is_some_and(|a| a.is_empty()))
+            {
+                meta.remove("annotations");
             }
         }
-        // k8s-openapi serializes fields in a fixed order and maps sorted, so equal templates give
-        // equal bytes.
+        drop_nulls(&mut mine);
+        // serde_json's maps are sorted (no `preserve_order`), so equal templates give equal bytes
+        // whatever order the fields came in.
         match serde_json::to_vec(&mine) {
             Ok(bytes) => h.update(&bytes),
             Err(_) => h.update(b"unserializable"),
@@ -258,26 +265,55 @@ pub fn template_digest(template: Option<&PodTemplateSpec>, template_annotation: 
     hex(&h.finalize())[..TEMPLATE_DIGEST_LEN].to_string()
 }
 
+/// Takes out every `null` member of every object: an absent field and a null one mean the same to
+/// the API server.
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// The containers and init containers of a pod template's spec.
+fn containers_mut(template: &mut Value) -> impl Iterator<Item = &mut Value> {
+    let spec = template.get_mut("spec").and_then(Value::as_object_mut);
+    spec.into_iter().flat_map(|spec| {
+        spec.iter_mut()
+            .filter(|(k, _)| *k == "containers" || *k == "initContainers")
+            .filter_map(|(_, v)| v.as_array_mut())
+            .flatten()
+    })
+}
+
 /// A pod template less what stakater Reloader writes into one to roll it: its
 /// `STAKATER_<NAME>_<CONFIGMAP|SECRET|SECRETPROVIDERCLASS>` environment variables (its default
 /// strategy) and its `reloader.stakater.com/last-reloaded-from` annotation. A dry run beside
 /// Reloader digests templates so, because Reloader's rollout for a config change would otherwise
 /// be a template change covering that change, and the dry run would report nothing where
 /// kube-reloader alone will roll.
-pub fn without_reloader_writes(template: &PodTemplateSpec) -> PodTemplateSpec {
+pub fn without_reloader_writes(template: &Value) -> Value {
     let mut t = template.clone();
-    if let Some(a) = t.metadata.as_mut().and_then(|m| m.annotations.as_mut()) {
+    if let Some(a) = t
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
         a.remove(crate::optin::reloader::LAST_RELOADED_FROM);
     }
-    if let Some(spec) = t.spec.as_mut() {
-        let init = spec.init_containers.iter_mut().flatten();
-        for c in spec.containers.iter_mut().chain(init) {
-            if let Some(env) = c.env.as_mut() {
-                env.retain(|e| !is_reloaders(&e.name));
-                // Reloader's first rollout adds the list itself.
-                if env.is_empty() {
-                    c.env = None;
-                }
+    for c in containers_mut(&mut t) {
+        let Some(c) = c.as_object_mut() else { continue };
+        if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
+            env.retain(|e| {
+                !e.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(is_reloaders)
+            });
+            // Reloader's first rollout adds the list itself.
+            if env.is_empty() {
+                c.remove("env");
             }
         }
     }
@@ -286,18 +322,22 @@ pub fn without_reloader_writes(template: &PodTemplateSpec) -> PodTemplateSpec {
 
 /// Whether a pod template holds anything [`without_reloader_writes`] takes out: a cheap look,
 /// so that templates Reloader never rolled (nearly all) are not copied to find out.
-pub fn has_reloader_writes(template: &PodTemplateSpec) -> bool {
+pub fn has_reloader_writes(template: &Value) -> bool {
     let annotated = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.annotations.as_ref())
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
         .is_some_and(|a| a.contains_key(crate::optin::reloader::LAST_RELOADED_FROM));
-    let in_env = template.spec.as_ref().is_some_and(|spec| {
-        let init = spec.init_containers.iter().flatten();
-        spec.containers
-            .iter()
-            .chain(init)
-            .any(|c| c.env.iter().flatten().any(|e| is_reloaders(&e.name)))
+    let spec = template.get("spec");
+    let in_env = ["containers", "initContainers"].iter().any(|list| {
+        let containers = spec.and_then(|s| s.get(*list)).and_then(Value::as_array);
+        containers.into_iter().flatten().any(|c| {
+            let env = c.get("env").and_then(Value::as_array);
+            env.into_iter().flatten().any(|e| {
+                e.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(is_reloaders)
+            })
+        })
     });
     annotated || in_env
 }
@@ -540,8 +580,8 @@ mod tests {
         assert_eq!(rec.changed(&after), vec!["ConfigMap/a", "ConfigMap/new"]);
     }
 
-    fn template(json: serde_json::Value) -> PodTemplateSpec {
-        serde_json::from_value(json).expect("a pod template")
+    fn template(json: serde_json::Value) -> serde_json::Value {
+        json
     }
 
     #[test]
@@ -554,18 +594,10 @@ mod tests {
         let d = template_digest(Some(&plain), OURS);
         assert_eq!(d.len(), TEMPLATE_DIGEST_LEN);
         let mut ours = plain.clone();
-        if let Some(a) = ours.metadata.as_mut().and_then(|m| m.annotations.as_mut()) {
-            a.insert(OURS.into(), "abc".into());
-        }
+        ours["metadata"]["annotations"][OURS] = "abc".into();
         assert_eq!(template_digest(Some(&ours), OURS), d);
         let mut checksum = plain.clone();
-        if let Some(a) = checksum
-            .metadata
-            .as_mut()
-            .and_then(|m| m.annotations.as_mut())
-        {
-            a.insert("checksum/config".into(), "2".into());
-        }
+        checksum["metadata"]["annotations"]["checksum/config"] = "2".into();
         assert_ne!(template_digest(Some(&checksum), OURS), d);
         let image = template(serde_json::json!({
             "metadata": {"annotations": {"checksum/config": "1"}},
@@ -582,6 +614,31 @@ mod tests {
             template_digest(Some(&bare), OURS),
             template_digest(Some(&rolled), OURS)
         );
+    }
+
+    #[test]
+    fn template_digest_sees_fields_no_typed_model_knows() {
+        const OURS: &str = "kube-reloader.io/config-hash";
+        let base = serde_json::json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+        });
+        let d = template_digest(Some(&base), OURS);
+        // A field of a Kubernetes release newer than k8s-openapi's feature level, in the pod spec
+        // and in a container: both are template changes.
+        let mut newer = base.clone();
+        newer["spec"]["aFieldFromTheFuture"] = serde_json::json!({"enabled": true});
+        assert_ne!(template_digest(Some(&newer), OURS), d);
+        let mut in_container = base.clone();
+        in_container["spec"]["containers"][0]["restartPolicyRules"] = serde_json::json!([]);
+        assert_ne!(template_digest(Some(&in_container), OURS), d);
+        // The same template with its fields in another order, or with null members, is the same.
+        let reordered: serde_json::Value = serde_json::from_str(
+            r#"{"spec": {"containers": [{"image": "app:1", "name": "app"}]},
+                "metadata": {"annotations": null, "labels": {"app": "web"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(template_digest(Some(&reordered), OURS), d);
     }
 
     #[test]
@@ -630,12 +687,16 @@ mod tests {
     fn recorded_template_digest_is_kept_only_when_well_formed() {
         let rec = Recorded::parse(Some(&"a".repeat(64)), None).unwrap();
         assert_eq!(rec.template, None);
-        let t = "0123456789abcdef0123";
+        let t = "0123456789abcdef01234567";
         assert_eq!(
             rec.clone().with_template(Some(t)).template.as_deref(),
             Some(t)
         );
         assert_eq!(rec.clone().with_template(Some("xyz")).template, None);
+        // The 20 characters of the digest of the typed template (before the JSON one): none, so
+        // that a config change after the upgrade rolls rather than looking covered.
+        let typed_era = "0123456789abcdef0123";
+        assert_eq!(rec.clone().with_template(Some(typed_era)).template, None);
         assert_eq!(rec.with_template(None).template, None);
     }
 

@@ -416,8 +416,7 @@ impl Workload {
         let template = at
             .map(serde_json::Value::take)
             .filter(|v| !v.is_null())
-            .and_then(|v| serde_json::from_value::<PodTemplateSpec>(v).ok())
-            .map(|t| Template::of(&t));
+            .and_then(|v| Template::of(&v));
         let spec = data.get_mut("spec");
         let (template_ref, restart_at) = match spec {
             Some(spec) if kind.0.argo => (
@@ -460,20 +459,25 @@ pub struct Template {
 }
 
 impl Template {
-    pub fn of(t: &PodTemplateSpec) -> Self {
+    /// What the rules read of a pod template as the API server sent it (JSON); `None` when it is
+    /// not a pod template. The digest is taken of the JSON, every field of it, whether or not
+    /// k8s-openapi's feature level knows the field; the references are read through the typed
+    /// model.
+    pub fn of(t: &serde_json::Value) -> Option<Self> {
+        let typed = PodTemplateSpec::deserialize(t).ok()?;
         let digest = digest::template_digest(Some(t), CONFIG_HASH);
         let digest_without_reloader = digest::has_reloader_writes(t).then(|| {
             let without = digest::without_reloader_writes(t);
             digest::template_digest(Some(&without), CONFIG_HASH).into()
         });
-        let annotations = t.metadata.as_ref().and_then(|m| m.annotations.clone());
-        let references = t.spec.as_ref().map(references).unwrap_or_default();
-        Template {
+        let annotations = typed.metadata.and_then(|m| m.annotations);
+        let references = typed.spec.as_ref().map(references).unwrap_or_default();
+        Some(Template {
             annotations: annotations.unwrap_or_default().into_iter().collect(),
             references: references.into_iter().collect(),
             digest: digest.into(),
             digest_without_reloader,
-        }
+        })
     }
 
     /// Its digest as others wrote it ([`digest::template_digest`]).
@@ -600,16 +604,15 @@ mod tests {
 
     #[test]
     fn a_dry_run_digests_the_template_less_reloaders_writes() {
-        let template = |env: serde_json::Value| -> PodTemplateSpec {
-            serde_json::from_value(json!({"spec": {"containers": [{"name": "c", "env": env}]}}))
-                .expect("a template")
-        };
+        let template =
+            |env: serde_json::Value| json!({"spec": {"containers": [{"name": "c", "env": env}]}});
         let plain = template(json!([{"name": "A", "value": "1"}]));
         let rolled_by_reloader = template(json!([
             {"name": "A", "value": "1"},
             {"name": "STAKATER_CFG_CONFIGMAP", "value": "abc"},
         ]));
-        let (plain, rolled) = (Template::of(&plain), Template::of(&rolled_by_reloader));
+        let of = |t| Template::of(t).expect("a template");
+        let (plain, rolled) = (of(&plain), of(&rolled_by_reloader));
         assert_ne!(template_digest(Some(&rolled), false), plain.digest());
         assert_eq!(template_digest(Some(&rolled), true), plain.digest());
         // Nothing of Reloader's: the same digest either way, and nothing more kept.
@@ -668,12 +671,11 @@ mod tests {
             ),
             (Some("web"), Some("u1"), Some("7"), Some(2))
         );
-        let want: PodTemplateSpec = serde_json::from_value(template).expect("a template");
         let t = w.template.as_ref().expect("a template");
-        assert_eq!(*t, Template::of(&want));
+        assert_eq!(Some(t), Template::of(&template).as_ref());
         assert_eq!(
             t.digest(),
-            digest::template_digest(Some(&want), CONFIG_HASH)
+            digest::template_digest(Some(&template), CONFIG_HASH)
         );
         assert_eq!(
             template_references(Some(t))

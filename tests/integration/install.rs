@@ -99,8 +99,7 @@ impl Install {
 
 /// The arguments of the one Deployment among `objects` (an install in namespace
 /// `kube-reloader`, leader election on), plus what its pod would have (its namespace), shorter
-/// timings for the test, and CronJobs through batch/v1beta1: the 1.20 test server has no
-/// batch/v1 CronJob (the same RBAC covers both: it names the group and resource, not the version).
+/// timings for the test.
 pub(crate) fn controller_args(objects: &[Value]) -> Vec<String> {
     let mut args = chart::deployment_args(objects);
     assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
@@ -114,7 +113,6 @@ pub(crate) fn controller_args(objects: &[Value]) -> Vec<String> {
         ]
         .map(String::from),
     );
-    args.push(TestKind::cronjob().flag());
     args
 }
 

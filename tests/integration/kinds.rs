@@ -504,8 +504,8 @@ async fn a_cronjob_gets_its_job_template_changed_once_and_no_job_even_when_suspe
     for name in names {
         histories.push(History::watch(&ns, &cronjob, name).await);
     }
-    // batch/v1beta1 replaces the built-in batch/v1 CronJob, which 1.20 does not serve.
-    let reloader = Reloader::start(&ns, &[&cronjob.flag()]);
+    // The built-in batch/v1 CronJob: no flag needed.
+    let reloader = Reloader::start(&ns, &[]);
     for name in names {
         kinds::baseline(&ns, &cronjob, name).await;
         reloader.wait_up_to_date(name, 1).await;

@@ -4,8 +4,7 @@
 //! the 20 s lookup of a kind the API server does not serve.
 //!
 //! Both runs use the default `--kinds`, so the Argo Rollout kind, whose CRD this control plane
-//! lacks, is among them; only CronJobs go through batch/v1beta1, the 1.20 test server having no
-//! batch/v1 CronJob (as in every other test).
+//! lacks, is among them; CronJobs are the built-in batch/v1 kind.
 
 use std::time::{Duration, Instant};
 
@@ -46,18 +45,13 @@ async fn with_nothing_changing_only_watches_and_lease_renewals_reach_the_api_ser
         opted_in_workloads(ns).await;
     }
 
-    let cronjob = TestKind::cronjob().flag();
-    // Cluster-wide, every flag at its default but the one the 1.20 server needs; the other run's
-    // namespace left to it, so that no workload has two writers.
-    let alone_args = [
-        format!("--ignore-namespace={}", elected.name),
-        cronjob.clone(),
-    ];
+    // Cluster-wide, every flag at its default; the other run's namespace left to it, so that no
+    // workload has two writers.
+    let alone_args = [format!("--ignore-namespace={}", elected.name)];
     let elected_args = [
         format!("--namespace={}", elected.name),
         format!("--controller-namespace={}", elected.name),
         "--leader-elect".to_string(),
-        cronjob,
     ];
     let mut runs = [
         (

@@ -1,5 +1,5 @@
 //! Workloads of the kinds beyond apps/v1, read and written through the dynamic API as
-//! kube-reloader watches them: Argo Rollouts, CronJobs (batch/v1beta1 on the 1.20 test server) and
+//! kube-reloader watches them: Argo Rollouts, CronJobs (the built-in batch/v1 kind) and
 //! the tests' own Widget; the test CRDs; and a record of every change of a workload's pod template
 //! and `spec.restartAt`, which is how these tests count rollouts of kinds that have no ReplicaSets.
 
@@ -62,11 +62,11 @@ impl TestKind {
         )
     }
 
-    /// The CronJob the 1.20 test server serves (batch/v1beta1; it has no batch/v1 CronJob).
+    /// The CronJob, batch/v1: a built-in kind, rolled with no flag.
     pub fn cronjob() -> Self {
         Self::new(
             "batch",
-            "v1beta1",
+            "v1",
             "CronJob",
             "cronjobs",
             "spec.jobTemplate.spec.template",
@@ -75,6 +75,23 @@ impl TestKind {
 
     pub fn api_version(&self) -> String {
         format!("{}/{}", self.group, self.version)
+    }
+
+    /// The flags kube-reloader needs to roll this kind: none for a built-in kind (a CronJob, a
+    /// Rollout), `--workload-kind=GROUP/VERSION/KIND=PATH` for the others.
+    pub fn flags(&self) -> Vec<String> {
+        if self.builtin() {
+            Vec::new()
+        } else {
+            vec![self.flag()]
+        }
+    }
+
+    fn builtin(&self) -> bool {
+        matches!(
+            (self.group.as_str(), self.kind.as_str()),
+            ("batch", "CronJob") | ("argoproj.io", "Rollout")
+        )
     }
 
     /// `--workload-kind=GROUP/VERSION/KIND=PATH`, the flag kube-reloader takes this kind with.

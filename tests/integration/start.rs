@@ -130,7 +130,7 @@ async fn service_account_token(ns: &TestNs, name: &str) -> String {
         .create_token_request(name, &PostParams::default(), &request)
         .await
         .expect("TokenRequest");
-    token.status.expect("token").token
+    token.status.and_then(|s| s.token).expect("a token")
 }
 
 /// Waits for kube-reloader to exit by itself, and returns its log; fails if it exited 0 or is

@@ -19,5 +19,6 @@ mod operate;
 mod reload;
 mod scope;
 mod selection;
+mod start;
 mod steady;
 mod validate;

@@ -8,7 +8,7 @@ VALUES ?= /dev/null
 K8S_VERSION ?= $(shell . hack/k8s-version.env && echo $$K8S_VERSION)
 export K8S_VERSION
 ## The core behaviour tests, which CI also runs on the oldest supported release (make core).
-CORE_TESTS := reload:: delivery:: kinds:: install:: steady::
+CORE_TESTS := reload:: delivery:: kinds:: install:: steady:: environment::
 
 .PHONY: all build image test core testenv unit integration validate lint fmt chart demo cluster-up cluster-down clean bench-latency bench-10k
 
@@ -37,7 +37,8 @@ testenv:
 test: testenv image
 	$(CARGO) test --locked --all-targets -- --test-threads=6
 
-## The core behaviour tests only (reload, delivery, kinds, install audit, steady):
+## The core behaviour tests only (reload, delivery, kinds, install audit, steady, and the
+## environment tests that record what differs between releases):
 ## make core K8S_VERSION=1.34.4
 core: testenv
 	$(CARGO) test --locked --test integration -- --test-threads=6 $(CORE_TESTS)

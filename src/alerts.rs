@@ -7,26 +7,28 @@
 //! ends up counted in `kube_reloader_alerts_total` as sent, failed or dropped; a failure is also
 //! a log line and (at most once a minute) a Warning Event `AlertFailed` on the controller's own
 //! Pod. The URL is a secret (it carries the receiver's token): only its host is ever shown.
+//!
+//! The HTTP client is reqwest, with rustls on ring and Mozilla's roots compiled in; the attempts
+//! are backon's. Alerts go directly, through the proxy the environment names, or through
+//! `--alert-proxy` ([`Route`]).
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode, Uri};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use backon::{ExponentialBuilder, Retryable};
+use http::{StatusCode, Uri};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder};
+use reqwest::Url;
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::cli::Args;
+use crate::faults::causes;
 use crate::metrics::Metrics;
 use crate::workload::WorkloadRef;
 
@@ -266,19 +268,20 @@ impl Throttle {
     }
 }
 
-/// The webhook URL as given: a secret, so it never shows in Debug output or logs.
+/// A URL given as a flag that is a secret: the webhook's carries the receiver's token, a proxy's
+/// may carry credentials. It never shows in Debug output or logs.
 #[derive(Clone, PartialEq, Eq)]
-pub struct WebhookUrl(String);
+pub struct SecretUrl(String);
 
-impl From<String> for WebhookUrl {
+impl From<String> for SecretUrl {
     fn from(s: String) -> Self {
         Self(s)
     }
 }
 
-impl fmt::Debug for WebhookUrl {
+impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WebhookUrl(<secret>)")
+        f.write_str("SecretUrl(<secret>)")
     }
 }
 
@@ -288,42 +291,54 @@ pub enum AlertError {
         "--alert-webhook-url is not an http:// or https:// URL with a host (the value is not shown: it is a secret): {0}"
     )]
     Url(&'static str),
+    #[error(
+        "--alert-proxy is not an http:// or https:// URL with a host (the value is not shown: it may carry credentials): {0}"
+    )]
+    ProxyUrl(&'static str),
     #[error("cannot set up TLS for alerts: {0}")]
     Tls(#[source] rustls::Error),
+    #[error("cannot set up the HTTP client for alerts: {0}")]
+    Client(String),
+}
+
+/// `url` checked as an http:// or https:// URL with a host: the URL, and its host (with the
+/// port, if it names one); else what is wrong with it, never quoting it.
+fn checked(url: &str) -> Result<(Url, String), &'static str> {
+    let url = url.trim();
+    // `http::Uri` first: stricter than `Url`, which reads `https:///x` as host `x`.
+    let uri: Uri = url.parse().map_err(|_| "it does not parse as a URL")?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("the scheme must be http or https"),
+    }
+    let host = match uri.host() {
+        Some(h) if !h.is_empty() => h.to_string(),
+        _ => return Err("it has no host"),
+    };
+    let host = match uri.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    };
+    let url = Url::parse(url).map_err(|_| "it does not parse as a URL")?;
+    Ok((url, host))
 }
 
 /// Where alerts go: the URL, and its host (the only part that is ever shown).
 #[derive(Clone)]
 pub struct Target {
-    uri: Uri,
+    url: Url,
     host: String,
 }
 
 impl Target {
-    pub fn parse(url: &WebhookUrl) -> Result<Self, AlertError> {
+    pub fn parse(url: &SecretUrl) -> Result<Self, AlertError> {
         if url.0.trim().is_empty() {
             return Err(AlertError::Url(
                 "it is empty (leave it unset to send no alerts)",
             ));
         }
-        let uri: Uri = url
-            .0
-            .trim()
-            .parse()
-            .map_err(|_| AlertError::Url("it does not parse as a URL"))?;
-        match uri.scheme_str() {
-            Some("http" | "https") => {}
-            _ => return Err(AlertError::Url("the scheme must be http or https")),
-        }
-        let host = match uri.host() {
-            Some(h) if !h.is_empty() => h.to_string(),
-            _ => return Err(AlertError::Url("it has no host")),
-        };
-        let host = match uri.port_u16() {
-            Some(port) => format!("{host}:{port}"),
-            None => host,
-        };
-        Ok(Self { uri, host })
+        let (url, host) = checked(&url.0).map_err(AlertError::Url)?;
+        Ok(Self { url, host })
     }
 
     /// The host (and port, if the URL names one): what logs and Events name.
@@ -338,20 +353,73 @@ impl fmt::Debug for Target {
     }
 }
 
+/// The variables that name a proxy, as curl reads them (`NO_PROXY` only exempts hosts).
+pub const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// How alerts reach the receiver.
+#[derive(Clone)]
+pub enum Route {
+    /// As the environment says, read at start as curl reads it: `HTTPS_PROXY` for an https://
+    /// URL, `HTTP_PROXY` for an http:// one, `ALL_PROXY` for both (or their lower-case names),
+    /// directly to a host that `NO_PROXY` names; directly when none is set.
+    Environment,
+    /// Through this proxy (`--alert-proxy`), whatever the environment says. An https:// URL
+    /// goes through a CONNECT tunnel, so the proxy never sees the URL or the body.
+    Proxy { url: Url, host: String },
+}
+
+impl Route {
+    /// The route `--alert-proxy` gives: through it when set (and not empty, as an empty variable
+    /// means unset), else the environment's.
+    pub fn from_flag(proxy: Option<&SecretUrl>) -> Result<Self, AlertError> {
+        match proxy.filter(|p| !p.0.trim().is_empty()) {
+            None => Ok(Route::Environment),
+            Some(p) => {
+                let (url, host) = checked(&p.0).map_err(AlertError::ProxyUrl)?;
+                Ok(Route::Proxy { url, host })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    /// For the start log: the proxy's host (never its credentials), `environment` when a proxy
+    /// variable is set, else `none`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Proxy { host, .. } => f.write_str(host),
+            Route::Environment
+                if PROXY_VARIABLES
+                    .iter()
+                    .any(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty())) =>
+            {
+                f.write_str("environment")
+            }
+            Route::Environment => f.write_str("none"),
+        }
+    }
+}
+
 /// Alerts waiting to be sent, at most; beyond, new ones are dropped (and counted).
 pub const QUEUE: usize = 1024;
-/// Each attempt's bound, from connecting to the answer's headers.
+/// Each attempt's bound, from connecting to the end of the answer.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The waits before the second, third and fourth attempts.
-pub const BACKOFF: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-    Duration::from_secs(4),
-];
+/// The waits before the second, third and fourth attempts: 1 s, 2 s, 4 s.
+pub const BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_secs(1))
+    .with_factor(2.0)
+    .with_max_times(3);
 /// At most one `AlertFailed` Event per this period.
 pub const EVENT_EVERY: Duration = Duration::from_secs(60);
-
-type Http = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// How much of a receiver's refusal is read, to say why.
+const ANSWER_READ: usize = 4096;
 
 /// Why an alert was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,7 +428,7 @@ pub enum Failure {
     Status(StatusCode, String),
     /// No answer within the attempt's timeout.
     Timeout(Duration),
-    /// Connecting, TLS or the exchange failed.
+    /// Connecting (to the receiver or the proxy), TLS or the exchange failed.
     Transport(String),
 }
 
@@ -386,35 +454,56 @@ impl fmt::Display for Failure {
 
 /// POSTs bodies to one URL, with a timeout per attempt and retries with backoff.
 pub struct Poster {
-    http: Http,
+    http: reqwest::Client,
     target: Target,
+    route: Route,
     timeout: Duration,
-    backoff: Vec<Duration>,
+    backoff: ExponentialBuilder,
 }
 
 impl Poster {
-    /// A poster with the given timeout per attempt and waits between attempts. HTTPS is
-    /// verified against Mozilla's roots (webpki-roots), compiled in: the image has no CA bundle.
+    /// A poster going by `route`, with the given timeout per attempt and waits between attempts.
+    /// HTTPS is verified against Mozilla's roots (webpki-roots), compiled in: the image has no
+    /// CA bundle.
     pub fn new(
         target: Target,
+        route: Route,
         timeout: Duration,
-        backoff: Vec<Duration>,
+        backoff: ExponentialBuilder,
     ) -> Result<Self, AlertError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
             .map_err(AlertError::Tls)?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        // No pooling: alerts are rare, and an idle connection would only hold memory (and go
-        // stale on the receiver's side).
-        let http = Client::builder(TokioExecutor::new())
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            // Not followed: the token would go to another place. A redirect is a refusal.
+            .redirect(reqwest::redirect::Policy::none())
+            // Every retry is ours (below), counted as an attempt.
+            .retry(reqwest::retry::never())
+            // No pooling: alerts are rare, and an idle connection would only hold memory (and go
+            // stale on the receiver's side).
             .pool_max_idle_per_host(0)
-            .build(https);
+            .timeout(timeout)
+            .user_agent(concat!("kube-reloader/", env!("CARGO_PKG_VERSION")));
+        if let Route::Proxy { url, .. } = &route {
+            // Replaces the environment's proxies, NO_PROXY included.
+            let proxy = reqwest::Proxy::all(url.clone())
+                .map_err(|_| AlertError::ProxyUrl("reqwest does not take it as a proxy"))?;
+            http = http.proxy(proxy);
+        }
+        let http = http
+            .build()
+            .map_err(|e| AlertError::Client(causes(&e.without_url())))?;
         Ok(Self {
             http,
             target,
+            route,
             timeout,
             backoff,
         })
@@ -424,57 +513,66 @@ impl Poster {
         &self.target
     }
 
-    /// Delivers `body`: attempts until one succeeds, one fails for good, or the backoff is used
-    /// up. The number of attempts made, with the last failure if none succeeded.
-    pub async fn deliver(&self, body: &Bytes) -> (u32, Result<(), Failure>) {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let failure = match tokio::time::timeout(self.timeout, self.post(body.clone())).await {
-                Ok(Ok(())) => return (attempts, Ok(())),
-                Ok(Err(failure)) => failure,
-                Err(_) => Failure::Timeout(self.timeout),
-            };
-            let wait = self.backoff.get(attempts as usize - 1);
-            match (failure.verdict(), wait) {
-                (Verdict::Retry, Some(wait)) => {
-                    tracing::debug!(host = %self.target.host, attempt = attempts, error = %failure,
-                        "alert not delivered; retrying in {}s", wait.as_secs_f64());
-                    tokio::time::sleep(*wait).await;
-                }
-                _ => return (attempts, Err(failure)),
-            }
-        }
+    pub fn route(&self) -> &Route {
+        &self.route
     }
 
-    async fn post(&self, body: Bytes) -> Result<(), Failure> {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(self.target.uri.clone())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("kube-reloader/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(body))
-            .map_err(|e| Failure::Transport(e.to_string()))?;
+    /// Delivers `body`: attempts until one succeeds, one fails for good, or the backoff is used
+    /// up. The number of attempts made, with the last failure if none succeeded.
+    pub async fn deliver(&self, body: &str) -> (u32, Result<(), Failure>) {
+        let attempts = AtomicU32::new(0);
+        let result = (|| {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.post(body)
+        })
+        .retry(self.backoff)
+        .sleep(tokio::time::sleep)
+        .when(|failure| failure.verdict() == Verdict::Retry)
+        .notify(|failure, wait| {
+            tracing::debug!(host = %self.target.host, attempt = attempts.load(Ordering::Relaxed),
+                error = %failure, "alert not delivered; retrying in {}s", wait.as_secs_f64());
+        })
+        .await;
+        (attempts.into_inner(), result)
+    }
+
+    async fn post(&self, body: &str) -> Result<(), Failure> {
         let response = self
             .http
-            .request(request)
+            .post(self.target.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned())
+            .send()
             .await
-            .map_err(|e| Failure::Transport(causes(&e)))?;
+            .map_err(|e| self.failure(e))?;
         let status = response.status();
         if verdict(status) == Verdict::Delivered {
             return Ok(());
         }
         // The start of the answer says why (Slack answers `invalid_token`, `no_text`...).
-        let said = Limited::new(response.into_body(), 4096)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Err(Failure::Status(status, excerpt(&said)))
+        Err(Failure::Status(status, excerpt(&start_of(response).await)))
     }
+
+    fn failure(&self, e: reqwest::Error) -> Failure {
+        if e.is_timeout() {
+            Failure::Timeout(self.timeout)
+        } else {
+            // Without the URL: it is a secret.
+            Failure::Transport(causes(&e.without_url()))
+        }
+    }
+}
+
+/// The first [`ANSWER_READ`] bytes of an answer's body, or what came before it broke off.
+async fn start_of(mut response: reqwest::Response) -> Vec<u8> {
+    let mut said = Vec::new();
+    while said.len() < ANSWER_READ {
+        match response.chunk().await {
+            Ok(Some(chunk)) => said.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    said
 }
 
 /// The first 200 characters of a receiver's answer, on one line.
@@ -485,21 +583,6 @@ fn excerpt(body: &[u8]) -> String {
         Some((at, _)) => format!("{}…", &line[..at]),
         None => line,
     }
-}
-
-/// An error and its sources, joined: hyper's own message alone says only "client error".
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// The controller's own Pod, for the `AlertFailed` Event: `POD_NAME` in `POD_NAMESPACE` (or
@@ -537,15 +620,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// The alert settings of `--alert-webhook-url`, `--alert-format` and `--cluster-name`;
-    /// `None` without a URL.
+    /// The alert settings of `--alert-webhook-url`, `--alert-proxy`, `--alert-format` and
+    /// `--cluster-name`; `None` without a URL.
     pub fn from_args(args: &Args) -> Result<Option<Self>, AlertError> {
         let Some(url) = &args.alert_webhook_url else {
             return Ok(None);
         };
         let target = Target::parse(url)?;
+        let route = Route::from_flag(args.alert_proxy.as_ref())?;
         Ok(Some(Self {
-            poster: Poster::new(target, ATTEMPT_TIMEOUT, BACKOFF.to_vec())?,
+            poster: Poster::new(target, route, ATTEMPT_TIMEOUT, BACKOFF)?,
             format: args.alert_format,
             cluster: args.cluster_name.clone(),
         }))
@@ -577,7 +661,7 @@ impl Alerts {
         let host = poster.target().host().to_string();
         let pod = own_pod(controller_namespace);
         metrics.alerts_on();
-        tracing::info!(host = %host, format = %format, cluster = %cluster,
+        tracing::info!(host = %host, format = %format, cluster = %cluster, proxy = %poster.route(),
             event_on = ?pod.as_ref().and_then(|p| p.name.as_deref()),
             "alerts on: one POST per rollout");
         if pod.is_none() {
@@ -642,7 +726,7 @@ impl Sender {
         let host = self.poster.target().host().to_string();
         let host = host.as_str();
         while let Some(alert) = queue.recv().await {
-            let body = Bytes::from(body(self.format, &alert).to_string());
+            let body = body(self.format, &alert).to_string();
             let (attempts, result) = self.poster.deliver(&body).await;
             match result {
                 Ok(()) => {
@@ -878,7 +962,7 @@ mod tests {
 
     #[test]
     fn the_url_is_checked_and_never_shown() {
-        let url = |s: &str| WebhookUrl::from(s.to_string());
+        let url = |s: &str| SecretUrl::from(s.to_string());
         let t = Target::parse(&url("https://hooks.slack.com/services/T0/B0/s3cr3t")).unwrap();
         assert_eq!(t.host(), "hooks.slack.com");
         assert_eq!(format!("{t:?}"), "Target(hooks.slack.com)");
@@ -901,6 +985,50 @@ mod tests {
             assert!(e.starts_with("--alert-webhook-url is not"), "{bad}: {e}");
             assert!(!e.contains("s3cr3t"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_proxy_flag_is_checked_and_only_its_host_shown() {
+        let flag = |s: &str| SecretUrl::from(s.to_string());
+        // Unset or empty (an empty variable means unset): the environment's proxy, if any.
+        assert!(matches!(Route::from_flag(None), Ok(Route::Environment)));
+        assert!(matches!(
+            Route::from_flag(Some(&flag(" "))),
+            Ok(Route::Environment)
+        ));
+        for (given, host) in [
+            ("http://proxy.corp:3128", "proxy.corp:3128"),
+            ("https://me:pr0xypw@proxy.corp", "proxy.corp"),
+            ("http://10.0.0.1:8080/", "10.0.0.1:8080"),
+        ] {
+            let route = Route::from_flag(Some(&flag(given))).unwrap();
+            assert_eq!(route.to_string(), host, "{given}");
+        }
+        for bad in [
+            "proxy.corp:3128",
+            "socks5://proxy.corp:1080",
+            "http://",
+            "http:///pr0xypw",
+            "pr0xypw at proxy",
+        ] {
+            let e = Route::from_flag(Some(&flag(bad)))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("--alert-proxy is not"), "{bad}: {e}");
+            assert!(!e.contains("pr0xypw"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn attempts_wait_one_two_then_four_seconds() {
+        use backon::BackoffBuilder;
+        let waits: Vec<Duration> = BACKOFF.build().collect();
+        assert_eq!(
+            waits,
+            [1, 2, 4].map(Duration::from_secs),
+            "docs/alerts.md states these"
+        );
     }
 
     #[test]
@@ -964,22 +1092,26 @@ mod tests {
     }
 
     fn poster(url: &str, timeout_ms: u64) -> Poster {
-        let target = Target::parse(&WebhookUrl::from(url.to_string())).unwrap();
-        let backoff = vec![Duration::from_millis(10); 3];
-        Poster::new(target, Duration::from_millis(timeout_ms), backoff).unwrap()
+        let target = Target::parse(&SecretUrl::from(url.to_string())).unwrap();
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(10))
+            .with_factor(1.0)
+            .with_max_times(3);
+        let timeout = Duration::from_millis(timeout_ms);
+        Poster::new(target, Route::Environment, timeout, backoff).unwrap()
     }
 
     #[tokio::test]
     async fn delivery_retries_failures_and_gives_up_on_a_refusal() {
         use std::sync::atomic::Ordering;
-        let body = Bytes::from_static(b"{}");
+        let body = "{}";
         // Two failures, then accepted (202, as Teams answers).
         let (url, count) = receiver(vec![500, 429, 202]).await;
-        assert_eq!(poster(&url, 2000).deliver(&body).await, (3, Ok(())));
+        assert_eq!(poster(&url, 2000).deliver(body).await, (3, Ok(())));
         assert_eq!(count.load(Ordering::SeqCst), 3);
         // Failing for good: four attempts in all, the last failure reported with its answer.
         let (url, count) = receiver(vec![503]).await;
-        let (attempts, result) = poster(&url, 2000).deliver(&body).await;
+        let (attempts, result) = poster(&url, 2000).deliver(body).await;
         assert_eq!(attempts, 4);
         assert_eq!(
             result,
@@ -991,7 +1123,7 @@ mod tests {
         assert_eq!(count.load(Ordering::SeqCst), 4);
         // A refusal is not retried.
         let (url, count) = receiver(vec![403]).await;
-        let (attempts, result) = poster(&url, 2000).deliver(&body).await;
+        let (attempts, result) = poster(&url, 2000).deliver(body).await;
         assert_eq!(attempts, 1);
         assert_eq!(
             result.unwrap_err().to_string(),
@@ -1001,7 +1133,7 @@ mod tests {
         // A receiver that never answers: each attempt times out.
         let (url, count) = receiver(vec![0]).await;
         let start = Instant::now();
-        let (attempts, result) = poster(&url, 200).deliver(&body).await;
+        let (attempts, result) = poster(&url, 200).deliver(body).await;
         assert_eq!(
             (attempts, result),
             (4, Err(Failure::Timeout(Duration::from_millis(200))))
@@ -1016,7 +1148,7 @@ mod tests {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", closed.local_addr().unwrap());
         drop(closed);
-        let (attempts, result) = poster(&url, 2000).deliver(&body).await;
+        let (attempts, result) = poster(&url, 2000).deliver(body).await;
         assert_eq!(attempts, 4);
         let cause = result.unwrap_err().to_string();
         assert!(cause.contains("onnect"), "{cause}");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::alerts::{self, WebhookUrl};
+use crate::alerts::{self, SecretUrl};
 use crate::client::Timeouts;
 use crate::optin;
 use crate::references::ConfigKind;
@@ -218,7 +218,18 @@ pub struct Args {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub alert_webhook_url: Option<WebhookUrl>,
+    pub alert_webhook_url: Option<SecretUrl>,
+
+    /// Send alerts through this http:// or https:// proxy (`http://user:password@host:port`),
+    /// whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY say. Without it (or empty), those
+    /// variables apply to alerts as curl reads them. Only its host is ever shown.
+    #[arg(
+        long,
+        env = "KUBE_RELOADER_ALERT_PROXY",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub alert_proxy: Option<SecretUrl>,
 
     /// Body of the alerts: `json` (kube-reloader's own document), `slack` (incoming webhook),
     /// `teams` (Workflows webhook, an Adaptive Card) or `gchat` (Google Chat incoming webhook).
@@ -666,11 +677,13 @@ mod tests {
         // Alerts: off by default; the URL never shows in Debug output.
         let a = Args::try_parse_from(["kube-reloader"]).unwrap();
         assert_eq!(a.alert_webhook_url, None);
+        assert_eq!(a.alert_proxy, None);
         assert_eq!(a.alert_format, alerts::Format::Json);
         assert_eq!(a.cluster_name, "");
         let a = Args::try_parse_from([
             "kube-reloader",
             "--alert-webhook-url=https://hooks.example.com/T0/s3cr3t",
+            "--alert-proxy=http://me:pr0xypw@proxy.example.com:3128",
             "--alert-format=teams",
             "--cluster-name=prod-eu",
         ])
@@ -679,6 +692,8 @@ mod tests {
         assert_eq!(a.alert_format, alerts::Format::Teams);
         assert_eq!(a.cluster_name, "prod-eu");
         assert!(!format!("{a:?}").contains("s3cr3t"));
+        assert!(a.alert_proxy.is_some());
+        assert!(!format!("{a:?}").contains("pr0xypw"));
         assert!(Args::try_parse_from(["kube-reloader", "--alert-format=webex"]).is_err());
         // Every flag has a KUBE_RELOADER_ environment variable.
         use clap::CommandFactory;

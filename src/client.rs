@@ -25,9 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
-use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
-use hyper::{Request, Response, Uri};
+use http::{Request, Response, Uri};
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use kube::client::Body;
 use kube::{Client, Config};
 

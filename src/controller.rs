@@ -489,21 +489,6 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     // Every watch is asked to end before the client would take it for dead.
     let watch = watcher::Config::default().timeout(timeouts.watch_server_seconds());
     let controller_ns = args.controller_namespace();
-    let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
-    tracing::info!(
-        namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
-        ignored = ?args.ignore_namespaces,
-        controller_namespace = %controller_ns,
-        key_id = key.id(),
-        reloader_compat = args.reloader_compat,
-        auto_reload_all = args.auto_reload_all,
-        watched = ?config_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-        namespace_selector = args.namespace_selector.as_deref().unwrap_or(""),
-        resource_label_selector = args.resource_label_selector.as_deref().unwrap_or(""),
-        kinds = %args.kinds().iter().map(|k| k.describe()).collect::<Vec<_>>().join(","),
-        "starting"
-    );
-
     let store = Arc::new(ConfigStore::new(scopes.len() * config_kinds.len()));
     let metrics = Arc::new(Metrics::default());
     // Ready once every ConfigMap/Secret watch has listed, and, while leading, every workload watch.
@@ -519,6 +504,22 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             tracing::error!(error = %e, "the metrics and probe listener stopped");
         }
     });
+    // Read after the listener is up: while the API server cannot be reached, the key is retried,
+    // and the probes must say "alive, not ready" meanwhile, or the kubelet would restart the Pod.
+    let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
+    tracing::info!(
+        namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
+        ignored = ?args.ignore_namespaces,
+        controller_namespace = %controller_ns,
+        key_id = key.id(),
+        reloader_compat = args.reloader_compat,
+        auto_reload_all = args.auto_reload_all,
+        watched = ?config_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        namespace_selector = args.namespace_selector.as_deref().unwrap_or(""),
+        resource_label_selector = args.resource_label_selector.as_deref().unwrap_or(""),
+        kinds = %args.kinds().iter().map(|k| k.describe()).collect::<Vec<_>>().join(","),
+        "starting"
+    );
     let reporter = Reporter {
         controller: reconcile::REPORTER.to_string(),
         instance: std::env::var("POD_NAME").ok(),

@@ -230,8 +230,10 @@ impl WorkloadDigest {
 }
 
 /// Length of a pod-template digest (hex characters): it only has to tell two templates of one
-/// workload apart.
-const TEMPLATE_DIGEST_LEN: usize = 20;
+/// workload apart. 24 since the digest is taken of the template's JSON; the 20 of the earlier
+/// digest of the typed template makes such a record read as none ([`Recorded::with_template`]),
+/// so that after an upgrade a config change is not taken for one covered by a template change.
+const TEMPLATE_DIGEST_LEN: usize = 24;
 
 /// The digest of a pod template as others wrote it: the whole template as the API server sent it
 /// (its JSON, so that a field newer than k8s-openapi's feature level counts too), but the
@@ -721,12 +723,16 @@ mod tests {
     fn recorded_template_digest_is_kept_only_when_well_formed() {
         let rec = Recorded::parse(Some(&"a".repeat(64)), None).unwrap();
         assert_eq!(rec.template, None);
-        let t = "0123456789abcdef0123";
+        let t = "0123456789abcdef01234567";
         assert_eq!(
             rec.clone().with_template(Some(t)).template.as_deref(),
             Some(t)
         );
         assert_eq!(rec.clone().with_template(Some("xyz")).template, None);
+        // The 20 characters of the digest of the typed template (before the JSON one): none, so
+        // that a config change after the upgrade rolls rather than looking covered.
+        let typed_era = "0123456789abcdef0123";
+        assert_eq!(rec.clone().with_template(Some(typed_era)).template, None);
         assert_eq!(rec.with_template(None).template, None);
     }
 

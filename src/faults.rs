@@ -1,6 +1,7 @@
-//! What a failed watch means for the user: its cause told apart (the API server unreachable,
-//! credentials refused, RBAC, an API not served, the server failing, a connection gone silent),
-//! with what to do about it. One message per cause, so a connection error is never blamed on RBAC.
+//! What a failed request to the API server means for the user (a watch, the digest key's read):
+//! its cause told apart (the API server unreachable, credentials refused, RBAC, an API not
+//! served, the server failing, a connection gone silent), with what to do about it. One message
+//! per cause, so a connection error is never blamed on RBAC.
 
 use std::time::Duration;
 
@@ -46,6 +47,11 @@ impl Silence {
     }
 }
 
+/// Whole seconds, as a [`Cause`] holds them (a cause stays as small as a status code).
+fn secs(d: Duration) -> u16 {
+    u16::try_from(d.as_secs()).unwrap_or(u16::MAX)
+}
+
 /// Why a watch (or a list) failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
@@ -60,9 +66,9 @@ pub enum Cause {
     /// 5xx or 429: the API server answered, but failed or is overloaded.
     ServerError(u16),
     /// An open watch received nothing for this many seconds ([`Silence::Watch`]).
-    Stalled(u64),
+    Stalled(u16),
     /// A request had no answer within this many seconds ([`Silence::Request`]).
-    TimedOut(u64),
+    TimedOut(u16),
     /// Anything else (a malformed answer, an expired watch).
     Other,
 }
@@ -82,8 +88,8 @@ impl Cause {
     /// The cause of a client error.
     pub fn of_client(error: &kube::Error) -> Cause {
         match Silence::find(error) {
-            Some(Silence::Watch { idle, .. }) => return Cause::Stalled(idle.as_secs()),
-            Some(Silence::Request { waited, .. }) => return Cause::TimedOut(waited.as_secs()),
+            Some(Silence::Watch { idle, .. }) => return Cause::Stalled(secs(*idle)),
+            Some(Silence::Request { waited, .. }) => return Cause::TimedOut(secs(*waited)),
             None => {}
         }
         match error {
@@ -119,33 +125,81 @@ impl Cause {
         }
     }
 
-    /// What happened and what to do, for a watch of `what` (`ConfigMaps`, `Deployments`).
-    pub fn advice(self, what: &str) -> String {
-        match self {
-            Cause::Unreachable => format!(
-                "watching {what} failed: the API server could not be reached (the connection failed or broke); check that it is up and reachable from the controller. Retrying with backoff"
-            ),
-            Cause::Unauthorized => format!(
-                "watching {what} failed: the API server refused the controller's credentials (401); check its ServiceAccount token or kubeconfig. Retrying with backoff"
-            ),
+    /// Whether the same request may succeed later without anyone changing anything: the API
+    /// server unreachable, failing, overloaded or not answering.
+    pub fn transient(self) -> bool {
+        matches!(
+            self,
+            Cause::Unreachable | Cause::ServerError(_) | Cause::Stalled(_) | Cause::TimedOut(_)
+        )
+    }
+
+    /// What happened and what to do, as one clause, for a request that RBAC allows with
+    /// `rbac_needs` (`list and watch on ConfigMaps`) and that a 404 would answer as `not_found`
+    /// says; `None` for [`Cause::Other`], where only the error itself can tell.
+    pub fn explain(self, rbac_needs: &str, not_found: &str) -> Option<String> {
+        let clause = match self {
+            Cause::Unreachable => {
+                "the API server could not be reached (the connection failed or broke); \
+                 check that it is up and reachable from the controller"
+                    .to_string()
+            }
+            Cause::Unauthorized => "the API server refused the controller's credentials (401); \
+                 check its ServiceAccount token or kubeconfig"
+                .to_string(),
             Cause::Forbidden => format!(
-                "watching {what} failed: forbidden (403); the controller's RBAC needs list and watch on {what} (see docs/rbac.md). Retrying with backoff"
+                "forbidden (403); the controller's RBAC needs {rbac_needs} (see docs/rbac.md)"
             ),
-            Cause::NotServed => format!(
-                "watching {what} failed: the API server does not serve {what} (404; was its CRD removed?). Retrying with backoff"
-            ),
-            Cause::ServerError(code) => format!(
-                "watching {what} failed: the API server answered {code} (failing or overloaded). Retrying with backoff"
-            ),
+            Cause::NotServed => not_found.to_string(),
+            Cause::ServerError(code) => {
+                format!("the API server answered {code} (failing or overloaded)")
+            }
             Cause::Stalled(secs) => format!(
-                "watching {what} stalled: nothing arrived (no event, no bookmark) for {secs}s, so its connection is taken for dead (a load balancer or NAT dropped it without closing it, or the API server stopped answering). Restarting the watch on a fresh connection; changes made meanwhile are delivered by it"
+                "nothing arrived (no event, no bookmark) for {secs}s, so its connection is taken \
+                 for dead (a load balancer or NAT dropped it without closing it, or the API \
+                 server stopped answering)"
             ),
             Cause::TimedOut(secs) => format!(
-                "watching {what} failed: the API server did not answer within {secs}s (a dead connection, or the API server is not answering). Retrying with backoff on a fresh connection"
+                "the API server did not answer within {secs}s (a dead connection, or the API \
+                 server is not answering)"
             ),
-            Cause::Other => format!("watching {what} failed. Retrying with backoff"),
+            Cause::Other => return None,
+        };
+        Some(clause)
+    }
+
+    /// What happened and what to do, for a watch of `what` (`ConfigMaps`, `Deployments`).
+    pub fn advice(self, what: &str) -> String {
+        if let Cause::Stalled(_) = self
+            && let Some(clause) = self.explain("", "")
+        {
+            return format!(
+                "watching {what} stalled: {clause}. Restarting the watch on a fresh connection; changes made meanwhile are delivered by it"
+            );
+        }
+        let not_served =
+            format!("the API server does not serve {what} (404; was its CRD removed?)");
+        match self.explain(&format!("list and watch on {what}"), &not_served) {
+            Some(clause) => format!("watching {what} failed: {clause}. Retrying with backoff"),
+            None => format!("watching {what} failed. Retrying with backoff"),
         }
     }
+}
+
+/// An error and its sources, joined: many errors' own message says little ("client error")
+/// and leave the cause ("Connection refused") to their sources.
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -218,6 +272,65 @@ mod tests {
         ];
         for (error, want) in cases {
             assert_eq!(Cause::of(&error), want, "{error}");
+        }
+    }
+
+    /// The watch messages, word for word (they are what users search their logs for).
+    #[test]
+    fn watch_advice_reads_in_full() {
+        let cases = [
+            (
+                Cause::Unreachable,
+                "watching ConfigMaps failed: the API server could not be reached (the connection failed or broke); check that it is up and reachable from the controller. Retrying with backoff",
+            ),
+            (
+                Cause::Unauthorized,
+                "watching ConfigMaps failed: the API server refused the controller's credentials (401); check its ServiceAccount token or kubeconfig. Retrying with backoff",
+            ),
+            (
+                Cause::Forbidden,
+                "watching ConfigMaps failed: forbidden (403); the controller's RBAC needs list and watch on ConfigMaps (see docs/rbac.md). Retrying with backoff",
+            ),
+            (
+                Cause::NotServed,
+                "watching ConfigMaps failed: the API server does not serve ConfigMaps (404; was its CRD removed?). Retrying with backoff",
+            ),
+            (
+                Cause::ServerError(503),
+                "watching ConfigMaps failed: the API server answered 503 (failing or overloaded). Retrying with backoff",
+            ),
+            (
+                Cause::Stalled(45),
+                "watching ConfigMaps stalled: nothing arrived (no event, no bookmark) for 45s, so its connection is taken for dead (a load balancer or NAT dropped it without closing it, or the API server stopped answering). Restarting the watch on a fresh connection; changes made meanwhile are delivered by it",
+            ),
+            (
+                Cause::TimedOut(20),
+                "watching ConfigMaps failed: the API server did not answer within 20s (a dead connection, or the API server is not answering). Retrying with backoff",
+            ),
+            (
+                Cause::Other,
+                "watching ConfigMaps failed. Retrying with backoff",
+            ),
+        ];
+        for (cause, want) in cases {
+            assert_eq!(cause.advice("ConfigMaps"), want);
+        }
+        let waits = [
+            Cause::Unreachable,
+            Cause::ServerError(429),
+            Cause::Stalled(45),
+            Cause::TimedOut(20),
+        ];
+        for cause in waits {
+            assert!(cause.transient(), "{cause:?}");
+        }
+        for cause in [
+            Cause::Unauthorized,
+            Cause::Forbidden,
+            Cause::NotServed,
+            Cause::Other,
+        ] {
+            assert!(!cause.transient(), "{cause:?}");
         }
     }
 

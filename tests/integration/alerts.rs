@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::support::net::Proxy;
 use crate::support::objects::{self, configmap};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
@@ -481,6 +482,155 @@ async fn a_hanging_receiver_delays_no_rollout_and_is_reported() {
     );
 }
 
+/// Changes ConfigMap `cfg` of a namespace set up by [`setup_with_env`] and waits until
+/// `receiver` has its alert and the reloader has counted it as sent.
+async fn one_alert_sent(ns: &TestNs, reloader: &Reloader, receiver: &Receiver) -> Received {
+    configmap(ns, "cfg", &[("k", "2")], json!({})).await;
+    workloads::wait_rollouts(ns, Kind::Deployment, "web", 1).await;
+    let got = receiver.wait(1, TIMEOUT).await;
+    let addr = reloader.http_addr().await;
+    wait_for("the alert to be counted as sent", TIMEOUT, || async {
+        (alerts_total(addr, "sent").await == Some(1.0)).then_some(())
+    })
+    .await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    got.into_iter().next().expect("one request")
+}
+
+/// Like [`setup`], with `args` besides the URL and these environment variables.
+async fn setup_with_env(
+    prefix: &str,
+    receiver: &Receiver,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (TestNs, Reloader) {
+    let ns = TestNs::new(prefix).await;
+    workloads::opted_in_with_configmap(&ns, "web").await;
+    let url = format!("--alert-webhook-url={}", receiver.url());
+    let all: Vec<&str> = std::iter::once(url.as_str())
+        .chain(args.iter().copied())
+        .collect();
+    let reloader = Reloader::start_with_env(&ns, &all, None, env);
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
+    (ns, reloader)
+}
+
+/// `--alert-proxy` carries the alert, with its credentials, although the environment names
+/// another proxy and NO_PROXY names the receiver's host: the flag overrides them all. Only the
+/// proxy's host is ever shown.
+#[tokio::test]
+async fn alerts_go_through_the_alert_proxy_whatever_the_environment_says() {
+    const CREDENTIALS: &str = "alerts:pr0xy-pa55";
+    let receiver = Receiver::start(Answer::Status(200)).await;
+    let flag_proxy = Proxy::start().await;
+    let env_proxy = Proxy::start().await;
+    let flag = format!("--alert-proxy={}", flag_proxy.url(Some(CREDENTIALS)));
+    let env_url = env_proxy.url(None);
+    let env = [("HTTP_PROXY", env_url.as_str()), ("NO_PROXY", "127.0.0.1")];
+    let (ns, reloader) = setup_with_env("alert-proxy", &receiver, &[&flag], &env).await;
+    let alert = one_alert_sent(&ns, &reloader, &receiver).await;
+    assert_eq!(alert.method, "POST");
+    assert_eq!(alert.target, format!("/hooks/{TOKEN}?token={TOKEN}"));
+    assert_eq!(alert.json()["name"], "web");
+
+    let proxied = flag_proxy.proxied();
+    assert_eq!(proxied.len(), 1, "{proxied:#?}");
+    assert_eq!(proxied[0].method, "POST");
+    assert_eq!(
+        proxied[0].target,
+        receiver.url(),
+        "absolute form, to the receiver"
+    );
+    // "Basic " + base64("alerts:pr0xy-pa55")
+    assert_eq!(
+        proxied[0].proxy_authorization.as_deref(),
+        Some("Basic YWxlcnRzOnByMHh5LXBhNTU=")
+    );
+    assert!(env_proxy.proxied().is_empty(), "{:#?}", env_proxy.proxied());
+    let host = flag_proxy.addr.to_string();
+    assert_eq!(reloader.count(&["alerts on", &format!("proxy={host}")]), 1);
+    assert!(
+        !reloader.logs().contains("pr0xy-pa55"),
+        "the log shows the proxy's password"
+    );
+    secret_never_shown(&ns, &reloader).await;
+}
+
+/// Without the flag, HTTP_PROXY carries an http:// alert, and a host that NO_PROXY names is
+/// reached directly.
+#[tokio::test]
+async fn alerts_follow_the_environments_proxy_except_to_no_proxy_hosts() {
+    let (via, direct) = (
+        Receiver::start(Answer::Status(200)).await,
+        Receiver::start(Answer::Status(200)).await,
+    );
+    let (proxy, bypassed) = (Proxy::start().await, Proxy::start().await);
+    let (proxy_url, bypassed_url) = (proxy.url(None), bypassed.url(None));
+    let proxied_env = [("HTTP_PROXY", proxy_url.as_str())];
+    let direct_env = [
+        ("http_proxy", bypassed_url.as_str()),
+        ("NO_PROXY", "example.com,127.0.0.1"),
+    ];
+    let ((via_ns, via_reloader), (direct_ns, direct_reloader)) = tokio::join!(
+        setup_with_env("alert-envproxy", &via, &[], &proxied_env),
+        setup_with_env("alert-noproxy", &direct, &[], &direct_env),
+    );
+    let (alert, direct_alert) = tokio::join!(
+        one_alert_sent(&via_ns, &via_reloader, &via),
+        one_alert_sent(&direct_ns, &direct_reloader, &direct),
+    );
+    assert_eq!(alert.json()["namespace"], via_ns.name.as_str());
+    assert_eq!(direct_alert.json()["namespace"], direct_ns.name.as_str());
+    let proxied = proxy.proxied();
+    assert_eq!(proxied.len(), 1, "{proxied:#?}");
+    assert_eq!(
+        (proxied[0].method.as_str(), proxied[0].target.as_str()),
+        ("POST", via.url().as_str())
+    );
+    assert!(bypassed.proxied().is_empty(), "{:#?}", bypassed.proxied());
+    for reloader in [&via_reloader, &direct_reloader] {
+        assert_eq!(reloader.count(&["alerts on", "proxy=environment"]), 1);
+    }
+}
+
+/// An https:// receiver is reached through a CONNECT tunnel: the proxy sees only its host and
+/// port, and the TLS handshake goes through to the receiver (whose certificate, on loopback, no
+/// public root vouches for, so the alert fails there, as it should).
+#[tokio::test]
+async fn https_alerts_tunnel_through_the_proxy() {
+    use kube_reloader::alerts::{Poster, Route, SecretUrl, Target};
+
+    let tls_receiver = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let receiver_addr = tls_receiver.local_addr().expect("address");
+    let first_bytes = tokio::spawn(async move {
+        let (mut conn, _) = tls_receiver.accept().await.expect("accept");
+        let mut buf = [0u8; 5];
+        conn.read_exact(&mut buf).await.expect("read");
+        buf
+    });
+    let proxy = Proxy::start().await;
+    let url = format!("https://{receiver_addr}/hooks/{TOKEN}");
+    let target = Target::parse(&SecretUrl::from(url)).expect("URL");
+    let route = Route::from_flag(Some(&SecretUrl::from(proxy.url(None)))).expect("proxy");
+    let once = backon::ExponentialBuilder::new().with_max_times(0);
+    let poster = Poster::new(target, route, Duration::from_secs(5), once).expect("poster");
+    let (attempts, result) = poster.deliver("{}").await;
+    assert_eq!(attempts, 1);
+    let failure = result.expect_err("no public root vouches for a loopback receiver");
+    assert!(!failure.to_string().contains(TOKEN), "{failure}");
+
+    let proxied = proxy.proxied();
+    assert_eq!(proxied.len(), 1, "{proxied:#?}");
+    assert_eq!(proxied[0].method, "CONNECT");
+    assert_eq!(proxied[0].target, receiver_addr.to_string());
+    let hello = tokio::time::timeout(TIMEOUT, first_bytes)
+        .await
+        .expect("the receiver got the handshake")
+        .expect("receiver task");
+    // A TLS record of type handshake (22), version 3.x: the ClientHello, through the tunnel.
+    assert_eq!(&hello[..2], &[22, 3], "{hello:?}");
+}
+
 /// The chart's alert values: the URL comes from a Secret (rendered as a secretKeyRef, never as a
 /// value), the format and cluster name as flags the binary takes; a namespaced install grants
 /// the Events on the controller's own Pod in the release namespace, which the API server
@@ -538,6 +688,20 @@ async fn chart_takes_the_webhook_url_from_a_secret() {
     let parsed = Args::try_parse_from(args).expect("the binary takes the chart's args");
     assert_eq!(parsed.alert_format, Format::Slack);
     assert_eq!(parsed.cluster_name, "prod-eu");
+    assert_eq!(parsed.alert_proxy, None);
+    // A proxy is a flag.
+    let r =
+        chart::render("r", "ns", "alerts: {proxy: \"http://proxy.corp:3128\"}").expect("render");
+    assert_eq!(
+        r.args(),
+        ["--leader-elect", "--alert-proxy=http://proxy.corp:3128"]
+    );
+    let args = std::iter::once("kube-reloader".to_string()).chain(r.args());
+    let parsed = Args::try_parse_from(args).expect("the binary takes the chart's args");
+    assert_eq!(
+        parsed.alert_proxy,
+        Some("http://proxy.corp:3128".to_string().into())
+    );
     // Cluster-wide, the ClusterRole's events rule covers the release namespace too.
     assert!(!release_role_has_events(&r, "r"));
     let cluster_role = r.get("ClusterRole", "r-kube-reloader");
@@ -577,6 +741,15 @@ async fn chart_takes_the_webhook_url_from_a_secret() {
             "clusterName: 7",
             "at '/clusterName': got number, want string",
         ),
+        // Credentials go in a Secret, through extraEnv.
+        (
+            "alerts: {proxy: \"http://me:pw@proxy.corp:3128\"}",
+            "at '/alerts/proxy': 'http://me:pw@proxy.corp:3128' does not match pattern",
+        ),
+        (
+            "alerts: {proxy: \"proxy.corp:3128\"}",
+            "at '/alerts/proxy': 'proxy.corp:3128' does not match pattern",
+        ),
     ] {
         let err = chart::render("r", "ns", values)
             .err()
@@ -590,6 +763,15 @@ async fn chart_takes_the_webhook_url_from_a_secret() {
         err.contains("alerts.format must be json, slack, teams or gchat, not \"webex\""),
         "{err}"
     );
+    let values = "alerts: {proxy: \"http://me:s3cr3t-pw@proxy.corp:3128\"}";
+    let err = chart::render_without_schema("r", "ns", values)
+        .err()
+        .expect("a proxy with credentials rendered without the schema");
+    assert!(
+        err.contains("alerts.proxy must be an http:// or https:// URL without credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3t-pw"), "{err}");
 
     // Applied to the API server: stored as rendered, and the ServiceAccount may record Events in
     // the release namespace.

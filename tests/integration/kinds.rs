@@ -1,7 +1,6 @@
 //! Every workload kind through one mechanism: a custom kind at a custom template path (the tests'
 //! Widget), a kind whose CRD arrives after the controller started, Argo Rollouts (by template, by
-//! `spec.restartAt` for a `workloadRef` or on request) and CronJobs (batch/v1beta1 on the 1.20
-//! test server). These kinds have no ReplicaSets to count: a rollout is a change of the pod
+//! `spec.restartAt` for a `workloadRef` or on request) and CronJobs (the built-in batch/v1 kind). These kinds have no ReplicaSets to count: a rollout is a change of the pod
 //! template at the kind's path (or of `spec.restartAt`), counted by a watch on the object.
 
 use std::collections::BTreeMap;
@@ -9,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::support::kinds::{self, AUTO, HASH, History, TestKind};
@@ -549,5 +548,71 @@ async fn a_cronjob_gets_its_job_template_changed_once_and_no_job_even_when_suspe
         0,
         "{}",
         reloader.logs()
+    );
+}
+
+/// Sets a field of the Widget's pod spec that no typed model of a pod knows, as a newer
+/// Kubernetes release's field (or a custom kind's own) would be.
+async fn set_unknown_template_field(ns: &TestNs, widget: &TestKind, name: &str, value: u32) {
+    let patch =
+        json!({"spec": {"workload": {"podTemplate": {"spec": {"aFieldFromTheFuture": value}}}}});
+    widget
+        .api(ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("merge patch");
+}
+
+/// The template digest is taken of the template as the server sent it: a field unknown to
+/// k8s-openapi is a template change like any other. Alone, it is recorded as the new baseline;
+/// with a config change in the same window, the workload's own rollout covers that change (no
+/// second one from kube-reloader); the next config change rolls once.
+#[tokio::test]
+async fn a_template_field_no_typed_model_knows_counts_as_a_template_change() {
+    const TEMPLATE_HASH: &str = "kube-reloader.io/template-hash";
+    kinds::install_test_crds();
+    let widget = TestKind::widget();
+    let ns = TestNs::new("kinds-unknown").await;
+    configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
+    kinds::opted_in(&ns, &widget, "gizmo", workloads::env_from_configmap("cfg")).await;
+    let history = History::watch(&ns, &widget, "gizmo").await;
+    let reloader = Reloader::start(&ns, &[&widget.flag()]);
+    kinds::baseline(&ns, &widget, "gizmo").await;
+    reloader.wait_up_to_date("gizmo", 1).await;
+    let recorded = kinds::annotation(&ns, &widget, "gizmo", TEMPLATE_HASH).await;
+    assert!(recorded.is_some(), "no {TEMPLATE_HASH} recorded");
+
+    set_unknown_template_field(&ns, &widget, "gizmo", 1).await;
+    wait_for(
+        "the changed template's digest to be recorded",
+        Duration::from_secs(60),
+        || async {
+            let now = kinds::annotation(&ns, &widget, "gizmo", TEMPLATE_HASH).await;
+            (now != recorded).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(history.template_changes(), 1, "only the edit itself");
+
+    set_unknown_template_field(&ns, &widget, "gizmo", 2).await;
+    configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
+    kinds::wait_events(&ns, "Widget", "gizmo", "ReloadNotNeeded").await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(
+        history.template_changes(),
+        2,
+        "kube-reloader rolled a config change the template change covered"
+    );
+
+    configmap(&ns, "cfg", &[("k", "3")], json!({})).await;
+    history.wait_template_changes(3).await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(history.template_changes(), 3, "the next config change");
+    let templates = history.templates();
+    assert_eq!(
+        kinds::without_mark(&templates[3]),
+        kinds::without_mark(&templates[2]),
+        "the rollout changed more than {HASH}"
     );
 }

@@ -20,6 +20,7 @@ mod operate;
 mod reload;
 mod scope;
 mod selection;
+mod start;
 mod steady;
 mod undo;
 mod validate;

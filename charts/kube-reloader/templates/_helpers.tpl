@@ -124,6 +124,13 @@ binary's default, so the defaults give the same arguments as manifests/.
 {{- else if ne $v.alerts.format "json" }}
 {{- $args = append $args (printf "--alert-format=%s" $v.alerts.format) }}
 {{- end }}
+{{- with $v.alerts.proxy }}
+{{- /* Not quoted in the message: a URL with credentials would show them. */}}
+{{- if not (regexMatch "^https?://[^/@?#[:space:]]+(/[^@[:space:]]*)?$" .) }}
+{{- fail "alerts.proxy must be an http:// or https:// URL without credentials, such as http://proxy.corp:3128 (pass a URL with credentials from a Secret through extraEnv, as KUBE_RELOADER_ALERT_PROXY)" }}
+{{- end }}
+{{- $args = append $args (printf "--alert-proxy=%s" .) }}
+{{- end }}
 {{- with $v.clusterName }}
 {{- $args = append $args (printf "--cluster-name=%s" .) }}
 {{- end }}

@@ -16,6 +16,7 @@
 pub mod chart;
 pub mod helm;
 pub mod kinds;
+pub mod net;
 pub mod objects;
 pub mod proxy;
 pub mod reloader;

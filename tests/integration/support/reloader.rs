@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use kube_reloader::alerts::PROXY_VARIABLES;
+
 use super::{TestNs, wait_for};
 
 /// A running kube-reloader process, watching one test namespace. Killed when dropped.
@@ -23,13 +25,23 @@ impl Reloader {
     /// a [`FaultProxy`](super::proxy::FaultProxy)).
     pub fn start_via(ns: &TestNs, kubeconfig: &std::path::Path, args: &[&str]) -> Self {
         let (all, label) = Self::args_for(ns, args, None);
-        Self::spawn(kubeconfig, all, &label, None)
+        Self::spawn(kubeconfig, all, &label, None, &[])
     }
 
     /// Like [`start`](Self::start), as pod `pod_name` (its identity in leader election).
     pub fn start_as(ns: &TestNs, args: &[&str], pod_name: Option<&str>) -> Self {
+        Self::start_with_env(ns, args, pod_name, &[])
+    }
+
+    /// Like [`start_as`](Self::start_as), with these environment variables (`HTTP_PROXY`…).
+    pub fn start_with_env(
+        ns: &TestNs,
+        args: &[&str],
+        pod_name: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let (all, label) = Self::args_for(ns, args, pod_name);
-        Self::spawn(&ns.kubeconfig, all, &label, pod_name)
+        Self::spawn(&ns.kubeconfig, all, &label, pod_name, env)
     }
 
     /// The arguments of a run for `ns` (see [`start`](Self::start)), and its log's label.
@@ -63,7 +75,7 @@ impl Reloader {
     /// Starts the binary with these arguments (plus a metrics listener on a free loopback port,
     /// unless they name one).
     pub fn start_raw(kubeconfig: &std::path::Path, args: &[String], label: &str) -> Self {
-        Self::spawn(kubeconfig, args.to_vec(), label, None)
+        Self::spawn(kubeconfig, args.to_vec(), label, None, &[])
     }
 
     /// Like [`start_raw`](Self::start_raw), as pod `pod_name` (`POD_NAME`, its identity in
@@ -74,7 +86,7 @@ impl Reloader {
         label: &str,
         pod_name: &str,
     ) -> Self {
-        Self::spawn(kubeconfig, args.to_vec(), label, Some(pod_name))
+        Self::spawn(kubeconfig, args.to_vec(), label, Some(pod_name), &[])
     }
 
     fn spawn(
@@ -82,6 +94,7 @@ impl Reloader {
         mut args: Vec<String>,
         label: &str,
         pod_name: Option<&str>,
+        env: &[(&str, &str)],
     ) -> Self {
         if !args.iter().any(|a| a.starts_with("--metrics-addr")) {
             args.push("--metrics-addr=127.0.0.1:0".into());
@@ -101,6 +114,11 @@ impl Reloader {
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "kube_reloader=debug,info")
             .env_remove("POD_NAMESPACE");
+        // Alerts go where a test says, whatever proxy the machine running the tests has.
+        for var in PROXY_VARIABLES.iter().chain(&["NO_PROXY", "no_proxy"]) {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
         Self::spawn_command(cmd, log)
     }
 

@@ -108,9 +108,10 @@ async fn lifecycle(values: &str, watched: Option<&str>) {
     );
     let controllers = controller_rolls(&cp, &rolled_back, &apps, "4", 3).await;
 
+    let before = cp.requests_by(SA_USER).len();
     release.uninstall();
     nothing_left(&release, &seen).await;
-    writes_denied(&cp, &apps, &controllers, 3).await;
+    writes_denied(&cp, &apps, &controllers, 3, before).await;
 }
 
 /// Checks the release's latest revision (deployed, the earlier ones superseded, described so)
@@ -274,7 +275,17 @@ async fn nothing_left(release: &Release<'_>, seen: &[Value]) {
 /// Once the API server no longer grants the ServiceAccount anything, the controller left
 /// running is refused its next write (a Lease renewal or a rollout), stops writing, and rolls
 /// nothing: the `web` workloads stay at `rollouts`.
-async fn writes_denied(cp: &ControlPlane, apps: &TestNs, replicas: &[Reloader], rollouts: u64) {
+/// `before`: the audited requests of the controller's user before the uninstall. Its first
+/// refused write may come from then on (a Lease renewal, while the rest of the uninstall is
+/// checked), after which the replica no longer leads and writes to no workload at all; once the
+/// authorizer has dropped the RBAC, no write of it is allowed.
+async fn writes_denied(
+    cp: &ControlPlane,
+    apps: &TestNs,
+    replicas: &[Reloader],
+    rollouts: u64,
+    before: usize,
+) {
     let revoked = [
         vec!["patch", "deployments.apps", "-n", &apps.name],
         vec!["update", "leases.coordination.k8s.io", "-n", NAMESPACE],
@@ -285,13 +296,13 @@ async fn writes_denied(cp: &ControlPlane, apps: &TestNs, replicas: &[Reloader], 
         || async { revoked.iter().all(|what| !can_i(cp, what)).then_some(()) },
     )
     .await;
-    let before = cp.requests_by(SA_USER).len();
+    let gone = cp.requests_by(SA_USER).len();
     configmap(apps, "cfg", &[("k", "5")], json!({})).await;
-    let first = wait_for("the controller's next write", TIMEOUT, || async {
+    let first = wait_for("a write of the controller refused", TIMEOUT, || async {
         let requests = cp.requests_by(SA_USER);
         requests[before..]
             .iter()
-            .find(|r| WRITES.contains(&r.verb.as_str()))
+            .find(|r| WRITES.contains(&r.verb.as_str()) && r.code == 403)
             .cloned()
     })
     .await;
@@ -312,7 +323,7 @@ async fn writes_denied(cp: &ControlPlane, apps: &TestNs, replicas: &[Reloader], 
         );
     }
     let requests = cp.requests_by(SA_USER);
-    let allowed: Vec<_> = requests[before..]
+    let allowed: Vec<_> = requests[gone..]
         .iter()
         .filter(|r| WRITES.contains(&r.verb.as_str()) && r.code != 403)
         .collect();

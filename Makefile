@@ -75,7 +75,7 @@ cluster-up: testenv
 cluster-down:
 	@hack/cluster.sh down "$(CLUSTER_DIR)" && echo "Control plane stopped."
 
-## Latency against the floor client (bench/latency.sh; README "Latency"): 1,000 workloads, or
+## Latency against the floor client (bench/latency.sh; docs/performance.md "Latency and scale"): 1,000 workloads, or
 ## 10,000 with 50,000 ConfigMaps and Secrets. Release builds; a fresh control plane each run.
 bench-latency: testenv
 	$(CARGO) build --release --locked --bin kube-reloader --example latency

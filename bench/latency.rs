@@ -322,8 +322,8 @@ struct Pending {
     templates: HashMap<String, u64>,
 }
 
-/// A hash of a workload's pod template. Not its generation: the 1.20 API server also counts
-/// metadata-only updates of apps/v1 objects as new generations.
+/// A hash of a workload's pod template. Not its generation: the API server also counts
+/// metadata-only updates of Deployments as new generations (tests/integration/environment.rs).
 fn template_hash(d: &Deployment) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();

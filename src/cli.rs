@@ -109,7 +109,7 @@ pub struct Args {
     /// Reconciles in flight at once, per workload kind and watched namespace (each holds an API
     /// connection while it writes, so this also bounds the connections kept open after a burst,
     /// such as the first baselines of a large cluster). 16 by default: with 4, rollouts of a burst
-    /// of changes queued behind each other (bench/latency.sh, README "Latency and scale").
+    /// of changes queued behind each other (bench/latency.sh, docs/performance.md "Latency and scale").
     #[arg(long, env = "KUBE_RELOADER_MAX_CONCURRENT_RECONCILES", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_reconciles: u16,
 

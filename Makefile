@@ -66,10 +66,11 @@ chart:
 fmt:
 	$(CARGO) fmt --all
 
-## Start a local control plane in the background; prints the KUBECONFIG to use.
+## Start a local cluster in the background: the control plane, kube-scheduler and one node that
+## runs pods (hack/node.sh); prints the KUBECONFIG to use.
 cluster-up: testenv
-	@bin=$$(hack/testenv.sh) && kubeconfig=$$(hack/cluster.sh up "$(CLUSTER_DIR)") && \
-	  echo "Control plane up. Use it (and the pinned kubectl and helm) with:" && \
+	@bin=$$(hack/testenv.sh) && kubeconfig=$$(hack/cluster.sh up "$(CLUSTER_DIR)" --node) && \
+	  echo "Cluster up (one node, kube-reloader-node). Use it (and the pinned kubectl and helm) with:" && \
 	  echo "  export KUBECONFIG=$$kubeconfig PATH=$$bin:\$$PATH"
 
 cluster-down:

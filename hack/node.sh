@@ -440,7 +440,7 @@ stop() {
   fi
   [ ! -f "$dir/cgroups" ] || tac "$dir/cgroups" | while read -r h; do rmdir "$h" 2>/dev/null || true; done
   [ -z "$n" ] || ip link del "kr-node-$n" 2>/dev/null || true
-  [ ! -f "$dir/shim-dir" ] || rm -rf "$(cat "$dir/shim-dir")"
+  [ ! -f "$dir/shim-dir" ] || { rm -rf "$(cat "$dir/shim-dir")"; rmdir /run/kube-reloader 2>/dev/null || true; }
   rm -rf "$dir"
 }
 

@@ -18,6 +18,7 @@ pub mod helm;
 pub mod kinds;
 pub mod net;
 pub mod objects;
+pub mod pods;
 pub mod reloader;
 pub mod workloads;
 
@@ -132,10 +133,23 @@ impl ControlPlane {
     /// Like [`start`](Self::start), with extra lines for the apiserver's static token file
     /// (`token,user,uid,"groups"`), e.g. to act as a ServiceAccount.
     pub fn start_with_tokens(extra_tokens: &str) -> Result<Self, String> {
+        Self::launch(extra_tokens, false)
+    }
+
+    /// Like [`start`](Self::start), with kube-scheduler and a node that runs pods
+    /// (`hack/cluster.sh run DIR --node`, see hack/node.sh): returns once the node is Ready.
+    pub fn start_with_node() -> Result<Self, String> {
+        Self::launch("", true)
+    }
+
+    fn launch(extra_tokens: &str, node: bool) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("kube-reloader-cp-{}", unique_suffix()));
-        let mut child = Command::new(repo_root().join("hack/cluster.sh"))
-            .arg("run")
-            .arg(&dir)
+        let mut cmd = Command::new(repo_root().join("hack/cluster.sh"));
+        cmd.arg("run").arg(&dir);
+        if node {
+            cmd.arg("--node");
+        }
+        let mut child = cmd
             .env("KUBE_RELOADER_EXTRA_TOKENS", extra_tokens)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -315,6 +329,16 @@ pub fn shared() -> &'static ControlPlane {
     match SHARED.get_or_init(ControlPlane::start) {
         Ok(cp) => cp,
         Err(e) => panic!("test control plane unavailable: {e}"),
+    }
+}
+
+/// The control plane with a node (pods run) shared by the tests that need pods; the others use
+/// the lighter [`shared`] one.
+pub fn with_node() -> &'static ControlPlane {
+    static WITH_NODE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+    match WITH_NODE.get_or_init(ControlPlane::start_with_node) {
+        Ok(cp) => cp,
+        Err(e) => panic!("test control plane with a node unavailable: {e}"),
     }
 }
 

@@ -86,7 +86,8 @@ bench-10k: testenv
 	$(CARGO) build --release --locked --bin kube-reloader --example latency
 	@bin=$$(hack/testenv.sh) && PATH="$$bin:$$PATH" WORKLOADS=10000 CONFIGMAPS=25000 SECRETS=25000 bench/latency.sh
 
-## The demo: a local control plane, the controller, a ConfigMap change rolled out.
+## The demo: a local cluster with a node, the controller, a ConfigMap change rolled out to pods
+## that print the value they read (hack/demo.sh; first-run provisioning logs to target/demo/).
 demo: testenv
 	$(CARGO) build --locked --bin kube-reloader
 	@hack/demo.sh "$(CURDIR)/target/debug/kube-reloader"

@@ -94,6 +94,8 @@ provision() {
     build_images "$node_dir.tmp/images" "$busybox_version"
     touch "$node_dir.tmp/complete"
     rm -rf "$node_dir" && mv "$node_dir.tmp" "$node_dir"
+  else
+    log "containerd $containerd_version and the node's images cached in $node_dir"
   fi
   exec 7>&-
   echo "$node_dir"

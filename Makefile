@@ -88,7 +88,7 @@ bench-10k: testenv
 
 ## The demo: a local cluster with a node, the controller, a ConfigMap change rolled out to pods
 ## that print the value they read (hack/demo.sh; first-run provisioning logs to target/demo/).
-demo: testenv
+demo:
 	$(CARGO) build --locked --bin kube-reloader
 	@hack/demo.sh "$(CURDIR)/target/debug/kube-reloader"
 

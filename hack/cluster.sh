@@ -60,22 +60,32 @@ free_port() {
   ) 9>"$registry.lock"
 }
 
-stop_all() {
-  # The node first: its kubelet would otherwise go on without an API server.
-  [ ! -d "$dir/node" ] || "$here/node.sh" stop "$dir/node" || log "stopping the node failed"
-  local pids
-  pids=$(cat "$dir"/*.pid 2>/dev/null || true)
-  [ -n "$pids" ] || return 0
-  # shellcheck disable=SC2086
-  kill -TERM $pids 2>/dev/null || true
+# Sends SIGTERM to these pids, waits up to 5 s for them to exit, then SIGKILLs what is left.
+stop_pids() {
+  [ $# -gt 0 ] || return 0
+  kill -TERM "$@" 2>/dev/null || true
   for _ in $(seq 1 50); do
-    local alive=""
-    for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+    local alive="" p
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
     [ -z "$alive" ] && break
     sleep 0.1
   done
-  # shellcheck disable=SC2086
-  kill -KILL $pids 2>/dev/null || true
+  kill -KILL "$@" 2>/dev/null || true
+}
+
+stop_all() {
+  # The node first: its kubelet would otherwise go on without an API server. Then the API
+  # server's clients, the API server, and etcd last: an API server whose etcd is gone takes a
+  # minute to shut down (so it was SIGKILLed).
+  [ ! -d "$dir/node" ] || "$here/node.sh" stop "$dir/node" || log "stopping the node failed"
+  local group name pids
+  for group in "kube-scheduler kube-controller-manager" kube-apiserver etcd; do
+    pids=()
+    for name in $group; do
+      [ ! -f "$dir/$name.pid" ] || pids+=("$(cat "$dir/$name.pid")")
+    done
+    stop_pids "${pids[@]}"
+  done
   rm -f "$dir"/*.pid
 }
 

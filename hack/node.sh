@@ -226,6 +226,9 @@ start() {
   dir=$(cd "$dir" && pwd)
   local started n ip name=kube-reloader-node cgroup
   started=$(date +%s%N)
+  # The cgroup handling below is cgroup v1's, which these machines have (hybrid mode).
+  v1_hierarchies | grep -q '/memory$' ||
+    die "no cgroup v1 memory hierarchy here: hack/node.sh runs a node on cgroup v1 only (mounts: $(awk '$3 ~ /^cgroup/ { print $2 }' /proc/self/mounts | tr '\n' ' '))"
   n=$(allocate_bridge)
   echo "$n" > "$dir/index"
   ip=10.77.$n.1

@@ -222,3 +222,94 @@ async fn a_kustomize_rename_in_one_apply_gives_one_pod_generation() {
     );
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, name).await, 1);
 }
+
+/// Every pid in the node's cgroups (kubelet, containerd, shims, containers), from the memory
+/// hierarchy hack/node.sh nests the node's cgroup root in.
+fn node_pids(cgroup: &str) -> Vec<u32> {
+    let root = std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup.trim_start_matches('/'));
+    let mut pids = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            }
+        }
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    pids
+}
+
+/// A control plane with a node, dropped while a pod runs, leaves nothing behind: no process of
+/// the node (containers included), no cgroup, no mount, no bridge.
+#[tokio::test]
+async fn a_node_leaves_nothing_behind_when_its_control_plane_stops() {
+    let cp = crate::support::ControlPlane::start_with_node().expect("control plane with a node");
+    let node = cp.dir().join("node");
+    let ns = TestNs::on(&cp, "pods-stop").await;
+    configmap(&ns, "app-config", &[("greeting", "one")], json!({})).await;
+    workloads::create(
+        &ns,
+        Kind::Deployment,
+        pods::app(Kind::Deployment, "app", 1, "app-config"),
+    )
+    .await;
+    new_pods_ready(&ns, "app", 1, &BTreeSet::new(), "one", &mut BTreeSet::new()).await;
+
+    let read = |f: &str| {
+        std::fs::read_to_string(node.join(f))
+            .expect(f)
+            .trim()
+            .to_string()
+    };
+    let (cgroup, bridge) = (read("cgroup"), format!("kr-node-{}", read("index")));
+    let pids = node_pids(&cgroup);
+    let comms: Vec<String> = pids
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    for wanted in ["kubelet", "containerd", "pause", "httpd"] {
+        assert!(
+            comms.iter().any(|c| c == wanted),
+            "no {wanted} among the node's processes: {comms:?}"
+        );
+    }
+    let dir = cp.dir().to_path_buf();
+    drop(cp);
+
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "process {pid} outlived its node: {stat}"
+        );
+    }
+    assert!(
+        !std::path::Path::new("/sys/fs/cgroup/memory")
+            .join(cgroup.trim_start_matches('/'))
+            .exists(),
+        "cgroup {cgroup} left behind"
+    );
+    assert!(
+        !std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists(),
+        "bridge {bridge} left behind"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let prefix = dir.to_string_lossy().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&prefix)),
+        "mounts under {prefix} left behind"
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}

@@ -24,12 +24,14 @@ build:
 image:
 	@hack/image.sh
 
-## Provision the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager of
-## $(K8S_VERSION), built from the Go modules pinned in hack/k8s/), the pinned helm and kubectl, and
-## the pinned kubernetes-validate in a virtualenv. Idempotent and cached: only the first run of a
-## version builds it.
+## Provision the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
+## kube-scheduler and kubelet of $(K8S_VERSION), built from the Go modules pinned in hack/k8s/),
+## the pinned helm and kubectl, the pinned kubernetes-validate in a virtualenv, and the test
+## node's containerd, runc, CNI plugins and images (hack/node.sh). Idempotent and cached: only the
+## first run of a version builds it.
 testenv:
 	@hack/testenv.sh >/dev/null
+	@hack/node.sh provision >/dev/null
 
 ## The whole test suite: unit tests, then integration tests against a real control plane (the
 ## tests use the helm and kubectl from hack/testenv.sh, never those on the PATH). The image is

@@ -167,12 +167,17 @@ build_images() {
 # not among them.
 v1_hierarchies() { awk '$3 == "cgroup" { print $2 }' /proc/self/mounts; }
 
+# The unified (v2) hierarchy of hybrid mode, if mounted: it holds no controller, but runc makes
+# each container's cgroup there too, so the node's levels are made (and removed) there as well.
+unified_hierarchy() { awk '$3 == "cgroup2" { print $2 }' /proc/self/mounts; }
+
 # This process's memory cgroup, under which the node's cgroup root nests.
 memory_cgroup() { awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3 }' /proc/self/cgroup; }
 
-# Creates the cgroup PATH in every v1 hierarchy, level by level, and lists each directory it made
-# in the file CREATED (for stop to remove); a new cpuset level gets its parent's CPUs and memory
-# nodes (a cpuset cgroup starts with none and can hold no process).
+# Creates the cgroup PATH in every v1 hierarchy (and the unified one), level by level, and lists each directory it made
+# in the file CREATED, which all nodes of this machine share (a level one node made may be used by
+# another, so whichever stops last removes it); a new cpuset level gets its parent's CPUs and
+# memory nodes (a cpuset cgroup starts with none and can hold no process). Called under the lock.
 make_cgroup() {
   local path=$1 created=$2 h sub dir parent
   while read -r h; do
@@ -188,7 +193,7 @@ make_cgroup() {
           die "cannot set up cpuset cgroup $dir"
       fi
     done
-  done < <(v1_hierarchies)
+  done < <(v1_hierarchies; unified_hierarchy)
 }
 
 # Moves process PID into cgroup PATH in every v1 hierarchy.
@@ -201,10 +206,14 @@ join_cgroup() {
 
 # A node index N (bridge kr-node-N, subnet 10.77.N.0/24) no other node of this machine holds,
 # taken by creating the bridge under a lock.
+# Nodes of this machine take their bridge and make or remove their cgroup levels (which they may
+# share) under this lock.
+node_lock=${TMPDIR:-/tmp}/kube-reloader-nodes.lock
+
 allocate_bridge() {
-  local n registry=${TMPDIR:-/tmp}/kube-reloader-nodes
+  local n
   (
-    flock 9 || die "cannot lock $registry.lock"
+    flock 9 || die "cannot lock $node_lock"
     for n in $(seq 1 254); do
       ip link show "kr-node-$n" >/dev/null 2>&1 && continue
       ip route show | grep -q "^10\.77\.$n\.0/24 " && continue
@@ -215,7 +224,7 @@ allocate_bridge() {
       exit 0
     done
     die "no free node index (bridges kr-node-1 to kr-node-254 all exist)"
-  ) 9>"$registry.lock"
+  ) 9>"$node_lock"
 }
 
 start() {
@@ -235,7 +244,7 @@ start() {
   cgroup="$(memory_cgroup)/kube-reloader-node-$n"
   cgroup=/${cgroup#/}
   echo "$cgroup" > "$dir/cgroup"
-  make_cgroup "$cgroup/system" "$dir/cgroups"
+  ( flock 9 || die "cannot lock $node_lock"; make_cgroup "$cgroup/system" "$node_lock.cgroups" ) 9>"$node_lock"
 
   # The kubelet's serving certificate, for its address, signed by the CA the API server checks.
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$name" \
@@ -438,12 +447,20 @@ stop() {
   done
   # The pods' cgroups (runc makes them in the unified hierarchy of hybrid mode too), then the
   # levels make_cgroup made, deepest first; a level another node still uses stays.
-  if [ -n "$cgroup" ]; then
-    while read -r h; do
-      [ -d "$h$cgroup" ] && { find "$h$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true; }
-    done < <(v1_hierarchies; awk '$3 == "cgroup2" { print $2 }' /proc/self/mounts)
-  fi
-  [ ! -f "$dir/cgroups" ] || tac "$dir/cgroups" | while read -r h; do rmdir "$h" 2>/dev/null || true; done
+  (
+    flock 9 || die "cannot lock $node_lock"
+    if [ -n "$cgroup" ]; then
+      while read -r h; do
+        [ -d "$h$cgroup" ] && { find "$h$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true; }
+      done < <(v1_hierarchies; unified_hierarchy)
+    fi
+    # The shared levels no node uses any more (rmdir fails on one that is in use).
+    if [ -f "$node_lock.cgroups" ]; then
+      tac "$node_lock.cgroups" | while read -r h; do rmdir "$h" 2>/dev/null || true; done
+      while read -r h; do [ ! -d "$h" ] || echo "$h"; done < "$node_lock.cgroups" > "$node_lock.cgroups.new"
+      mv -f "$node_lock.cgroups.new" "$node_lock.cgroups"
+    fi
+  ) 9>"$node_lock"
   [ -z "$n" ] || ip link del "kr-node-$n" 2>/dev/null || true
   [ ! -f "$dir/shim-dir" ] || { rm -rf "$(cat "$dir/shim-dir")"; rmdir /run/kube-reloader 2>/dev/null || true; }
   rm -rf "$dir"

@@ -24,12 +24,14 @@ build:
 image:
 	@hack/image.sh
 
-## Provision the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager of
-## $(K8S_VERSION), built from the Go modules pinned in hack/k8s/), the pinned helm and kubectl, and
-## the pinned kubernetes-validate in a virtualenv. Idempotent and cached: only the first run of a
-## version builds it.
+## Provision the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
+## kube-scheduler and kubelet of $(K8S_VERSION), built from the Go modules pinned in hack/k8s/),
+## the pinned helm and kubectl, the pinned kubernetes-validate in a virtualenv, and the test
+## node's containerd, runc, CNI plugins and images (hack/node.sh). Idempotent and cached: only the
+## first run of a version builds it.
 testenv:
 	@hack/testenv.sh >/dev/null
+	@hack/node.sh provision >/dev/null
 
 ## The whole test suite: unit tests, then integration tests against a real control plane (the
 ## tests use the helm and kubectl from hack/testenv.sh, never those on the PATH). The image is
@@ -66,10 +68,11 @@ chart:
 fmt:
 	$(CARGO) fmt --all
 
-## Start a local control plane in the background; prints the KUBECONFIG to use.
+## Start a local cluster in the background: the control plane, kube-scheduler and one node that
+## runs pods (hack/node.sh); prints the KUBECONFIG to use.
 cluster-up: testenv
-	@bin=$$(hack/testenv.sh) && kubeconfig=$$(hack/cluster.sh up "$(CLUSTER_DIR)") && \
-	  echo "Control plane up. Use it (and the pinned kubectl and helm) with:" && \
+	@bin=$$(hack/testenv.sh) && kubeconfig=$$(hack/cluster.sh up "$(CLUSTER_DIR)" --node) && \
+	  echo "Cluster up (one node, kube-reloader-node). Use it (and the pinned kubectl and helm) with:" && \
 	  echo "  export KUBECONFIG=$$kubeconfig PATH=$$bin:\$$PATH"
 
 cluster-down:
@@ -85,8 +88,9 @@ bench-10k: testenv
 	$(CARGO) build --release --locked --bin kube-reloader --example latency
 	@bin=$$(hack/testenv.sh) && PATH="$$bin:$$PATH" WORKLOADS=10000 CONFIGMAPS=25000 SECRETS=25000 bench/latency.sh
 
-## The demo: a local control plane, the controller, a ConfigMap change rolled out.
-demo: testenv
+## The demo: a local cluster with a node, the controller, a ConfigMap change rolled out to pods
+## that print the value they read (hack/demo.sh; first-run provisioning logs to target/demo/).
+demo:
 	$(CARGO) build --locked --bin kube-reloader
 	@hack/demo.sh "$(CURDIR)/target/debug/kube-reloader"
 

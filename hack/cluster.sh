@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # A local Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager.
-# No scheduler and no kubelet: pods stay Pending, but Deployments, ReplicaSets, StatefulSets and
-# DaemonSets are really reconciled, so a pod-template change produces a real rollout.
+# Without --node there is no scheduler and no kubelet: pods stay Pending, but Deployments,
+# ReplicaSets, StatefulSets and DaemonSets are really reconciled, so a pod-template change
+# produces a real rollout. With --node, kube-scheduler and one node (hack/node.sh: containerd,
+# runc, a CNI bridge and the kubelet) run pods too.
 #
-#   cluster.sh run DIR    start in DIR, print "ready KUBECONFIG" and stay in the foreground until
-#                         stdin closes or a signal arrives; then stop everything and remove DIR.
-#                         (The test support holds stdin open: if the test process dies in any way,
-#                         the pipe closes and the control plane goes with it.)
-#   cluster.sh up DIR     start in DIR in the background and print the KUBECONFIG path.
-#   cluster.sh down DIR   stop what `up` started and remove DIR.
+#   cluster.sh run DIR [--node]   start in DIR, print "ready KUBECONFIG" (with --node: once the
+#                         node is Ready) and stay in the foreground until stdin closes or a signal
+#                         arrives; then stop everything and remove DIR. (The test support holds
+#                         stdin open: if the test process dies in any way, the pipe closes and the
+#                         control plane goes with it.)
+#   cluster.sh up DIR [--node]    start in DIR in the background and print the KUBECONFIG path.
+#   cluster.sh down DIR   stop what `up` started (the node too) and remove DIR.
 #
 # Every process listens on free loopback ports only. Admin credentials: a static token for user
 # `admin` in group `system:masters`; further tokens can be listed in $KUBE_RELOADER_EXTRA_TOKENS
@@ -24,7 +27,13 @@ die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: cluster.sh run|up|down DIR"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: cluster.sh run|up|down DIR [--node]"
+node=false
+case "${3:-}" in
+  "") ;;
+  --node) node=true ;;
+  *) die "unknown option $3 (usage: cluster.sh run|up|down DIR [--node])" ;;
+esac
 
 # A loopback port nothing listens on, below the kernel's ephemeral range (where ports bound to 0
 # and the local ends of outgoing connections come from, and could take it before our process
@@ -54,32 +63,32 @@ free_port() {
   ) 9>"$registry.lock"
 }
 
-# TERM, then KILL after 5 s, to the processes of these pid files.
+# Sends SIGTERM to these pids, waits up to 5 s for them to exit, then SIGKILLs what is left.
 stop_pids() {
-  local pids
-  pids=$(cat "$@" 2>/dev/null || true)
-  [ -n "$pids" ] || return 0
-  # shellcheck disable=SC2086
-  kill -TERM $pids 2>/dev/null || true
+  [ $# -gt 0 ] || return 0
+  kill -TERM "$@" 2>/dev/null || true
   for _ in $(seq 1 50); do
-    local alive=""
-    for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+    local alive="" p
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
     [ -z "$alive" ] && break
     sleep 0.1
   done
-  # shellcheck disable=SC2086
-  kill -KILL $pids 2>/dev/null || true
+  kill -KILL "$@" 2>/dev/null || true
 }
 
-# The API servers and the controller manager first: etcd's graceful stop waits for its clients'
-# connections to close, and would be killed while they were still open.
 stop_all() {
-  local f others=()
-  for f in "$dir"/*.pid; do
-    [ -e "$f" ] && [ "$f" != "$dir/etcd.pid" ] && others+=("$f")
+  # The node first: its kubelet would otherwise go on without an API server. Then the API
+  # server's clients, the API server, and etcd last: an API server whose etcd is gone takes a
+  # minute to shut down (so it was SIGKILLed).
+  [ ! -d "$dir/node" ] || "$here/node.sh" stop "$dir/node" || log "stopping the node failed"
+  local group name pids
+  for group in "kube-scheduler kube-controller-manager" "kube-apiserver kube-apiserver-2" etcd; do
+    pids=()
+    for name in $group; do
+      [ ! -f "$dir/$name.pid" ] || pids+=("$(cat "$dir/$name.pid")")
+    done
+    stop_pids "${pids[@]}"
   done
-  [ ${#others[@]} -eq 0 ] || stop_pids "${others[@]}"
-  stop_pids "$dir/etcd.pid"
   rm -f "$dir"/*.pid
 }
 
@@ -93,8 +102,24 @@ start_all() {
 
   openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null || die "openssl genrsa failed"
   openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null || die "openssl rsa failed"
-  local token
+  local token kubelet_flags=()
   token=$(openssl rand -hex 24)
+  if $node; then
+    # The kubelet's CA: it signs the kubelet's serving certificate (hack/node.sh) and the client
+    # certificate the API server presents to the kubelet (logs, exec), the only one it accepts.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+      -subj /CN=kube-reloader-test-kubelet-ca -keyout "$dir/kubelet-ca.key" -out "$dir/kubelet-ca.crt" \
+      2>/dev/null || die "cannot make the kubelet CA"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+      -keyout "$dir/kubelet-client.key" -out "$dir/kubelet-client.csr" 2>/dev/null &&
+      openssl x509 -req -in "$dir/kubelet-client.csr" -CA "$dir/kubelet-ca.crt" -CAkey "$dir/kubelet-ca.key" \
+        -CAcreateserial -days 30 -extfile <(echo extendedKeyUsage=clientAuth) \
+        -out "$dir/kubelet-client.crt" 2>/dev/null || die "cannot make the API server's kubelet client certificate"
+    # The kubelet by its address on the node's bridge, never by its host name (a DNS lookup).
+    kubelet_flags=(--kubelet-client-certificate "$dir/kubelet-client.crt" --kubelet-client-key "$dir/kubelet-client.key"
+      --kubelet-certificate-authority "$dir/kubelet-ca.crt" --kubelet-preferred-address-types InternalIP)
+  fi
   {
     echo "$token,admin,admin,\"system:masters\""
     [ -n "${KUBE_RELOADER_EXTRA_TOKENS:-}" ] && printf '%s\n' "$KUBE_RELOADER_EXTRA_TOKENS"
@@ -130,8 +155,12 @@ EOF
     wait_apiserver kube-apiserver-2 "$dir/kubeconfig-2"
   fi
 
+  # With a node, the node lifecycle controller too: the kubelet registers the node tainted
+  # not-ready, and this controller lifts the taint once the node reports Ready.
+  local controllers=deployment,replicaset,statefulset,daemonset,garbagecollector
+  ! $node || controllers+=,nodelifecycle
   "$bin_dir/kube-controller-manager" --kubeconfig "$dir/kubeconfig" \
-    --controllers deployment,replicaset,statefulset,daemonset,garbagecollector \
+    --controllers "$controllers" \
     --leader-elect=false --secure-port 0 --use-service-account-credentials=false \
     --kube-api-qps 200 --kube-api-burst 400 \
     --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 --concurrent-statefulset-syncs 10 \
@@ -144,9 +173,25 @@ EOF
     stop_all
     die "kube-controller-manager exited at start (log above)"
   fi
+  $node || return 0
+
+  "$bin_dir/kube-scheduler" --kubeconfig "$dir/kubeconfig" --leader-elect=false --secure-port 0 \
+    --kube-api-qps 200 --kube-api-burst 400 \
+    --v 1 > "$dir/kube-scheduler.log" 2>&1 &
+  echo $! > "$dir/kube-scheduler.pid"
+  if ! "$here/node.sh" start "$dir/node" "$dir/kubeconfig" "$dir/kubelet-ca.crt" "$dir/kubelet-ca.key"; then
+    stop_all
+    die "the node did not start (hack/node.sh's message above)"
+  fi
+  if ! kill -0 "$(cat "$dir/kube-scheduler.pid")" 2>/dev/null; then
+    tail -n 20 "$dir/kube-scheduler.log" >&2 || true
+    stop_all
+    die "kube-scheduler exited (log above)"
+  fi
 }
 
-# kube-apiserver on port $1, its pid and log in DIR/$2.pid and DIR/$2.log, its audit log DIR/$3.
+# kube-apiserver on port $1, its pid and log in DIR/$2.pid and DIR/$2.log, its audit log DIR/$3;
+# with a node, the flags to reach its kubelet (start_all's kubelet_flags).
 start_apiserver() {
   "$bin_dir/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
@@ -159,6 +204,7 @@ start_apiserver() {
     --service-cluster-ip-range 10.96.0.0/24 \
     --endpoint-reconciler-type none \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/$3" \
+    "${kubelet_flags[@]}" \
     --v 1 > "$dir/$2.log" 2>&1 &
   echo $! > "$dir/$2.pid"
 }

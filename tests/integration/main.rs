@@ -17,6 +17,7 @@ mod install;
 mod kinds;
 mod migrate;
 mod operate;
+mod pods;
 mod reload;
 mod scope;
 mod selection;

@@ -18,6 +18,7 @@ pub mod helm;
 pub mod kinds;
 pub mod net;
 pub mod objects;
+pub mod pods;
 pub mod proxy;
 pub mod reloader;
 pub mod workloads;
@@ -123,6 +124,14 @@ pub struct ControlPlane {
     stdin: Mutex<Option<ChildStdin>>,
 }
 
+/// What a control plane has beside etcd, kube-apiserver and kube-controller-manager.
+#[derive(Clone, Copy)]
+enum Extra {
+    None,
+    SecondApiserver,
+    Node,
+}
+
 impl ControlPlane {
     /// Starts a control plane of its own (provisioning binaries if needed). Fails with the
     /// reason, never silently.
@@ -133,25 +142,36 @@ impl ControlPlane {
     /// Like [`start`](Self::start), with extra lines for the apiserver's static token file
     /// (`token,user,uid,"groups"`), e.g. to act as a ServiceAccount.
     pub fn start_with_tokens(extra_tokens: &str) -> Result<Self, String> {
-        Self::start_with(extra_tokens, false)
+        Self::launch(extra_tokens, Extra::None)
     }
 
     /// Like [`start`](Self::start), with a second kube-apiserver on the same etcd
     /// ([`second_kubeconfig`](Self::second_kubeconfig)): one can be frozen while the test
     /// writes through the other.
     pub fn start_with_second_apiserver() -> Result<Self, String> {
-        Self::start_with("", true)
+        Self::launch("", Extra::SecondApiserver)
     }
 
-    fn start_with(extra_tokens: &str, second_apiserver: bool) -> Result<Self, String> {
+    /// Like [`start`](Self::start), with kube-scheduler and a node that runs pods
+    /// (`hack/cluster.sh run DIR --node`, see hack/node.sh): returns once the node is Ready.
+    pub fn start_with_node() -> Result<Self, String> {
+        Self::launch("", Extra::Node)
+    }
+
+    fn launch(extra_tokens: &str, extra: Extra) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("kube-reloader-cp-{}", unique_suffix()));
         let mut cmd = Command::new(repo_root().join("hack/cluster.sh"));
-        if second_apiserver {
-            cmd.env("KUBE_RELOADER_SECOND_APISERVER", "1");
+        cmd.arg("run").arg(&dir);
+        match extra {
+            Extra::None => {}
+            Extra::SecondApiserver => {
+                cmd.env("KUBE_RELOADER_SECOND_APISERVER", "1");
+            }
+            Extra::Node => {
+                cmd.arg("--node");
+            }
         }
         let mut child = cmd
-            .arg("run")
-            .arg(&dir)
             .env("KUBE_RELOADER_EXTRA_TOKENS", extra_tokens)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -408,6 +428,16 @@ pub fn shared() -> &'static ControlPlane {
     match SHARED.get_or_init(ControlPlane::start) {
         Ok(cp) => cp,
         Err(e) => panic!("test control plane unavailable: {e}"),
+    }
+}
+
+/// The control plane with a node (pods run) shared by the tests that need pods; the others use
+/// the lighter [`shared`] one.
+pub fn with_node() -> &'static ControlPlane {
+    static WITH_NODE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+    match WITH_NODE.get_or_init(ControlPlane::start_with_node) {
+        Ok(cp) => cp,
+        Err(e) => panic!("test control plane with a node unavailable: {e}"),
     }
 }
 

@@ -1,0 +1,315 @@
+//! What a user installs kube-reloader for, with pods that really run (a control plane with a node,
+//! `hack/cluster.sh run DIR --node`): after a ConfigMap change the old pods are gone and new ones
+//! run, Ready, saying (in their log, and over HTTP) that they read the new value from the
+//! environment and from the mounted file; exactly one new pod generation per change.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::objects::configmap;
+use crate::support::pods::{self, AppPod};
+use crate::support::reloader::Reloader;
+use crate::support::workloads::{self, Kind};
+use crate::support::{TestNs, kubectl, with_node};
+
+/// Generous: a pod starts in about a second here, and an old one leaves the API at the kubelet's
+/// pace (5 to 15 s).
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The app's pods once `replicas` pods of one generation, other than any in `old`, are Ready and
+/// each says it read `value`; how long that took; and every generation seen on the way.
+/// Old pods may still be terminating (see [`old_pods_gone`]).
+async fn new_pods_ready(
+    ns: &TestNs,
+    name: &str,
+    replicas: usize,
+    old: &BTreeSet<String>,
+    value: &str,
+    seen: &mut BTreeSet<String>,
+) -> (Vec<AppPod>, Duration) {
+    let start = Instant::now();
+    let want = pods::reads(value);
+    loop {
+        let all = pods::pods(ns, name).await;
+        seen.extend(pods::generations(&all));
+        let fresh: Vec<AppPod> = all
+            .iter()
+            .filter(|p| !old.contains(&p.generation) && !p.terminating)
+            .cloned()
+            .collect();
+        if fresh.len() == replicas
+            && pods::generations(&fresh).len() == 1
+            && fresh.iter().all(|p| p.ready)
+        {
+            let elapsed = start.elapsed();
+            let mut said = Vec::new();
+            for p in &fresh {
+                said.push((
+                    p.name.clone(),
+                    pods::log(ns, &p.name).await,
+                    pods::served(p).await,
+                ));
+            }
+            // A Ready pod has printed its line and serves it: each must be the new value.
+            for (pod, log, served) in &said {
+                assert_eq!(log.trim(), want, "pod {pod} of {name} logged {log:?}");
+                assert_eq!(served, &want, "pod {pod} of {name} serves {served:?}");
+            }
+            return (fresh, elapsed);
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "timed out after {TIMEOUT:?} waiting for {replicas} Ready pods of {name} reading {value:?} \
+             (besides generations {old:?}); the pods:\n{all:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until only pods of generation `current` are left of the app (the old ones are gone from
+/// the API, not only terminating); how long that took.
+async fn old_pods_gone(
+    ns: &TestNs,
+    name: &str,
+    current: &str,
+    seen: &mut BTreeSet<String>,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let all = pods::pods(ns, name).await;
+        seen.extend(pods::generations(&all));
+        if all.iter().all(|p| p.generation == current) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "timed out after {TIMEOUT:?} waiting for the old pods of {name} to go: {all:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One workload of `kind` with `replicas` pods reading ConfigMap `app-config`: it comes up
+/// reading the first value; each of two changes of the ConfigMap gives exactly one new pod
+/// generation, whose pods all read the new value, and the old pods go.
+async fn pods_read_each_new_value(kind: Kind, replicas: usize) {
+    let lower = format!("{kind:?}").to_lowercase();
+    let ns = TestNs::on(with_node(), &format!("pods-{lower}")).await;
+    let name = "app";
+    configmap(&ns, "app-config", &[("greeting", "one")], json!({})).await;
+    workloads::create(
+        &ns,
+        kind,
+        pods::app(kind, name, replicas as u32, "app-config"),
+    )
+    .await;
+    let reloader = Reloader::start(&ns, &[]);
+
+    let mut seen = BTreeSet::new();
+    let (first, ready) =
+        new_pods_ready(&ns, name, replicas, &BTreeSet::new(), "one", &mut seen).await;
+    eprintln!(
+        "pods: {kind:?} {name}: {replicas} pod(s) Ready on the first value {:.1} s after the apply",
+        ready.as_secs_f64()
+    );
+    workloads::baseline(&ns, kind, name).await;
+    let mut current = first[0].generation.clone();
+    let mut before: BTreeSet<String> = first.iter().map(|p| p.uid.clone()).collect();
+
+    for (change, value) in [(1, "two"), (2, "three")] {
+        let old = std::mem::take(&mut seen);
+        let old: BTreeSet<String> = old.into_iter().chain([current.clone()]).collect();
+        configmap(&ns, "app-config", &[("greeting", value)], json!({})).await;
+        let (after, ready) = new_pods_ready(&ns, name, replicas, &old, value, &mut seen).await;
+        let next = after[0].generation.clone();
+        let gone = ready + old_pods_gone(&ns, name, &next, &mut seen).await;
+        eprintln!(
+            "pods: {kind:?} {name}: change {change}: {replicas} new pod(s) Ready on {value:?} {:.1} s after the ConfigMap update, the old ones gone after {:.1} s",
+            ready.as_secs_f64(),
+            gone.as_secs_f64()
+        );
+        assert!(
+            after.iter().all(|p| !before.contains(&p.uid)),
+            "{kind:?}: a pod from before change {change} is still running: {after:#?}"
+        );
+        // One new generation: no pod of any other template was ever made on the way.
+        let new: BTreeSet<String> = seen.difference(&old).cloned().collect();
+        assert_eq!(
+            new,
+            BTreeSet::from([next.clone()]),
+            "{kind:?}: new pod generations seen since change {change} (old: {current})"
+        );
+        assert_eq!(
+            workloads::rollouts(&ns, kind, name).await,
+            change,
+            "{kind:?}: pod-template revisions after change {change}"
+        );
+        current = next;
+        before = after.iter().map(|p| p.uid.clone()).collect();
+    }
+    drop(reloader);
+}
+
+#[tokio::test]
+async fn deployment_pods_read_the_new_configmap_value_and_the_old_pods_go() {
+    pods_read_each_new_value(Kind::Deployment, 2).await;
+}
+
+#[tokio::test]
+async fn statefulset_pods_read_the_new_configmap_value_and_the_old_pods_go() {
+    pods_read_each_new_value(Kind::StatefulSet, 2).await;
+}
+
+#[tokio::test]
+async fn daemonset_pod_reads_the_new_configmap_value_and_the_old_pod_goes() {
+    pods_read_each_new_value(Kind::DaemonSet, 1).await;
+}
+
+/// A kustomize configMapGenerator's rename, applied in one step (the new ConfigMap and the
+/// Deployment pointing at it): Kubernetes rolls the Deployment once, and kube-reloader, which
+/// tracks the new ConfigMap from then on, adds no second pod generation.
+#[tokio::test]
+async fn a_kustomize_rename_in_one_apply_gives_one_pod_generation() {
+    let ns = TestNs::on(with_node(), "pods-rename").await;
+    let name = "app";
+    let apply = |cm: &str, value: &str| {
+        let cm_doc = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": cm}, "data": {"greeting": value},
+        });
+        let app = pods::app(Kind::Deployment, name, 1, cm);
+        format!("{cm_doc}\n---\n{app}\n")
+    };
+    kubectl(
+        &ns,
+        &["apply", "--server-side", "-f", "-"],
+        &apply("app-config-aaa", "one"),
+    )
+    .await;
+    let reloader = Reloader::start(&ns, &[]);
+    let mut seen = BTreeSet::new();
+    let (first, _) = new_pods_ready(&ns, name, 1, &BTreeSet::new(), "one", &mut seen).await;
+    workloads::baseline(&ns, Kind::Deployment, name).await;
+    let current = first[0].generation.clone();
+    let up_to_date = reloader.count(&["up to date", &format!("name={name}")]);
+
+    kubectl(
+        &ns,
+        &["apply", "--server-side", "-f", "-"],
+        &apply("app-config-bbb", "two"),
+    )
+    .await;
+    let mut seen = BTreeSet::new();
+    let old = BTreeSet::from([current.clone()]);
+    let (after, ready) = new_pods_ready(&ns, name, 1, &old, "two", &mut seen).await;
+    let next = after[0].generation.clone();
+    old_pods_gone(&ns, name, &next, &mut seen).await;
+    eprintln!(
+        "pods: rename: the new pod Ready on \"two\" {:.1} s after the apply",
+        ready.as_secs_f64()
+    );
+    // kube-reloader has looked at the renamed Deployment since, and found it up to date.
+    reloader.wait_up_to_date(name, up_to_date + 1).await;
+    let more = pods::pods(&ns, name).await;
+    seen.extend(pods::generations(&more));
+    seen.remove(&current);
+    assert_eq!(
+        seen,
+        BTreeSet::from([next]),
+        "new pod generations seen after the rename (old: {current})"
+    );
+    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, name).await, 1);
+}
+
+/// Every pid in the node's cgroups (kubelet, containerd, shims, containers), from the memory
+/// hierarchy hack/node.sh nests the node's cgroup root in.
+fn node_pids(cgroup: &str) -> Vec<u32> {
+    let root = std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup.trim_start_matches('/'));
+    let mut pids = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            }
+        }
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    pids
+}
+
+/// A control plane with a node, dropped while a pod runs, leaves nothing behind: no process of
+/// the node (containers included), no cgroup, no mount, no bridge.
+#[tokio::test]
+async fn a_node_leaves_nothing_behind_when_its_control_plane_stops() {
+    let cp = crate::support::ControlPlane::start_with_node().expect("control plane with a node");
+    let node = cp.dir().join("node");
+    let ns = TestNs::on(&cp, "pods-stop").await;
+    configmap(&ns, "app-config", &[("greeting", "one")], json!({})).await;
+    workloads::create(
+        &ns,
+        Kind::Deployment,
+        pods::app(Kind::Deployment, "app", 1, "app-config"),
+    )
+    .await;
+    new_pods_ready(&ns, "app", 1, &BTreeSet::new(), "one", &mut BTreeSet::new()).await;
+
+    let read = |f: &str| {
+        std::fs::read_to_string(node.join(f))
+            .expect(f)
+            .trim()
+            .to_string()
+    };
+    let (cgroup, bridge) = (read("cgroup"), format!("kr-node-{}", read("index")));
+    let pids = node_pids(&cgroup);
+    let comms: Vec<String> = pids
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    for wanted in ["kubelet", "containerd", "pause", "httpd"] {
+        assert!(
+            comms.iter().any(|c| c == wanted),
+            "no {wanted} among the node's processes: {comms:?}"
+        );
+    }
+    let dir = cp.dir().to_path_buf();
+    drop(cp);
+
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "process {pid} outlived its node: {stat}"
+        );
+    }
+    assert!(
+        !std::path::Path::new("/sys/fs/cgroup/memory")
+            .join(cgroup.trim_start_matches('/'))
+            .exists(),
+        "cgroup {cgroup} left behind"
+    );
+    assert!(
+        !std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists(),
+        "bridge {bridge} left behind"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let prefix = dir.to_string_lossy().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&prefix)),
+        "mounts under {prefix} left behind"
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}

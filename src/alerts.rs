@@ -28,9 +28,9 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::cli::Args;
-use crate::faults::causes;
-use crate::metrics::Metrics;
-use crate::workload::WorkloadRef;
+use crate::model::kinds::WorkloadRef;
+use crate::rules::faults::causes;
+use crate::state::metrics::Metrics;
 
 /// The body an alert is POSTed as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

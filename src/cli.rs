@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::adapters::client::Timeouts;
 use crate::alerts::{self, SecretUrl};
-use crate::client::Timeouts;
-use crate::optin;
-use crate::references::ConfigKind;
-use crate::workload::{self, WorkloadKind};
+use crate::model::duration::parse_duration;
+use crate::model::kinds::{self, WorkloadKind};
+use crate::rules::optin;
+use crate::rules::references::ConfigKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -315,7 +316,7 @@ impl Args {
     /// kinds added or replacing them.
     pub fn kinds(&self) -> Vec<WorkloadKind> {
         let built_in = self.kinds.as_deref().unwrap_or(&WorkloadKind::BUILT_IN);
-        workload::resolve(built_in, &self.workload_kinds)
+        kinds::resolve(built_in, &self.workload_kinds)
     }
 
     /// The kinds the user named: those of `--kinds` when it is given, and every
@@ -351,7 +352,6 @@ impl Args {
     }
 }
 
-/// Parses `1500ms`, `2s`, `1m30s`, `1h`, or a bare number of seconds.
 /// `--watch-timeout`: a duration of at least 10 s (the API server ends watches 3 s sooner).
 fn parse_watch_timeout(s: &str) -> Result<Duration, String> {
     at_least(s, Duration::from_secs(10))
@@ -368,41 +368,6 @@ fn at_least(s: &str, min: Duration) -> Result<Duration, String> {
         return Err(format!("{s:?} is less than {}s", min.as_secs()));
     }
     Ok(d)
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m or h)"))?;
-        let (num, tail) = rest.split_at(digits);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("{s:?}: {num:?} is not a number"))?;
-        let secs = match unit {
-            "ms" => n / 1000.0,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-        };
-        total += Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
-        rest = next;
-    }
-    Ok(total)
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -469,6 +434,68 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::controller::{Unserved, when_unserved};
+
+    /// Each kind rolled with these flags, and what becomes of it while it is not served.
+    fn unserved(flags: &[&str]) -> Vec<(&'static str, Unserved)> {
+        use clap::Parser;
+        let args =
+            Args::try_parse_from(std::iter::once("kube-reloader").chain(flags.to_vec())).unwrap();
+        let named = args.named_kinds();
+        args.kinds()
+            .into_iter()
+            .map(|k| (k.as_str(), when_unserved(k, &named)))
+            .collect()
+    }
+
+    #[test]
+    fn only_a_kind_the_user_named_is_looked_for_again_while_not_served() {
+        use Unserved::{GiveUp, LookAgain};
+        let defaults = [
+            ("Deployment", GiveUp),
+            ("StatefulSet", GiveUp),
+            ("DaemonSet", GiveUp),
+            ("CronJob", GiveUp),
+            ("Rollout", GiveUp),
+        ];
+        assert_eq!(unserved(&[]), defaults);
+        assert_eq!(
+            unserved(&["--kinds=Deployment,Rollout"]),
+            [("Deployment", LookAgain), ("Rollout", LookAgain)]
+        );
+        // Named, even if the same as the default.
+        assert_eq!(
+            unserved(&["--kinds=Deployment,StatefulSet,DaemonSet,CronJob,Rollout"]),
+            defaults.map(|(k, _)| (k, LookAgain))
+        );
+        // A built-in kind replaced is named; the others still come with the default.
+        assert_eq!(
+            unserved(&["--workload-kind=batch/v1beta1/CronJob=spec.jobTemplate.spec.template"]),
+            [
+                ("Deployment", GiveUp),
+                ("StatefulSet", GiveUp),
+                ("DaemonSet", GiveUp),
+                ("CronJob", LookAgain),
+                ("Rollout", GiveUp),
+            ]
+        );
+        // The chart's way to have Rollouts looked for: it passes --kinds only when it differs
+        // from the default.
+        assert_eq!(
+            unserved(&["--workload-kind=argoproj.io/v1alpha1/Rollout"]),
+            [
+                ("Deployment", GiveUp),
+                ("StatefulSet", GiveUp),
+                ("DaemonSet", GiveUp),
+                ("CronJob", GiveUp),
+                ("Rollout", LookAgain),
+            ]
+        );
+        assert_eq!(
+            unserved(&["--kinds=sts", "--workload-kind=example.com/v1/Widget"]),
+            [("StatefulSet", LookAgain), ("Widget", LookAgain)]
+        );
+    }
 
     #[test]
     fn durations() {

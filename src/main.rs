@@ -31,8 +31,10 @@ async fn main() {
         let (namespace, json) = (namespace.as_deref(), *output == Output::Json);
         // The command line holds a target, or --all instead.
         let explained = match target {
-            Some(target) => kube_reloader::explain::run(target, namespace, json, &args).await,
-            None => kube_reloader::explain::run_all(namespace, *all_namespaces, json, &args).await,
+            Some(target) => kube_reloader::app::explain::run(target, namespace, json, &args).await,
+            None => {
+                kube_reloader::app::explain::run_all(namespace, *all_namespaces, json, &args).await
+            }
         };
         match explained {
             Ok(text) => print!("{text}"),
@@ -43,7 +45,7 @@ async fn main() {
         }
         return;
     }
-    if let Err(e) = kube_reloader::controller::run(args).await {
+    if let Err(e) = kube_reloader::app::controller::run(args).await {
         tracing::error!("{e}");
         eprintln!("kube-reloader: {e}");
         std::process::exit(1);

@@ -11,14 +11,17 @@ use kube::{Client, ResourceExt};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::configs::{ConfigObject, ConfigStore, summarize};
-use crate::controller::{SKIPPED_SECRET_TYPES, discover, field_selector};
-use crate::decision::{Change, classify};
-use crate::digest::SecretKey;
-use crate::optin::{self, ConfigView, Policy};
+use crate::adapters::api::discover;
+use crate::model::kinds::WorkloadKind;
 use crate::reconcile::{REPORTER, changed_text, recorded_baseline, written};
-use crate::references::{ConfigKind, Keys};
-use crate::workload::{self, Restart, Workload, WorkloadKind};
+use crate::rules::decision::{Change, classify};
+use crate::rules::digest::SecretKey;
+use crate::rules::optin::{self, ConfigView, Policy};
+use crate::rules::references::{ConfigKind, Keys};
+use crate::rules::scope::{SKIPPED_SECRET_TYPES, field_selector};
+use crate::rules::template::{self, Restart};
+use crate::state::configs::{ConfigObject, ConfigStore, summarize};
+use crate::state::workload::Workload;
 
 /// Where a workload stands, in a word; [`Explanation::status`] says it in a sentence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,9 +172,9 @@ pub fn explain(
         Some(deployment) => deployment.template.as_ref(),
         None => obj.template.as_ref(),
     };
-    let template_annotations = workload::template_annotations(template);
+    let template_annotations = template::template_annotations(template);
     let annotations = obj.annotations();
-    let restart = workload::restart(
+    let restart = template::restart(
         obj.kind,
         annotations,
         obj.template_ref.is_some(),
@@ -237,7 +240,7 @@ pub fn explain(
     }
     out.opt_in = Ok(opt_in_keys);
 
-    let refs = workload::template_references(template);
+    let refs = template::template_references(template);
     let view = store.view(&namespace);
     let tracked = optin::tracked(&opt, &refs, &view);
     if opt.implicit && tracked.is_empty() {
@@ -318,7 +321,7 @@ pub fn explain(
         out.status = "unknown: the digest key Secret could not be read, so Secret digests cannot be compared".into();
         return out;
     }
-    let template_now = workload::template_digest(template, false);
+    let template_now = template::template_digest(template, false);
     let (state, status) = match classify(recorded.as_ref(), &current, &template_now) {
         Change::None => (
             State::UpToDate,
@@ -585,7 +588,7 @@ async fn load_configs(
     namespace: Option<&str>,
     args: &crate::cli::Args,
 ) -> Result<(ConfigStore, Option<SecretKey>), ExplainError> {
-    let key = crate::key::load(
+    let key = crate::adapters::key::load(
         client.clone(),
         &args.controller_namespace(),
         &args.key_secret,
@@ -1059,7 +1062,7 @@ mod tests {
     fn targets() {
         let widget = WorkloadKind::parse("tests.example.io/v1/Widget=spec.workload.podTemplate")
             .expect("a kind");
-        let kinds = crate::workload::resolve(&WorkloadKind::BUILT_IN, &[widget]);
+        let kinds = crate::model::kinds::resolve(&WorkloadKind::BUILT_IN, &[widget]);
         let parse = |t: &str| parse_target(t, &kinds);
         assert_eq!(
             parse("deploy/web").unwrap(),

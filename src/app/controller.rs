@@ -1,18 +1,16 @@
 //! Wiring: the digest key, the ConfigMap/Secret watchers feeding the store, the reverse-index
 //! router, and one kube-runtime Controller per workload kind and watched scope.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::TryStreamExt;
 use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::discovery;
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{self, Controller, Error as ControllerError};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -21,27 +19,24 @@ use kube::runtime::{WatchStreamExt, watcher};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::adapters::api::{api_for, discover};
+use crate::adapters::client;
+use crate::adapters::key::{self, KeyError};
+use crate::adapters::lease;
 use crate::alerts::{self, AlertError, Alerts};
+use crate::app::http::{self, Health};
 use crate::cli::Args;
-use crate::client;
-use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
-use crate::decision::Window;
-use crate::faults::Cause;
-use crate::http::{self, Health};
-use crate::index::Index;
-use crate::key::{self, KeyError};
-use crate::lease;
 use crate::locked;
-use crate::metrics::{KindLabels, Metrics};
-use crate::optin;
+use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::reconcile::{self, Context, Settings};
-use crate::references::ConfigKind;
-use crate::workload::{Workload, WorkloadKind, WorkloadRef};
-
-/// Secret types never watched unless `--watch-all-secret-types`: Helm release records are large
-/// and numerous, service-account tokens are managed by Kubernetes; neither is app configuration.
-pub const SKIPPED_SECRET_TYPES: [&str; 2] =
-    ["helm.sh/release.v1", "kubernetes.io/service-account-token"];
+use crate::rules::faults::Cause;
+use crate::rules::optin;
+use crate::rules::references::ConfigKind;
+use crate::rules::scope::{SKIPPED_SECRET_TYPES, field_selector, scopes};
+use crate::state::configs::{self, ConfigObject, ConfigStore, WatchHooks};
+use crate::state::metrics::{KindLabels, Metrics};
+use crate::state::router::{Senders, Trigger, TriggerRouter};
+use crate::state::workload::Workload;
 
 /// Page size of the ConfigMap and Secret watches until their first page sizes them
 /// ([`configs::page_size`]): bounds the transient memory of listing large objects.
@@ -73,177 +68,6 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// The namespaces to watch, one scope each; `None` stands for all namespaces.
-pub fn scopes(namespaces: &[String], ignored: &[String]) -> Vec<Option<String>> {
-    if namespaces.is_empty() {
-        return vec![None];
-    }
-    let mut seen = HashSet::new();
-    namespaces
-        .iter()
-        .filter(|n| !n.is_empty() && !ignored.contains(n) && seen.insert(n.as_str()))
-        .map(|n| Some(n.clone()))
-        .collect()
-}
-
-/// Field selector excluding ignored namespaces (and, for Secrets, skipped types).
-pub fn field_selector(ignored: &[String], secret_types: &[&str]) -> Option<String> {
-    let parts: Vec<String> = ignored
-        .iter()
-        .filter(|n| !n.is_empty())
-        .map(|n| format!("metadata.namespace!={n}"))
-        .chain(secret_types.iter().map(|t| format!("type!={t}")))
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(","))
-}
-
-fn api_for<K>(client: &Client, scope: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match scope {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// The kube-runtime trigger type is per kind; the router carries (namespace, name) for any kind.
-type Trigger = (String, String);
-
-type Senders = HashMap<(WorkloadKind, Option<String>), mpsc::UnboundedSender<Trigger>>;
-
-/// Delivers config changes to the controllers of the workloads they concern, after the debounce
-/// window, and keeps each workload's window. The window is fixed from the first change, not
-/// extended by later ones, so a config rewritten continuously still gets rolled out. While no
-/// controllers run (a standby), changes are dropped: a new leader reconciles every workload from
-/// the cluster state anyway.
-pub struct TriggerRouter {
-    debounce: Duration,
-    senders: Mutex<Senders>,
-    /// When each workload's open (or passed, not yet decided) window opened.
-    windows: Mutex<HashMap<WorkloadRef, Instant>>,
-    /// The workloads with a window of their own length (`kube-reloader.io/debounce`, Reloader's
-    /// pause-period) instead of `--debounce`.
-    lengths: Mutex<HashMap<WorkloadRef, Duration>>,
-}
-
-impl TriggerRouter {
-    pub fn new(debounce: Duration) -> Self {
-        Self {
-            debounce,
-            senders: Mutex::default(),
-            windows: Mutex::default(),
-            lengths: Mutex::default(),
-        }
-    }
-
-    /// Sets a workload's own window length (`None`: `--debounce`).
-    pub fn set_length(&self, workload: &WorkloadRef, length: Option<Duration>) {
-        let mut lengths = locked(&self.lengths);
-        match length {
-            Some(l) if l != self.debounce => {
-                lengths.insert(workload.clone(), l);
-            }
-            _ => {
-                lengths.remove(workload);
-            }
-        }
-    }
-
-    /// The length of a workload's window.
-    fn length(&self, workload: &WorkloadRef) -> Duration {
-        locked(&self.lengths)
-            .get(workload)
-            .copied()
-            .unwrap_or(self.debounce)
-    }
-
-    fn set_senders(&self, senders: Senders) {
-        *locked(&self.senders) = senders;
-    }
-
-    /// Opens the window of every workload the changed objects concern (unless it is open
-    /// already); each is reconciled when its window ends.
-    pub fn changed(self: &Arc<Self>, keys: Vec<ConfigKey>, index: &Index) {
-        for key in keys {
-            for workload in index.affected(&key) {
-                self.open(&workload);
-            }
-        }
-    }
-
-    /// Opens a workload's debounce window, unless one is open; at its end the workload is
-    /// reconciled. A window that has passed but was not decided yet (say, a rollout waiting for
-    /// its cooldown) is opened anew, so that a change seen now is reconciled after it.
-    pub fn open(self: &Arc<Self>, workload: &WorkloadRef) {
-        let now = Instant::now();
-        let length = self.length(workload);
-        {
-            let mut windows = locked(&self.windows);
-            if windows
-                .get(workload)
-                .is_some_and(|opened| now < *opened + length)
-            {
-                return;
-            }
-            windows.insert(workload.clone(), now);
-        }
-        let (me, workload) = (Arc::clone(self), workload.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(length).await;
-            me.send(&workload);
-        });
-    }
-
-    /// Reconciles a workload now, outside any window (something it reads besides its configs
-    /// changed: the Deployment holding its pod template).
-    pub fn now(&self, workload: &WorkloadRef) {
-        self.send(workload);
-    }
-
-    fn send(&self, workload: &WorkloadRef) {
-        let senders = locked(&self.senders);
-        let sender = senders
-            .get(&(workload.kind, Some(workload.namespace.clone())))
-            .or_else(|| senders.get(&(workload.kind, None)));
-        if let Some(tx) = sender {
-            let _ = tx.unbounded_send((workload.namespace.clone(), workload.name.clone()));
-        }
-    }
-
-    /// The state of a workload's window, and when it opened. With no debounce at all, every
-    /// change is decided at once.
-    pub fn window(&self, workload: &WorkloadRef) -> (Window, Option<Instant>) {
-        let length = self.length(workload);
-        match locked(&self.windows).get(workload) {
-            None if length.is_zero() => (Window::Passed, None),
-            None => (Window::Closed, None),
-            Some(opened) if Instant::now() < *opened + length => (Window::Open, Some(*opened)),
-            Some(opened) => (Window::Passed, Some(*opened)),
-        }
-    }
-
-    /// Closes the window that opened at `opened`, once what it held was decided. A window opened
-    /// since (by a change announced meanwhile) stays, and brings its own reconcile.
-    pub fn close(&self, workload: &WorkloadRef, opened: Option<Instant>) {
-        let mut windows = locked(&self.windows);
-        if opened.is_some() && windows.get(workload) == opened.as_ref() {
-            windows.remove(workload);
-        }
-    }
-
-    /// Forgets a workload's window (the workload is gone, or no longer opted in).
-    pub fn forget(&self, workload: &WorkloadRef) {
-        locked(&self.windows).remove(workload);
-        locked(&self.lengths).remove(workload);
-    }
-
-    /// The workloads with a window.
-    pub fn workloads(&self) -> Vec<WorkloadRef> {
-        locked(&self.windows).keys().cloned().collect()
-    }
 }
 
 /// How often each workload controller forgets the workloads that are gone from its cache (from
@@ -377,10 +201,10 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
                 Err(ControllerError::QueueError(e)) => {
                     let cause = Cause::of(&e);
                     index_ctx.metrics.watch_restart(kind.as_str(), cause);
-                    tracing::warn!(kind = %kind, scope = %watched, cause = cause.as_str(), error = %e,
+                    tracing::warn!(target: "kube_reloader::controller", kind = %kind, scope = %watched, cause = cause.as_str(), error = %e,
                         "{}", cause.advice(&kind.plural_name()));
                 }
-                Err(e) => tracing::warn!(kind = %kind, error = %e, "controller error"),
+                Err(e) => tracing::warn!(target: "kube_reloader::controller", kind = %kind, error = %e, "controller error"),
             }
             futures::future::ready(())
         })
@@ -408,22 +232,6 @@ pub fn when_unserved(kind: WorkloadKind, named: &[WorkloadKind]) -> Unserved {
         Unserved::LookAgain
     } else {
         Unserved::GiveUp
-    }
-}
-
-/// Finds where the API server serves `kind`: `None` while it does not (its CRD is not installed,
-/// or this Kubernetes version lacks it).
-pub async fn discover(
-    client: &Client,
-    kind: WorkloadKind,
-) -> Result<Option<ApiResource>, kube::Error> {
-    let spec = kind.spec();
-    let gvk = GroupVersionKind::gvk(spec.group, spec.version, spec.kind);
-    match discovery::pinned_kind(client, &gvk).await {
-        Ok((resource, _)) => Ok(Some(resource)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(kube::Error::Discovery(_)) => Ok(None),
-        Err(e) => Err(e),
     }
 }
 
@@ -501,13 +309,13 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         })?;
     tokio::spawn(async move {
         if let Err(e) = serve.await {
-            tracing::error!(error = %e, "the metrics and probe listener stopped");
+            tracing::error!(target: "kube_reloader::controller", error = %e, "the metrics and probe listener stopped");
         }
     });
     // Read after the listener is up: while the API server cannot be reached, the key is retried,
     // and the probes must say "alive, not ready" meanwhile, or the kubelet would restart the Pod.
     let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
-    tracing::info!(
+    tracing::info!(target: "kube_reloader::controller",
         namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
         ignored = ?args.ignore_namespaces,
         controller_namespace = %controller_ns,
@@ -609,7 +417,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         let workers = spawn_workers();
         shutdown.await;
         health.shutting_down();
-        tracing::info!("shutting down: finishing reconciles in flight");
+        tracing::info!(target: "kube_reloader::controller", "shutting down: finishing reconciles in flight");
         workers.stop(args.shutdown_grace).await;
         return Ok(());
     }
@@ -635,11 +443,11 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             leading = lease.changed() => {
                 metrics.leader.set(i64::from(leading));
                 if leading && workers.is_none() {
-                    tracing::info!(lease = %args.lease_name, "acquired the Lease: reconciling workloads");
+                    tracing::info!(target: "kube_reloader::controller", lease = %args.lease_name, "acquired the Lease: reconciling workloads");
                     ctx.set_may_write(true);
                     workers = Some(spawn_workers());
                 } else if !leading && let Some(w) = workers.take() {
-                    tracing::warn!(lease = %args.lease_name, "lost the Lease: stopping all writes, standing by");
+                    tracing::warn!(target: "kube_reloader::controller", lease = %args.lease_name, "lost the Lease: stopping all writes, standing by");
                     ctx.set_may_write(false);
                     w.abort();
                 }
@@ -647,7 +455,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         }
     }
     health.shutting_down();
-    tracing::info!("shutting down: finishing reconciles in flight, then releasing the Lease");
+    tracing::info!(target: "kube_reloader::controller", "shutting down: finishing reconciles in flight, then releasing the Lease");
     if let Some(w) = workers.take() {
         w.stop(args.shutdown_grace).await;
     }
@@ -697,13 +505,13 @@ impl KindWatch {
             match discover(&self.client, self.kind).await {
                 Ok(Some(resource)) => {
                     if announced {
-                        tracing::info!(kind = %self.kind, api_version = %resource.api_version,
+                        tracing::info!(target: "kube_reloader::controller", kind = %self.kind, api_version = %resource.api_version,
                             "{} is served now: watching it", self.kind);
                     }
                     return self.start(resource, !announced);
                 }
                 Ok(None) if self.unserved == Unserved::GiveUp => {
-                    tracing::warn!(kind = %self.kind, api_version = %self.kind.api_version(),
+                    tracing::warn!(target: "kube_reloader::controller", kind = %self.kind, api_version = %self.kind.api_version(),
                         "{} is not served by this API server (its CRD is not installed, or this Kubernetes version lacks {}): not watching it. It comes with the default --kinds, looked up at start only: restart kube-reloader once it is served, or name it in --kinds (or --workload-kind) to have it looked for every {}s.",
                         self.kind, self.kind.api_version(), DISCOVERY_INTERVAL.as_secs());
                     if !announced {
@@ -712,14 +520,16 @@ impl KindWatch {
                     return;
                 }
                 Ok(None) if !announced => {
-                    tracing::warn!(kind = %self.kind, api_version = %self.kind.api_version(),
+                    tracing::warn!(target: "kube_reloader::controller", kind = %self.kind, api_version = %self.kind.api_version(),
                         "{} is not served by this API server (its CRD is not installed, or this Kubernetes version lacks {}): not watching it; looking again every {}s. Leave it out of --kinds (or --workload-kind) to stop looking.",
                         self.kind, self.kind.api_version(), DISCOVERY_INTERVAL.as_secs());
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(kind = %self.kind, error = %e,
+                Err(e) => {
+                    tracing::warn!(target: "kube_reloader::controller", kind = %self.kind, error = %e,
                     "looking up where the API server serves {} failed; trying again in {}s",
-                    self.kind, DISCOVERY_INTERVAL.as_secs()),
+                    self.kind, DISCOVERY_INTERVAL.as_secs())
+                }
             }
             if !announced {
                 announced = true;
@@ -840,7 +650,7 @@ impl Workers {
                 continue;
             }
             if tokio::time::timeout_at(deadline, t).await.is_err() {
-                tracing::warn!("a reconcile did not finish within --shutdown-grace; abandoning it");
+                tracing::warn!(target: "kube_reloader::controller", "a reconcile did not finish within --shutdown-grace; abandoning it");
                 abort.abort();
             }
         }
@@ -878,139 +688,5 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
-
-    fn web() -> WorkloadRef {
-        WorkloadRef {
-            kind: WorkloadKind::DEPLOYMENT,
-            namespace: "shop".into(),
-            name: "web".into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_window_opens_once_passes_and_closes_only_as_decided() {
-        let router = Arc::new(TriggerRouter::new(Duration::from_millis(500)));
-        let w = web();
-        assert_eq!(router.window(&w), (Window::Closed, None));
-        router.open(&w);
-        let (state, opened) = router.window(&w);
-        assert_eq!(state, Window::Open);
-        // A second change inside the window does not move it.
-        router.open(&w);
-        assert_eq!(router.window(&w), (Window::Open, opened));
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        assert_eq!(router.window(&w), (Window::Passed, opened));
-        // A change after the window passed, before it was decided, opens a new one, which the
-        // decision of the old one leaves alone.
-        router.open(&w);
-        let (state, reopened) = router.window(&w);
-        assert_eq!(state, Window::Open);
-        assert_ne!(reopened, opened);
-        router.close(&w, opened);
-        assert_eq!(router.window(&w).0, Window::Open);
-        router.close(&w, reopened);
-        assert_eq!(router.window(&w), (Window::Closed, None));
-        // Without a debounce, every change is decided at once.
-        let at_once = TriggerRouter::new(Duration::ZERO);
-        assert_eq!(at_once.window(&w), (Window::Passed, None));
-        // Unless the workload sets a window of its own; and one may set none.
-        at_once.set_length(&w, Some(Duration::from_secs(60)));
-        assert_eq!(at_once.window(&w), (Window::Closed, None));
-        router.set_length(&w, Some(Duration::ZERO));
-        assert_eq!(router.window(&w), (Window::Passed, None));
-        router.set_length(&w, None);
-        assert_eq!(router.window(&w), (Window::Closed, None));
-    }
-
-    /// Each kind rolled with these flags, and what becomes of it while it is not served.
-    fn unserved(flags: &[&str]) -> Vec<(&'static str, Unserved)> {
-        use clap::Parser;
-        let args =
-            Args::try_parse_from(std::iter::once("kube-reloader").chain(flags.to_vec())).unwrap();
-        let named = args.named_kinds();
-        args.kinds()
-            .into_iter()
-            .map(|k| (k.as_str(), when_unserved(k, &named)))
-            .collect()
-    }
-
-    #[test]
-    fn only_a_kind_the_user_named_is_looked_for_again_while_not_served() {
-        use Unserved::{GiveUp, LookAgain};
-        let defaults = [
-            ("Deployment", GiveUp),
-            ("StatefulSet", GiveUp),
-            ("DaemonSet", GiveUp),
-            ("CronJob", GiveUp),
-            ("Rollout", GiveUp),
-        ];
-        assert_eq!(unserved(&[]), defaults);
-        assert_eq!(
-            unserved(&["--kinds=Deployment,Rollout"]),
-            [("Deployment", LookAgain), ("Rollout", LookAgain)]
-        );
-        // Named, even if the same as the default.
-        assert_eq!(
-            unserved(&["--kinds=Deployment,StatefulSet,DaemonSet,CronJob,Rollout"]),
-            defaults.map(|(k, _)| (k, LookAgain))
-        );
-        // A built-in kind replaced is named; the others still come with the default.
-        assert_eq!(
-            unserved(&["--workload-kind=batch/v1beta1/CronJob=spec.jobTemplate.spec.template"]),
-            [
-                ("Deployment", GiveUp),
-                ("StatefulSet", GiveUp),
-                ("DaemonSet", GiveUp),
-                ("CronJob", LookAgain),
-                ("Rollout", GiveUp),
-            ]
-        );
-        // The chart's way to have Rollouts looked for: it passes --kinds only when it differs
-        // from the default.
-        assert_eq!(
-            unserved(&["--workload-kind=argoproj.io/v1alpha1/Rollout"]),
-            [
-                ("Deployment", GiveUp),
-                ("StatefulSet", GiveUp),
-                ("DaemonSet", GiveUp),
-                ("CronJob", GiveUp),
-                ("Rollout", LookAgain),
-            ]
-        );
-        assert_eq!(
-            unserved(&["--kinds=sts", "--workload-kind=example.com/v1/Widget"]),
-            [("StatefulSet", LookAgain), ("Widget", LookAgain)]
-        );
-    }
-
-    #[test]
-    fn scopes_from_flags() {
-        assert_eq!(scopes(&[], &s(&["x"])), vec![None]);
-        assert_eq!(
-            scopes(&s(&["a", "b", "a", "x"]), &s(&["x"])),
-            vec![Some("a".to_string()), Some("b".to_string())]
-        );
-        assert!(scopes(&s(&["x"]), &s(&["x"])).is_empty());
-    }
-
-    #[test]
-    fn field_selectors() {
-        assert_eq!(field_selector(&[], &[]), None);
-        assert_eq!(
-            field_selector(&s(&["kube-system"]), &SKIPPED_SECRET_TYPES).as_deref(),
-            Some(
-                "metadata.namespace!=kube-system,type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"
-            )
-        );
     }
 }

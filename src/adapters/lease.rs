@@ -12,7 +12,7 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use thiserror::Error;
 
 use crate::cli::Args;
-use crate::faults::Cause;
+use crate::rules::faults::Cause;
 
 #[derive(Debug, Error)]
 pub enum LeaseError {
@@ -69,7 +69,7 @@ fn identity() -> String {
         .unwrap_or_else(|| "kube-reloader".into());
     let mut suffix = [0u8; 4];
     let _ = getrandom::fill(&mut suffix);
-    format!("{base}-{}", crate::digest::hex(&suffix))
+    format!("{base}-{}", crate::rules::digest::hex(&suffix))
 }
 
 /// A stream that yields whenever the Lease is seen with no holder. Its watch's failures are
@@ -94,7 +94,7 @@ fn released(
                 }
                 Err(e) => {
                     let cause = Cause::of(&e);
-                    tracing::warn!(kind = "Lease", cause = cause.as_str(), error = %e,
+                    tracing::warn!(target: "kube_reloader::lease", kind = "Lease", cause = cause.as_str(), error = %e,
                         "{}", cause.advice("Leases"));
                     failed(cause);
                     None
@@ -149,7 +149,7 @@ impl Elector {
             grace,
         )
         .await?;
-        tracing::info!(lease = %args.lease_name, namespace, identity = %identity, "leader election on; waiting for the Lease");
+        tracing::info!(target: "kube_reloader::lease", lease = %args.lease_name, namespace, identity = %identity, "leader election on; waiting for the Lease");
         Ok(Self {
             manager,
             leading: false,
@@ -182,7 +182,7 @@ impl Elector {
                         self.broken = false;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "retrying");
+                        tracing::warn!(target: "kube_reloader::lease", error = %e, "retrying");
                         continue;
                     }
                 }
@@ -205,7 +205,7 @@ impl Elector {
                     return leading;
                 }
                 Err(e) => {
-                    tracing::warn!(identity = %self.identity, error = %e,
+                    tracing::warn!(target: "kube_reloader::lease", identity = %self.identity, error = %e,
                         "Lease operation failed: not writing until the Lease is confirmed again");
                     self.broken = true;
                     if self.leading {
@@ -232,9 +232,11 @@ impl Elector {
     /// Gives the Lease up so a standby takes over at once.
     pub async fn release(self) {
         match self.manager.release().await {
-            Ok(()) => tracing::info!(identity = %self.identity, "released the Lease"),
+            Ok(()) => {
+                tracing::info!(target: "kube_reloader::lease", identity = %self.identity, "released the Lease")
+            }
             Err(e) => {
-                tracing::warn!(identity = %self.identity, error = %e, "could not release the Lease; a standby takes over when it expires")
+                tracing::warn!(target: "kube_reloader::lease", identity = %self.identity, error = %e, "could not release the Lease; a standby takes over when it expires")
             }
         }
     }

@@ -17,40 +17,25 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::alerts::Alerts;
-use crate::configs::{ConfigObject, ConfigStore, NamespaceView};
-use crate::controller::{TriggerRouter, field_selector};
-use crate::decision::{
+use crate::locked;
+use crate::model::kinds::{WorkloadKind, WorkloadRef};
+use crate::rules::decision::{
     Action as Decided, Inputs, Record, WaitReason, classify, decide, unconfirmed_absent,
 };
-use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
-use crate::index::Index;
-use crate::locked;
-use crate::metrics::{KindLabels, Metrics, Outcome};
-use crate::namespaces::{Changed, NamespaceFilter};
-use crate::optin::{self, ConfigView};
-use crate::ratelimit::TokenBucket;
-use crate::references::ConfigKind;
-use crate::workload::{self, Restart, Workload, WorkloadKind, WorkloadRef};
+use crate::rules::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
+use crate::rules::optin::{self, ConfigView};
+use crate::rules::ratelimit::TokenBucket;
+use crate::rules::references::ConfigKind;
+use crate::rules::scope::field_selector;
+use crate::rules::template::{self, Restart};
+use crate::state::configs::{ConfigObject, ConfigStore, NamespaceView};
+use crate::state::index::Index;
+use crate::state::metrics::{KindLabels, Metrics, Outcome};
+use crate::state::namespaces::{Changed, NamespaceFilter};
+use crate::state::router::TriggerRouter;
+use crate::state::workload::Workload;
 
-/// Annotations kube-reloader writes.
-pub mod written {
-    /// On the workload's metadata: the digest it was last reconciled to (its baseline). On the pod
-    /// template: the digest of the last rollout.
-    pub const CONFIG_HASH: &str = "kube-reloader.io/config-hash";
-    /// On the workload's metadata: a short digest per tracked object, to name what changed.
-    pub const TRACKED: &str = "kube-reloader.io/tracked";
-    /// On the workload's metadata: when the last rollout was made (RFC 3339).
-    pub const RELOADED_AT: &str = "kube-reloader.io/reloaded-at";
-    /// On the workload's metadata: the digest of the pod template (all of it but our own
-    /// annotation) when the baseline was recorded, to tell someone else's template change.
-    pub const TEMPLATE_HASH: &str = "kube-reloader.io/template-hash";
-}
-
-/// The field manager of every write.
-pub const FIELD_MANAGER: &str = "kube-reloader";
-
-/// The reporting controller of every Event.
-pub const REPORTER: &str = "kube-reloader";
+pub use crate::model::annotations::{FIELD_MANAGER, REPORTER, written};
 
 /// Behaviour settings from the command line.
 #[derive(Debug, Clone)]
@@ -460,8 +445,8 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         Some(deployment) => deployment.template.as_ref(),
         None => obj.template.as_ref(),
     };
-    let template_annotations = workload::template_annotations(template);
-    let restart = workload::restart(
+    let template_annotations = template::template_annotations(template);
+    let restart = template::restart(
         wref.kind,
         obj.annotations(),
         obj.template_ref.is_some(),
@@ -491,7 +476,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         }
     };
 
-    let refs = workload::template_references(template);
+    let refs = template::template_references(template);
     let view = ctx.configs.view(&wref.namespace);
     let tracked = optin::tracked(&opt, &refs, &view);
     if opt.implicit && tracked.is_empty() {
@@ -521,7 +506,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
     // A dry run, typically beside Reloader: Reloader's rollout for a config change is not a
     // template change that covers it, or the dry run would report nothing where kube-reloader
     // alone rolls. Its baselines live in memory, digested the same way.
-    let template_now = workload::template_digest(template, ctx.settings.dry_run);
+    let template_now = template::template_digest(template, ctx.settings.dry_run);
     let annotations = obj.annotations();
     let mut recorded = recorded_baseline(obj.as_ref());
     if ctx.settings.dry_run {
@@ -969,7 +954,7 @@ fn put(v: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
 /// Every apply names all of them: a field this manager applied before and leaves out now would
 /// be removed, and removing the template annotation (or restartAt) would roll the pods.
 ///
-/// [`KindSpec::apply`]: crate::workload::KindSpec::apply
+/// [`KindSpec::apply`]: crate::state::workload::KindSpec::apply
 async fn write(
     ctx: &Context,
     obj: &Workload,

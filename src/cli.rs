@@ -6,11 +6,17 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::adapters::client::Timeouts;
+use crate::adapters::key::KeySecret;
+use crate::adapters::lease;
 use crate::alerts::{self, SecretUrl};
+use crate::app::controller::{self, RunError};
+use crate::app::explain;
 use crate::model::duration::parse_duration;
 use crate::model::kinds::{self, WorkloadKind};
+use crate::reconcile::Settings;
 use crate::rules::optin;
 use crate::rules::references::ConfigKind;
+use crate::rules::scope::{SKIPPED_SECRET_TYPES, WatchScope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -302,14 +308,81 @@ impl Args {
 
     /// Lease duration and renewal grace in whole seconds, checked for consistency.
     pub fn lease_seconds(&self) -> Result<(u64, u64), String> {
-        let duration = self.lease_duration.as_secs();
-        let renew = self.renew_deadline.as_secs();
-        if renew == 0 || renew >= duration {
-            return Err(format!(
-                "--renew-deadline ({renew}s) must be at least 1s and less than --lease-duration ({duration}s)"
-            ));
+        self.lease().seconds()
+    }
+
+    /// Leader election's settings.
+    pub fn lease(&self) -> lease::Config {
+        lease::Config {
+            name: self.lease_name.clone(),
+            duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
         }
-        Ok((duration, duration - renew))
+    }
+
+    /// What is watched.
+    pub fn scope(&self) -> WatchScope {
+        WatchScope {
+            namespaces: self.namespaces.clone(),
+            ignored_namespaces: self.ignore_namespaces.clone(),
+            namespace_selector: self.namespace_selector.clone(),
+            resource_label_selector: self.resource_label_selector.clone(),
+            ignored_kinds: self.resources_to_ignore.clone(),
+            skipped_secret_types: if self.watch_all_secret_types {
+                &[]
+            } else {
+                &SKIPPED_SECRET_TYPES
+            },
+            kinds: self.kinds(),
+            named_kinds: self.named_kinds(),
+        }
+    }
+
+    /// Where the digest key Secret is.
+    pub fn key_secret(&self) -> KeySecret {
+        KeySecret {
+            namespace: self.controller_namespace(),
+            name: self.key_secret.clone(),
+        }
+    }
+
+    /// What `explain` reads with.
+    pub fn explain_config(&self) -> explain::Config {
+        explain::Config {
+            scope: self.scope(),
+            policy: self.policy(),
+            key: self.key_secret(),
+        }
+    }
+
+    /// The controller's whole configuration, built once; each part is a type of the layer that
+    /// uses it. Fails on alert settings that cannot work (checked before anything starts).
+    pub fn config(&self) -> Result<controller::Config, RunError> {
+        let alerts = alerts::Config::new(
+            self.alert_webhook_url.as_ref(),
+            self.alert_proxy.as_ref(),
+            self.alert_format,
+            &self.cluster_name,
+        )?;
+        Ok(controller::Config {
+            settings: Settings {
+                policy: self.policy(),
+                scope: self.scope(),
+                min_rollout_interval: self.min_rollout_interval,
+                dry_run: self.dry_run,
+                max_concurrent_reconciles: self.max_concurrent_reconciles,
+                max_rollouts_per_second: self.max_rollouts_per_second,
+                rollout_burst: self.rollout_burst,
+            },
+            alerts,
+            timeouts: self.timeouts(),
+            lease: self.leader_elect.then(|| self.lease()),
+            debounce: self.debounce,
+            metrics_addr: self.metrics_addr,
+            key: self.key_secret(),
+            shutdown_grace: self.shutdown_grace,
+        })
     }
 
     /// The kinds to roll: `--kinds` (every built-in kind unless given), with `--workload-kind`

@@ -15,6 +15,13 @@ use crate::rules::digest::SecretKey;
 use crate::rules::faults::{Cause, causes};
 
 /// The data key inside the key Secret.
+/// Where the digest key Secret is: the controller's namespace, and its name (`--key-secret`).
+#[derive(Debug, Clone)]
+pub struct KeySecret {
+    pub namespace: String,
+    pub name: String,
+}
+
 pub const DATA_KEY: &str = "key";
 
 #[derive(Debug, Error)]

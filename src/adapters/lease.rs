@@ -11,8 +11,31 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use thiserror::Error;
 
-use crate::cli::Args;
 use crate::rules::faults::Cause;
+
+/// Leader election's settings (`--lease-name`, `--lease-duration`, `--renew-deadline`,
+/// `--retry-period`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+impl Config {
+    /// Lease duration and renewal grace in whole seconds, checked for consistency.
+    pub fn seconds(&self) -> Result<(u64, u64), String> {
+        let duration = self.duration.as_secs();
+        let renew = self.renew_deadline.as_secs();
+        if renew == 0 || renew >= duration {
+            return Err(format!(
+                "--renew-deadline ({renew}s) must be at least 1s and less than --lease-duration ({duration}s)"
+            ));
+        }
+        Ok((duration, duration - renew))
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum LeaseError {
@@ -134,32 +157,24 @@ impl Elector {
     pub async fn start(
         client: Client,
         namespace: &str,
-        args: &Args,
+        config: &Config,
         watch: watcher::Config,
         failed: impl Fn(Cause) + Send + Sync + 'static,
     ) -> Result<Self, LeaseError> {
-        let (duration, grace) = args.lease_seconds().map_err(LeaseError::Settings)?;
+        let (duration, grace) = config.seconds().map_err(LeaseError::Settings)?;
         let identity = identity();
-        let manager = build(
-            &client,
-            namespace,
-            &args.lease_name,
-            &identity,
-            duration,
-            grace,
-        )
-        .await?;
-        tracing::info!(target: "kube_reloader::lease", lease = %args.lease_name, namespace, identity = %identity, "leader election on; waiting for the Lease");
+        let manager = build(&client, namespace, &config.name, &identity, duration, grace).await?;
+        tracing::info!(target: "kube_reloader::lease", lease = %config.name, namespace, identity = %identity, "leader election on; waiting for the Lease");
         Ok(Self {
             manager,
             leading: false,
-            released: released(&client, namespace, &args.lease_name, watch, failed),
+            released: released(&client, namespace, &config.name, watch, failed),
             client,
             namespace: namespace.to_string(),
-            name: args.lease_name.clone(),
+            name: config.name.clone(),
             duration,
             grace,
-            retry: args.retry_period,
+            retry: config.retry_period,
             identity,
             broken: false,
         })

@@ -21,18 +21,15 @@ use tokio::sync::watch;
 
 use crate::adapters::api::{api_for, discover};
 use crate::adapters::client;
-use crate::adapters::key::{self, KeyError};
+use crate::adapters::key::{self, KeyError, KeySecret};
 use crate::adapters::lease;
 use crate::alerts::{self, AlertError, Alerts};
 use crate::app::http::{self, Health};
-use crate::cli::Args;
 use crate::locked;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::reconcile::{self, Context, Settings};
 use crate::rules::faults::Cause;
-use crate::rules::optin;
 use crate::rules::references::ConfigKind;
-use crate::rules::scope::{SKIPPED_SECRET_TYPES, field_selector, scopes};
 use crate::state::configs::{self, ConfigObject, ConfigStore, WatchHooks};
 use crate::state::metrics::{KindLabels, Metrics};
 use crate::state::router::{Senders, Trigger, TriggerRouter};
@@ -223,7 +220,7 @@ pub enum Unserved {
 }
 
 /// What becomes of `kind` while it is not served, `named` being the kinds the user named
-/// ([`Args::named_kinds`]). A kind asked for is looked for until it comes. One that only comes
+/// ([`WatchScope::named_kinds`](crate::rules::scope::WatchScope::named_kinds)). A kind asked for is looked for until it comes. One that only comes
 /// with the default `--kinds` is not: most clusters never install Argo Rollouts (nor serve
 /// batch/v1 CronJobs before 1.21), and looking would cost them a request every 20 s for ever,
 /// when a cluster with nothing changing should cost kube-reloader's watches alone.
@@ -246,7 +243,7 @@ fn spawn_config_watch<K: ConfigObject>(
     if let Some(s) = selector {
         config = config.fields(&s);
     }
-    if let Some(labels) = &ctx.settings.resource_label_selector {
+    if let Some(labels) = &ctx.settings.scope.resource_label_selector {
         config = config.labels(labels);
     }
     let api = api_for::<K>(client, scope);
@@ -273,38 +270,65 @@ fn spawn_config_watch<K: ConfigObject>(
     });
 }
 
+/// The controller's configuration, built once by the command line: each part a type of the layer
+/// that uses it.
+pub struct Config {
+    /// How workloads are reconciled, and what is watched.
+    pub settings: Settings,
+    /// `--alert-webhook-url` and its companions; `None` without a URL.
+    pub alerts: Option<alerts::Config>,
+    /// How long the client waits on the API server.
+    pub timeouts: client::Timeouts,
+    /// Leader election, with `--leader-elect`.
+    pub lease: Option<lease::Config>,
+    /// `--debounce`.
+    pub debounce: Duration,
+    /// `--metrics-addr`.
+    pub metrics_addr: std::net::SocketAddr,
+    /// The digest key Secret.
+    pub key: KeySecret,
+    /// `--shutdown-grace`.
+    pub shutdown_grace: Duration,
+}
+
 /// Runs the controller until SIGTERM or SIGINT.
-pub async fn run(args: Args) -> Result<(), RunError> {
-    let alert_config = alerts::Config::from_args(&args)?;
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let Config {
+        settings,
+        alerts: alert_config,
+        timeouts,
+        lease: lease_config,
+        debounce,
+        metrics_addr,
+        key: key_secret,
+        shutdown_grace,
+    } = config;
+    let watched = settings.scope.clone();
     // Flags first: nothing is read or created in the cluster for a run refused anyway.
-    let scopes = scopes(&args.namespaces, &args.ignore_namespaces);
+    let scopes = watched.scopes();
     if scopes.is_empty() {
         return Err(RunError::NothingToWatch);
     }
-    let config_kinds: Vec<ConfigKind> = [ConfigKind::ConfigMap, ConfigKind::Secret]
-        .into_iter()
-        .filter(|k| !args.resources_to_ignore.contains(k))
-        .collect();
+    let config_kinds = watched.config_kinds();
     if config_kinds.is_empty() {
         return Err(RunError::IgnoringAll);
     }
-    let config = kube::Config::infer()
+    let kube_config = kube::Config::infer()
         .await
         .map_err(|e| RunError::Client(kube::Error::InferConfig(e)))?;
-    let timeouts = args.timeouts();
-    let connector = client::Connector::new(config);
+    let connector = client::Connector::new(kube_config);
     let client = connector.client(timeouts).map_err(RunError::Client)?;
     // Every watch is asked to end before the client would take it for dead.
     let watch = watcher::Config::default().timeout(timeouts.watch_server_seconds());
-    let controller_ns = args.controller_namespace();
+    let controller_ns = key_secret.namespace.clone();
     let store = Arc::new(ConfigStore::new(scopes.len() * config_kinds.len()));
     let metrics = Arc::new(Metrics::default());
     // Ready once every ConfigMap/Secret watch has listed, and, while leading, every workload watch.
     let health = Arc::new(Health::new(Arc::clone(&store)));
-    let serve = http::bind(args.metrics_addr, Arc::clone(&metrics), Arc::clone(&health))
+    let serve = http::bind(metrics_addr, Arc::clone(&metrics), Arc::clone(&health))
         .await
         .map_err(|source| RunError::Listen {
-            addr: args.metrics_addr,
+            addr: metrics_addr,
             source,
         })?;
     tokio::spawn(async move {
@@ -314,30 +338,25 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     });
     // Read after the listener is up: while the API server cannot be reached, the key is retried,
     // and the probes must say "alive, not ready" meanwhile, or the kubelet would restart the Pod.
-    let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
+    let key = key::load_or_create(client.clone(), &controller_ns, &key_secret.name).await?;
     tracing::info!(target: "kube_reloader::controller",
         namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
-        ignored = ?args.ignore_namespaces,
+        ignored = ?watched.ignored_namespaces,
         controller_namespace = %controller_ns,
         key_id = key.id(),
-        reloader_compat = args.reloader_compat,
-        auto_reload_all = args.auto_reload_all,
+        reloader_compat = settings.policy.reloader_compat,
+        auto_reload_all = settings.policy.auto_reload_all,
         watched = ?config_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-        namespace_selector = args.namespace_selector.as_deref().unwrap_or(""),
-        resource_label_selector = args.resource_label_selector.as_deref().unwrap_or(""),
-        kinds = %args.kinds().iter().map(|k| k.describe()).collect::<Vec<_>>().join(","),
+        namespace_selector = watched.namespace_selector.as_deref().unwrap_or(""),
+        resource_label_selector = watched.resource_label_selector.as_deref().unwrap_or(""),
+        kinds = %watched.kinds.iter().map(|k| k.describe()).collect::<Vec<_>>().join(","),
         "starting"
     );
     let reporter = Reporter {
         controller: reconcile::REPORTER.to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let skipped: &'static [&'static str] = if args.watch_all_secret_types {
-        &[]
-    } else {
-        &SKIPPED_SECRET_TYPES
-    };
-    let router = Arc::new(TriggerRouter::new(args.debounce));
+    let router = Arc::new(TriggerRouter::new(debounce));
     let recorder = Recorder::new(client.clone(), reporter);
     let alerts = alert_config.map(|config| {
         Alerts::start(
@@ -352,28 +371,13 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         store,
         key,
         recorder,
-        Settings {
-            policy: optin::Policy {
-                reloader_compat: args.reloader_compat,
-                auto_reload_all: args.auto_reload_all,
-                ignored: args.resources_to_ignore.clone(),
-            },
-            namespace_selector: args.namespace_selector.clone(),
-            resource_label_selector: args.resource_label_selector.clone(),
-            min_rollout_interval: args.min_rollout_interval,
-            dry_run: args.dry_run,
-            max_concurrent_reconciles: args.max_concurrent_reconciles,
-            skipped_secret_types: skipped,
-            max_rollouts_per_second: args.max_rollouts_per_second,
-            rollout_burst: args.rollout_burst,
-            kinds: args.kinds(),
-        },
+        settings,
         Arc::clone(&router),
         Arc::clone(&metrics),
     );
     let ctx = Arc::new(ctx.with_alerts(alerts));
     tokio::spawn(update_gauges(Arc::clone(&ctx)));
-    if args.namespace_selector.is_some() {
+    if watched.namespace_selector.is_some() {
         let (ctx, client, watch) = (Arc::clone(&ctx), client.clone(), watch.clone());
         health.watch_namespaces(Arc::clone(&ctx.namespaces));
         tokio::spawn(async move {
@@ -385,17 +389,16 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
     for scope in &scopes {
         if config_kinds.contains(&ConfigKind::ConfigMap) {
-            let cm_selector = field_selector(&args.ignore_namespaces, &[]);
+            let cm_selector = watched.config_fields(ConfigKind::ConfigMap);
             spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &watch, &ctx);
         }
         if config_kinds.contains(&ConfigKind::Secret) {
-            let secret_selector = field_selector(&args.ignore_namespaces, skipped);
+            let secret_selector = watched.config_fields(ConfigKind::Secret);
             spawn_config_watch::<Secret>(&client, scope, secret_selector, &watch, &ctx);
         }
     }
-    let named_kinds = args.named_kinds();
     let mut workload_watch = watch.clone();
-    if let Some(s) = field_selector(&args.ignore_namespaces, &[]) {
+    if let Some(s) = watched.workload_fields() {
         workload_watch = workload_watch.fields(&s);
     }
     let spawn_workers = || {
@@ -403,7 +406,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             &client,
             &scopes,
             &workload_watch,
-            &named_kinds,
+            &watched.named_kinds,
             &ctx,
             &router,
             &health,
@@ -411,20 +414,20 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     };
 
     let mut shutdown = std::pin::pin!(shutdown_signal());
-    if !args.leader_elect {
+    let Some(lease_config) = lease_config else {
         ctx.set_may_write(true);
         metrics.leader.set(1);
         let workers = spawn_workers();
         shutdown.await;
         health.shutting_down();
         tracing::info!(target: "kube_reloader::controller", "shutting down: finishing reconciles in flight");
-        workers.stop(args.shutdown_grace).await;
+        workers.stop(shutdown_grace).await;
         return Ok(());
-    }
+    };
 
     // The Lease's requests have a client of their own, bounded by the renewal grace.
-    let (_, grace) = args
-        .lease_seconds()
+    let (_, grace) = lease_config
+        .seconds()
         .map_err(|e| RunError::Lease(lease::LeaseError::Settings(e)))?;
     let lease_timeouts = client::Timeouts {
         request: lease::request_timeout(grace, timeouts.request),
@@ -433,9 +436,10 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let lease_client = connector.client(lease_timeouts).map_err(RunError::Client)?;
     let lease_metrics = Arc::clone(&metrics);
     let failed = move |cause| lease_metrics.watch_restart("Lease", cause);
-    let mut lease = lease::Elector::start(lease_client, &controller_ns, &args, watch, failed)
-        .await
-        .map_err(RunError::Lease)?;
+    let mut lease =
+        lease::Elector::start(lease_client, &controller_ns, &lease_config, watch, failed)
+            .await
+            .map_err(RunError::Lease)?;
     let mut workers: Option<Workers> = None;
     loop {
         tokio::select! {
@@ -443,11 +447,11 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             leading = lease.changed() => {
                 metrics.leader.set(i64::from(leading));
                 if leading && workers.is_none() {
-                    tracing::info!(target: "kube_reloader::controller", lease = %args.lease_name, "acquired the Lease: reconciling workloads");
+                    tracing::info!(target: "kube_reloader::controller", lease = %lease_config.name, "acquired the Lease: reconciling workloads");
                     ctx.set_may_write(true);
                     workers = Some(spawn_workers());
                 } else if !leading && let Some(w) = workers.take() {
-                    tracing::warn!(target: "kube_reloader::controller", lease = %args.lease_name, "lost the Lease: stopping all writes, standing by");
+                    tracing::warn!(target: "kube_reloader::controller", lease = %lease_config.name, "lost the Lease: stopping all writes, standing by");
                     ctx.set_may_write(false);
                     w.abort();
                 }
@@ -457,7 +461,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     health.shutting_down();
     tracing::info!(target: "kube_reloader::controller", "shutting down: finishing reconciles in flight, then releasing the Lease");
     if let Some(w) = workers.take() {
-        w.stop(args.shutdown_grace).await;
+        w.stop(shutdown_grace).await;
     }
     ctx.set_may_write(false);
     lease.release().await;
@@ -580,7 +584,7 @@ impl Workers {
         router: &Arc<TriggerRouter>,
         health: &Arc<Health>,
     ) -> Self {
-        let kinds = ctx.settings.kinds.clone();
+        let kinds = ctx.settings.scope.kinds.clone();
         let (stop, stop_rx) = watch::channel(false);
         health.expect_workloads(scopes.len() * kinds.len());
         let tasks = Arc::new(Mutex::new(Vec::new()));

@@ -26,7 +26,7 @@ use crate::rules::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
 use crate::rules::optin::{self, ConfigView};
 use crate::rules::ratelimit::TokenBucket;
 use crate::rules::references::ConfigKind;
-use crate::rules::scope::field_selector;
+use crate::rules::scope::WatchScope;
 use crate::rules::template::{self, Restart};
 use crate::state::configs::{ConfigObject, ConfigStore, NamespaceView};
 use crate::state::index::Index;
@@ -37,29 +37,22 @@ use crate::state::workload::Workload;
 
 pub use crate::model::annotations::{FIELD_MANAGER, REPORTER, written};
 
-/// Behaviour settings from the command line.
+/// How workloads are reconciled, as the command line says.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// How opt-in annotations are read (Reloader's honoured, --auto-reload-all,
     /// --resources-to-ignore).
     pub policy: optin::Policy,
-    /// `--namespace-selector`: the namespaces whose workloads are reconciled.
-    pub namespace_selector: Option<String>,
-    /// `--resource-label-selector`: the ConfigMaps and Secrets watched (so a check of an absence
-    /// applies it too).
-    pub resource_label_selector: Option<String>,
+    /// What is watched (so a check of an absence reads as the watches do).
+    pub scope: WatchScope,
     pub min_rollout_interval: Duration,
     /// Report what would be rolled out; write nothing to workloads.
     pub dry_run: bool,
     /// Reconciles in flight at once per workload controller.
     pub max_concurrent_reconciles: u16,
-    /// Secret types the Secret watch leaves out (so a check of an absence leaves them out too).
-    pub skipped_secret_types: &'static [&'static str],
     /// The global token bucket of rollouts: its rate per second and burst.
     pub max_rollouts_per_second: f64,
     pub rollout_burst: u32,
-    /// The workload kinds rolled.
-    pub kinds: Vec<WorkloadKind>,
 }
 
 /// A running controller's workload cache: its kind, scope, where it is served, and the cache.
@@ -116,7 +109,9 @@ impl Context {
         router: Arc<TriggerRouter>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let namespaces = Arc::new(NamespaceFilter::new(settings.namespace_selector.clone()));
+        let namespaces = Arc::new(NamespaceFilter::new(
+            settings.scope.namespace_selector.clone(),
+        ));
         let bucket = TokenBucket::new(
             settings.max_rollouts_per_second,
             settings.rollout_burst,
@@ -224,7 +219,7 @@ impl Context {
             }
         }
         for ns in &changed.removed {
-            for kind in &self.settings.kinds {
+            for kind in &self.settings.scope.kinds {
                 for w in self.known(*kind, Some(ns)) {
                     self.forget(&w);
                 }
@@ -312,7 +307,7 @@ impl Context {
         for object in objects {
             let found = match object.split_once('/') {
                 Some(("Secret", name)) => {
-                    let skipped = field_selector(&[], self.settings.skipped_secret_types);
+                    let skipped = self.settings.scope.object_fields(ConfigKind::Secret);
                     self.exists::<Secret>(namespace, name, skipped).await
                 }
                 Some((_, name)) => self.exists::<ConfigMap>(namespace, name, None).await,
@@ -344,7 +339,7 @@ impl Context {
         };
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         let mut params = ListParams::default().fields(&fields);
-        if let Some(labels) = &self.settings.resource_label_selector {
+        if let Some(labels) = &self.settings.scope.resource_label_selector {
             params = params.labels(labels);
         }
         let list = api.list_metadata(&params).await?;
@@ -603,7 +598,7 @@ fn template_source(
             "its spec.workloadRef names a {} ({}); kube-reloader reads pod templates from Deployments only, so it leaves this {} alone",
             source.kind, source.name, wref.kind
         )
-    } else if !ctx.settings.kinds.contains(&WorkloadKind::DEPLOYMENT) {
+    } else if !ctx.settings.scope.kinds.contains(&WorkloadKind::DEPLOYMENT) {
         format!(
             "its pod template is in Deployment {} (spec.workloadRef), and Deployments are not among --kinds, so kube-reloader cannot read it. Add Deployment to --kinds",
             source.name

@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use crate::model::kinds::{ConfigKind, WorkloadKind};
+
 /// Secret types never watched unless `--watch-all-secret-types`: Helm release records are large
 /// and numerous, service-account tokens are managed by Kubernetes; neither is app configuration.
 pub const SKIPPED_SECRET_TYPES: [&str; 2] =
@@ -30,6 +32,68 @@ pub fn field_selector(ignored: &[String], secret_types: &[&str]) -> Option<Strin
         .chain(secret_types.iter().map(|t| format!("type!={t}")))
         .collect();
     (!parts.is_empty()).then(|| parts.join(","))
+}
+
+/// What is watched, and so what the controller, the reconcile and explain read: the one place
+/// that says it, built once from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct WatchScope {
+    /// `--namespace`: the namespaces watched (all when empty).
+    pub namespaces: Vec<String>,
+    /// `--ignore-namespace`: the namespaces never watched.
+    pub ignored_namespaces: Vec<String>,
+    /// `--namespace-selector`: the namespaces whose workloads are reconciled.
+    pub namespace_selector: Option<String>,
+    /// `--resource-label-selector`: the ConfigMaps and Secrets watched.
+    pub resource_label_selector: Option<String>,
+    /// `--resources-to-ignore`: the kinds of config object not watched.
+    pub ignored_kinds: Vec<ConfigKind>,
+    /// Secret types the Secret watch leaves out ([`SKIPPED_SECRET_TYPES`] unless
+    /// `--watch-all-secret-types`).
+    pub skipped_secret_types: &'static [&'static str],
+    /// The workload kinds rolled.
+    pub kinds: Vec<WorkloadKind>,
+    /// The kinds the user named (`--kinds` when given, every `--workload-kind`).
+    pub named_kinds: Vec<WorkloadKind>,
+}
+
+impl WatchScope {
+    /// The namespaces to watch, one scope each; `None` stands for all namespaces.
+    pub fn scopes(&self) -> Vec<Option<String>> {
+        scopes(&self.namespaces, &self.ignored_namespaces)
+    }
+
+    /// The kinds of config object watched.
+    pub fn config_kinds(&self) -> Vec<ConfigKind> {
+        [ConfigKind::ConfigMap, ConfigKind::Secret]
+            .into_iter()
+            .filter(|k| !self.ignored_kinds.contains(k))
+            .collect()
+    }
+
+    /// The field selector of the watch of `kind`: ignored namespaces, and skipped Secret types.
+    pub fn config_fields(&self, kind: ConfigKind) -> Option<String> {
+        match kind {
+            ConfigKind::ConfigMap => field_selector(&self.ignored_namespaces, &[]),
+            ConfigKind::Secret => {
+                field_selector(&self.ignored_namespaces, self.skipped_secret_types)
+            }
+        }
+    }
+
+    /// The field selector of a read of objects of `kind` in one namespace: as its watch, less
+    /// the namespaces (the one read is watched).
+    pub fn object_fields(&self, kind: ConfigKind) -> Option<String> {
+        match kind {
+            ConfigKind::ConfigMap => None,
+            ConfigKind::Secret => field_selector(&[], self.skipped_secret_types),
+        }
+    }
+
+    /// The field selector of the workload watches: ignored namespaces.
+    pub fn workload_fields(&self) -> Option<String> {
+        field_selector(&self.ignored_namespaces, &[])
+    }
 }
 
 #[cfg(test)]

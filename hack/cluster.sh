@@ -54,9 +54,10 @@ free_port() {
   ) 9>"$registry.lock"
 }
 
-stop_all() {
+# TERM, then KILL after 5 s, to the processes of these pid files.
+stop_pids() {
   local pids
-  pids=$(cat "$dir"/*.pid 2>/dev/null || true)
+  pids=$(cat "$@" 2>/dev/null || true)
   [ -n "$pids" ] || return 0
   # shellcheck disable=SC2086
   kill -TERM $pids 2>/dev/null || true
@@ -68,6 +69,17 @@ stop_all() {
   done
   # shellcheck disable=SC2086
   kill -KILL $pids 2>/dev/null || true
+}
+
+# The API servers and the controller manager first: etcd's graceful stop waits for its clients'
+# connections to close, and would be killed while they were still open.
+stop_all() {
+  local f others=()
+  for f in "$dir"/*.pid; do
+    [ -e "$f" ] && [ "$f" != "$dir/etcd.pid" ] && others+=("$f")
+  done
+  [ ${#others[@]} -eq 0 ] || stop_pids "${others[@]}"
+  stop_pids "$dir/etcd.pid"
   rm -f "$dir"/*.pid
 }
 

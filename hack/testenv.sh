@@ -180,6 +180,10 @@ build_kubernetes() {
   fi
   rm -rf "$bin_dir" && mv "$bin_dir.tmp" "$bin_dir"
   exec 8>&-
+  # Builds of this release by another hack/testenv.sh (another K8S_BUILD) untouched for a day:
+  # another checkout's (a branch's) may be in use, an old one is not used again.
+  find "$cache_root" -maxdepth 1 -name "k8s-$K8S_VERSION-*" ! -name "k8s-$K8S_VERSION-$K8S_BUILD*" \
+    -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
   log "Kubernetes $K8S_VERSION built in $((SECONDS - started)) s, cached in $bin_dir"
 }
 

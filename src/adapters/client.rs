@@ -18,7 +18,11 @@
 //!
 //! kube's `Config::read_timeout` is no substitute: it applies to every request alike, and a
 //! read timeout short enough to catch a dead write would end every live watch between two events.
+//!
+//! The API server's warnings (`Warning` response headers: a deprecated API, an unknown field,
+//! …), which kube's client drops, are logged once each ([`Warnings`]).
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +31,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http::{Request, Response, Uri};
+use http::{HeaderMap, Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use kube::client::Body;
 use kube::{Client, Config};
@@ -68,6 +72,8 @@ pub struct Connector {
     config: Config,
     /// How many times a connection was found dead; a pool made before the last one is replaced.
     deaths: Arc<AtomicU64>,
+    /// The API server warnings logged by any of its clients.
+    warnings: Arc<Warnings>,
 }
 
 impl Connector {
@@ -75,6 +81,7 @@ impl Connector {
         Self {
             config,
             deaths: Arc::default(),
+            warnings: Arc::default(),
         }
     }
 
@@ -84,6 +91,7 @@ impl Connector {
         let service = Bounded {
             pool: Arc::new(Pool::new(self.clone())?),
             timeouts,
+            warnings: Arc::clone(&self.warnings),
         };
         Ok(Client::new(service, default_namespace))
     }
@@ -141,11 +149,64 @@ impl Pool {
     }
 }
 
+/// The warnings the API server sent in `Warning` headers (RFC 9111's `code agent "text"`; the
+/// API server sends code 299), their text unquoted. A header that does not parse is given whole.
+pub fn server_warnings(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::WARNING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            let mut parts = v.splitn(3, ' ');
+            let code = parts
+                .next()
+                .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()));
+            let quoted = code.and(parts.next()).and(parts.next());
+            quoted.and_then(unquote).unwrap_or_else(|| v.to_string())
+        })
+        .collect()
+}
+
+/// The text of a quoted string at the start of `s` (`"a \"b\""` is `a "b"`), if it is one.
+fn unquote(s: &str) -> Option<String> {
+    let mut chars = s.strip_prefix('"')?.chars();
+    let mut text = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => text.push(chars.next()?),
+            '"' => return Some(text),
+            c => text.push(c),
+        }
+    }
+    None
+}
+
+/// The API server warnings already logged: each is logged once per process (a deprecated API
+/// warns on every request), up to [`Warnings::MAX`] distinct ones.
+#[derive(Default)]
+struct Warnings(Mutex<BTreeSet<String>>);
+
+impl Warnings {
+    const MAX: usize = 100;
+
+    fn log(&self, what: &str, headers: &HeaderMap) {
+        for warning in server_warnings(headers) {
+            let mut seen = locked(&self.0);
+            if seen.len() >= Self::MAX || !seen.insert(warning.clone()) {
+                continue;
+            }
+            drop(seen);
+            tracing::warn!(target: "kube_reloader::client", request = %what, "the API server warns: {warning}");
+        }
+    }
+}
+
 /// The service under the [`Client`]: each request sent through the current [`Pool`], bounded.
 #[derive(Clone)]
 struct Bounded {
     pool: Arc<Pool>,
     timeouts: Timeouts,
+    warnings: Arc<Warnings>,
 }
 
 impl tower_service::Service<Request<Body>> for Bounded {
@@ -167,6 +228,7 @@ impl tower_service::Service<Request<Body>> for Bounded {
         };
         let (generation, client) = self.pool.get();
         let pool = Arc::clone(&self.pool);
+        let warnings = Arc::clone(&self.warnings);
         let Timeouts { request: bound, .. } = self.timeouts;
         let idle = if watch { self.timeouts.watch } else { bound };
         Box::pin(async move {
@@ -185,6 +247,7 @@ impl tower_service::Service<Request<Body>> for Bounded {
                     }) as BoxError);
                 }
             };
+            warnings.log(&what, response.headers());
             let silence = if watch {
                 Silence::Watch { what, idle }
             } else {
@@ -312,6 +375,27 @@ mod tests {
         // A late report from an older generation changes nothing.
         b.dead(0);
         assert_eq!(b.get().0, 1);
+    }
+
+    #[test]
+    fn the_api_servers_warnings_are_read_unquoted() {
+        let mut headers = HeaderMap::new();
+        for v in [
+            r#"299 - "batch/v1beta1 CronJob is deprecated in v1.21+, unavailable in v1.25+""#,
+            r#"299 - "unknown field \"spec.foo\"" "Sat, 01 Jan 2000 00:00:00 GMT""#,
+            "not the usual form",
+        ] {
+            headers.append(http::header::WARNING, v.parse().unwrap());
+        }
+        assert_eq!(
+            server_warnings(&headers),
+            [
+                "batch/v1beta1 CronJob is deprecated in v1.21+, unavailable in v1.25+",
+                r#"unknown field "spec.foo""#,
+                "not the usual form",
+            ]
+        );
+        assert!(server_warnings(&HeaderMap::new()).is_empty());
     }
 
     #[test]

@@ -616,3 +616,42 @@ async fn a_template_field_no_typed_model_knows_counts_as_a_template_change() {
         "the rollout changed more than {HASH}"
     );
 }
+
+/// The API server's warnings, which kube's client drops, reach the log: a kind served at a
+/// version its CRD deprecates warns on every request (the list, each watch, each write), and the
+/// warning is logged once.
+#[tokio::test]
+async fn the_api_servers_warnings_are_logged_once_each() {
+    const WARNING: &str = "tests.kube-reloader.io/v1 Gauge is deprecated; use v2";
+    let ns = TestNs::new("kinds-warn").await;
+    let gauge = TestKind {
+        group: format!(
+            "warn{}.tests.kube-reloader.io",
+            unique_suffix().replace('-', "")
+        ),
+        version: "v1".into(),
+        kind: "Gauge".into(),
+        plural: "gauges".into(),
+        template_path: "spec.template".into(),
+    };
+    let mut crd = gauge.crd();
+    crd["spec"]["versions"][0]["deprecated"] = json!(true);
+    crd["spec"]["versions"][0]["deprecationWarning"] = json!(WARNING);
+    let crd = crd.to_string();
+    tokio::task::spawn_blocking({
+        let gauge = gauge.clone();
+        move || kinds::install_crd(&crd, &gauge)
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    configmap(&ns, "cfg", &[("k", "1")], json!({})).await;
+    kinds::opted_in(&ns, &gauge, "g", workloads::env_from_configmap("cfg")).await;
+    let history = History::watch(&ns, &gauge, "g").await;
+    let reloader = Reloader::start(&ns, &[&gauge.flag()]);
+    kinds::baseline(&ns, &gauge, "g").await;
+    configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
+    history.wait_template_changes(1).await;
+    tokio::time::sleep(SETTLE).await;
+    let logged = reloader.count(&["the API server warns", WARNING]);
+    assert_eq!(logged, 1, "{}", reloader.logs());
+}

@@ -27,10 +27,9 @@ use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::cli::Args;
-use crate::faults::causes;
-use crate::metrics::Metrics;
-use crate::workload::WorkloadRef;
+use crate::model::kinds::WorkloadRef;
+use crate::rules::faults::causes;
+use crate::state::metrics::Metrics;
 
 /// The body an alert is POSTed as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -622,16 +621,21 @@ pub struct Config {
 impl Config {
     /// The alert settings of `--alert-webhook-url`, `--alert-proxy`, `--alert-format` and
     /// `--cluster-name`; `None` without a URL.
-    pub fn from_args(args: &Args) -> Result<Option<Self>, AlertError> {
-        let Some(url) = &args.alert_webhook_url else {
+    pub fn new(
+        url: Option<&SecretUrl>,
+        proxy: Option<&SecretUrl>,
+        format: Format,
+        cluster: &str,
+    ) -> Result<Option<Self>, AlertError> {
+        let Some(url) = url else {
             return Ok(None);
         };
         let target = Target::parse(url)?;
-        let route = Route::from_flag(args.alert_proxy.as_ref())?;
+        let route = Route::from_flag(proxy)?;
         Ok(Some(Self {
             poster: Poster::new(target, route, ATTEMPT_TIMEOUT, BACKOFF)?,
-            format: args.alert_format,
-            cluster: args.cluster_name.clone(),
+            format,
+            cluster: cluster.to_string(),
         }))
     }
 }

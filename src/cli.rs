@@ -5,11 +5,18 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::adapters::client::Timeouts;
+use crate::adapters::key::KeySecret;
+use crate::adapters::lease;
 use crate::alerts::{self, SecretUrl};
-use crate::client::Timeouts;
-use crate::optin;
-use crate::references::ConfigKind;
-use crate::workload::{self, WorkloadKind};
+use crate::app::controller::{self, RunError};
+use crate::app::explain;
+use crate::model::duration::parse_duration;
+use crate::model::kinds::{self, WorkloadKind};
+use crate::reconcile::Settings;
+use crate::rules::optin;
+use crate::rules::references::ConfigKind;
+use crate::rules::scope::{SKIPPED_SECRET_TYPES, WatchScope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -301,21 +308,88 @@ impl Args {
 
     /// Lease duration and renewal grace in whole seconds, checked for consistency.
     pub fn lease_seconds(&self) -> Result<(u64, u64), String> {
-        let duration = self.lease_duration.as_secs();
-        let renew = self.renew_deadline.as_secs();
-        if renew == 0 || renew >= duration {
-            return Err(format!(
-                "--renew-deadline ({renew}s) must be at least 1s and less than --lease-duration ({duration}s)"
-            ));
+        self.lease().seconds()
+    }
+
+    /// Leader election's settings.
+    pub fn lease(&self) -> lease::Config {
+        lease::Config {
+            name: self.lease_name.clone(),
+            duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
         }
-        Ok((duration, duration - renew))
+    }
+
+    /// What is watched.
+    pub fn scope(&self) -> WatchScope {
+        WatchScope {
+            namespaces: self.namespaces.clone(),
+            ignored_namespaces: self.ignore_namespaces.clone(),
+            namespace_selector: self.namespace_selector.clone(),
+            resource_label_selector: self.resource_label_selector.clone(),
+            ignored_kinds: self.resources_to_ignore.clone(),
+            skipped_secret_types: if self.watch_all_secret_types {
+                &[]
+            } else {
+                &SKIPPED_SECRET_TYPES
+            },
+            kinds: self.kinds(),
+            named_kinds: self.named_kinds(),
+        }
+    }
+
+    /// Where the digest key Secret is.
+    pub fn key_secret(&self) -> KeySecret {
+        KeySecret {
+            namespace: self.controller_namespace(),
+            name: self.key_secret.clone(),
+        }
+    }
+
+    /// What `explain` reads with.
+    pub fn explain_config(&self) -> explain::Config {
+        explain::Config {
+            scope: self.scope(),
+            policy: self.policy(),
+            key: self.key_secret(),
+        }
+    }
+
+    /// The controller's whole configuration, built once; each part is a type of the layer that
+    /// uses it. Fails on alert settings that cannot work (checked before anything starts).
+    pub fn config(&self) -> Result<controller::Config, RunError> {
+        let alerts = alerts::Config::new(
+            self.alert_webhook_url.as_ref(),
+            self.alert_proxy.as_ref(),
+            self.alert_format,
+            &self.cluster_name,
+        )?;
+        Ok(controller::Config {
+            settings: Settings {
+                policy: self.policy(),
+                scope: self.scope(),
+                min_rollout_interval: self.min_rollout_interval,
+                dry_run: self.dry_run,
+                max_concurrent_reconciles: self.max_concurrent_reconciles,
+                max_rollouts_per_second: self.max_rollouts_per_second,
+                rollout_burst: self.rollout_burst,
+            },
+            alerts,
+            timeouts: self.timeouts(),
+            lease: self.leader_elect.then(|| self.lease()),
+            debounce: self.debounce,
+            metrics_addr: self.metrics_addr,
+            key: self.key_secret(),
+            shutdown_grace: self.shutdown_grace,
+        })
     }
 
     /// The kinds to roll: `--kinds` (every built-in kind unless given), with `--workload-kind`
     /// kinds added or replacing them.
     pub fn kinds(&self) -> Vec<WorkloadKind> {
         let built_in = self.kinds.as_deref().unwrap_or(&WorkloadKind::BUILT_IN);
-        workload::resolve(built_in, &self.workload_kinds)
+        kinds::resolve(built_in, &self.workload_kinds)
     }
 
     /// The kinds the user named: those of `--kinds` when it is given, and every
@@ -351,7 +425,6 @@ impl Args {
     }
 }
 
-/// Parses `1500ms`, `2s`, `1m30s`, `1h`, or a bare number of seconds.
 /// `--watch-timeout`: a duration of at least 10 s (the API server ends watches 3 s sooner).
 fn parse_watch_timeout(s: &str) -> Result<Duration, String> {
     at_least(s, Duration::from_secs(10))
@@ -368,41 +441,6 @@ fn at_least(s: &str, min: Duration) -> Result<Duration, String> {
         return Err(format!("{s:?} is less than {}s", min.as_secs()));
     }
     Ok(d)
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m or h)"))?;
-        let (num, tail) = rest.split_at(digits);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("{s:?}: {num:?} is not a number"))?;
-        let secs = match unit {
-            "ms" => n / 1000.0,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-        };
-        total += Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
-        rest = next;
-    }
-    Ok(total)
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -469,6 +507,68 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::controller::{Unserved, when_unserved};
+
+    /// Each kind rolled with these flags, and what becomes of it while it is not served.
+    fn unserved(flags: &[&str]) -> Vec<(&'static str, Unserved)> {
+        use clap::Parser;
+        let args =
+            Args::try_parse_from(std::iter::once("kube-reloader").chain(flags.to_vec())).unwrap();
+        let named = args.named_kinds();
+        args.kinds()
+            .into_iter()
+            .map(|k| (k.as_str(), when_unserved(k, &named)))
+            .collect()
+    }
+
+    #[test]
+    fn only_a_kind_the_user_named_is_looked_for_again_while_not_served() {
+        use Unserved::{GiveUp, LookAgain};
+        let defaults = [
+            ("Deployment", GiveUp),
+            ("StatefulSet", GiveUp),
+            ("DaemonSet", GiveUp),
+            ("CronJob", GiveUp),
+            ("Rollout", GiveUp),
+        ];
+        assert_eq!(unserved(&[]), defaults);
+        assert_eq!(
+            unserved(&["--kinds=Deployment,Rollout"]),
+            [("Deployment", LookAgain), ("Rollout", LookAgain)]
+        );
+        // Named, even if the same as the default.
+        assert_eq!(
+            unserved(&["--kinds=Deployment,StatefulSet,DaemonSet,CronJob,Rollout"]),
+            defaults.map(|(k, _)| (k, LookAgain))
+        );
+        // A built-in kind replaced is named; the others still come with the default.
+        assert_eq!(
+            unserved(&["--workload-kind=batch/v1beta1/CronJob=spec.jobTemplate.spec.template"]),
+            [
+                ("Deployment", GiveUp),
+                ("StatefulSet", GiveUp),
+                ("DaemonSet", GiveUp),
+                ("CronJob", LookAgain),
+                ("Rollout", GiveUp),
+            ]
+        );
+        // The chart's way to have Rollouts looked for: it passes --kinds only when it differs
+        // from the default.
+        assert_eq!(
+            unserved(&["--workload-kind=argoproj.io/v1alpha1/Rollout"]),
+            [
+                ("Deployment", GiveUp),
+                ("StatefulSet", GiveUp),
+                ("DaemonSet", GiveUp),
+                ("CronJob", GiveUp),
+                ("Rollout", LookAgain),
+            ]
+        );
+        assert_eq!(
+            unserved(&["--kinds=sts", "--workload-kind=example.com/v1/Widget"]),
+            [("StatefulSet", LookAgain), ("Widget", LookAgain)]
+        );
+    }
 
     #[test]
     fn durations() {

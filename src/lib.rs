@@ -1,35 +1,21 @@
 //! kube-reloader: rolls Deployments, StatefulSets, DaemonSets, CronJobs, Argo Rollouts and any
 //! kind with a pod template when the ConfigMaps and Secrets they use change. See README.md for the
-//! product, docs/ for details.
+//! product, docs/ for details, and docs/architecture.md for the layers.
 //!
-//! Pure rules: [`digest`], [`references`], [`optin`], [`decision`], [`ratelimit`], and
-//! [`workload`] (the kinds as data, the slim cached workload, how each is restarted), [`faults`]
-//! (what a failed watch means).
-//! The shell: [`client`] (the Kubernetes client, bounded so dead connections are noticed),
-//! [`configs`] (watched objects), [`index`], [`reconcile`], [`controller`], [`key`],
-//! [`metrics`] and [`http`] (metrics and probes), [`alerts`] (a webhook POST per rollout).
+//! Layers, each importing only from its own or lower ones (tests/layers.rs checks it):
+//! [`cli`] → [`app`] (wiring, controller, http, explain) → [`reconcile`] → [`alerts`] and
+//! [`adapters`] (client, key, lease, API helpers) → [`state`] (config store, index, router,
+//! metrics, cached workload) → [`rules`] (pure) → [`model`] (kinds, annotation names, durations).
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 pub mod alerts;
+pub mod app;
 pub mod cli;
-pub mod client;
-pub mod configs;
-pub mod controller;
-pub mod decision;
-pub mod digest;
-pub mod explain;
-pub mod faults;
-pub mod http;
-pub mod index;
-pub mod key;
-pub mod lease;
-pub mod metrics;
-pub mod namespaces;
-pub mod optin;
-pub mod ratelimit;
+pub mod model;
 pub mod reconcile;
-pub mod references;
-pub mod workload;
+pub mod rules;
+pub mod state;
 
 /// A Mutex's guard, also when a holder panicked: every lock here guards data that stays
 /// consistent between statements, so a panic elsewhere must not stop the controller.

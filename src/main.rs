@@ -29,10 +29,16 @@ async fn main() {
     }) = &args.command
     {
         let (namespace, json) = (namespace.as_deref(), *output == Output::Json);
+        let config = args.explain_config();
         // The command line holds a target, or --all instead.
         let explained = match target {
-            Some(target) => kube_reloader::explain::run(target, namespace, json, &args).await,
-            None => kube_reloader::explain::run_all(namespace, *all_namespaces, json, &args).await,
+            Some(target) => {
+                kube_reloader::app::explain::run(target, namespace, json, &config).await
+            }
+            None => {
+                kube_reloader::app::explain::run_all(namespace, *all_namespaces, json, &config)
+                    .await
+            }
         };
         match explained {
             Ok(text) => print!("{text}"),
@@ -43,7 +49,11 @@ async fn main() {
         }
         return;
     }
-    if let Err(e) = kube_reloader::controller::run(args).await {
+    let run = match args.config() {
+        Ok(config) => kube_reloader::app::controller::run(config).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = run {
         tracing::error!("{e}");
         eprintln!("kube-reloader: {e}");
         std::process::exit(1);

@@ -960,7 +960,7 @@ fn scope_values_render_their_flag_and_exactly_their_rbac() {
 #[test]
 fn the_binary_reads_the_scope_values_as_the_chart_means_them() {
     use clap::Parser;
-    use kube_reloader::references::ConfigKind;
+    use kube_reloader::rules::references::ConfigKind;
     let values = r#"
 ignoreNamespaces: [kube-system]
 namespaceSelector: "team:payments, env in (prod,staging)"

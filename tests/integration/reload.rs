@@ -7,8 +7,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube_reloader::digest::{ContentDigest, Entry, WorkloadDigest};
-use kube_reloader::references::{ConfigKind, Keys};
+use kube_reloader::rules::digest::{ContentDigest, Entry, WorkloadDigest};
+use kube_reloader::rules::references::{ConfigKind, Keys};
 use serde_json::{Value, json};
 
 use crate::support::objects::{self, configmap, secret};
@@ -694,7 +694,10 @@ async fn a_secret_digest_is_keyed_not_a_plain_sha256_of_its_data() {
     )
     .await
     .unwrap();
-    assert!(!tracked.contains(&kube_reloader::digest::hex(&unkeyed_sha256("correct horse"))[..10]));
+    assert!(
+        !tracked
+            .contains(&kube_reloader::rules::digest::hex(&unkeyed_sha256("correct horse"))[..10])
+    );
     assert!(!recorded.contains("correct horse") && !tracked.contains("correct horse"));
 }
 

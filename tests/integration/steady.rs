@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use kube_reloader::controller::SWEEP_INTERVAL;
+use kube_reloader::app::controller::SWEEP_INTERVAL;
 use serde_json::json;
 
 use crate::support::kinds::{self, TestKind};

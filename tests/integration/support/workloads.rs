@@ -329,8 +329,8 @@ pub const WRITTEN: [&str; 4] = [
 /// The digest kube-reloader must record for a workload tracking exactly these ConfigMaps with all
 /// their keys, computed independently of the controller from the data the test wrote.
 pub fn expected_hash(configmaps: &[(&str, &[(&str, &str)])]) -> String {
-    use kube_reloader::digest::{ContentDigest, Entry, WorkloadDigest};
-    use kube_reloader::references::{ConfigKind, Keys};
+    use kube_reloader::rules::digest::{ContentDigest, Entry, WorkloadDigest};
+    use kube_reloader::rules::references::{ConfigKind, Keys};
     let entries = configmaps
         .iter()
         .map(|(name, data)| Entry {

@@ -11,8 +11,31 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use thiserror::Error;
 
-use crate::cli::Args;
-use crate::faults::Cause;
+use crate::rules::faults::Cause;
+
+/// Leader election's settings (`--lease-name`, `--lease-duration`, `--renew-deadline`,
+/// `--retry-period`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+impl Config {
+    /// Lease duration and renewal grace in whole seconds, checked for consistency.
+    pub fn seconds(&self) -> Result<(u64, u64), String> {
+        let duration = self.duration.as_secs();
+        let renew = self.renew_deadline.as_secs();
+        if renew == 0 || renew >= duration {
+            return Err(format!(
+                "--renew-deadline ({renew}s) must be at least 1s and less than --lease-duration ({duration}s)"
+            ));
+        }
+        Ok((duration, duration - renew))
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum LeaseError {
@@ -69,7 +92,7 @@ fn identity() -> String {
         .unwrap_or_else(|| "kube-reloader".into());
     let mut suffix = [0u8; 4];
     let _ = getrandom::fill(&mut suffix);
-    format!("{base}-{}", crate::digest::hex(&suffix))
+    format!("{base}-{}", crate::rules::digest::hex(&suffix))
 }
 
 /// A stream that yields whenever the Lease is seen with no holder. Its watch's failures are
@@ -94,7 +117,7 @@ fn released(
                 }
                 Err(e) => {
                     let cause = Cause::of(&e);
-                    tracing::warn!(kind = "Lease", cause = cause.as_str(), error = %e,
+                    tracing::warn!(target: "kube_reloader::lease", kind = "Lease", cause = cause.as_str(), error = %e,
                         "{}", cause.advice("Leases"));
                     failed(cause);
                     None
@@ -134,32 +157,24 @@ impl Elector {
     pub async fn start(
         client: Client,
         namespace: &str,
-        args: &Args,
+        config: &Config,
         watch: watcher::Config,
         failed: impl Fn(Cause) + Send + Sync + 'static,
     ) -> Result<Self, LeaseError> {
-        let (duration, grace) = args.lease_seconds().map_err(LeaseError::Settings)?;
+        let (duration, grace) = config.seconds().map_err(LeaseError::Settings)?;
         let identity = identity();
-        let manager = build(
-            &client,
-            namespace,
-            &args.lease_name,
-            &identity,
-            duration,
-            grace,
-        )
-        .await?;
-        tracing::info!(lease = %args.lease_name, namespace, identity = %identity, "leader election on; waiting for the Lease");
+        let manager = build(&client, namespace, &config.name, &identity, duration, grace).await?;
+        tracing::info!(target: "kube_reloader::lease", lease = %config.name, namespace, identity = %identity, "leader election on; waiting for the Lease");
         Ok(Self {
             manager,
             leading: false,
-            released: released(&client, namespace, &args.lease_name, watch, failed),
+            released: released(&client, namespace, &config.name, watch, failed),
             client,
             namespace: namespace.to_string(),
-            name: args.lease_name.clone(),
+            name: config.name.clone(),
             duration,
             grace,
-            retry: args.retry_period,
+            retry: config.retry_period,
             identity,
             broken: false,
         })
@@ -182,7 +197,7 @@ impl Elector {
                         self.broken = false;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "retrying");
+                        tracing::warn!(target: "kube_reloader::lease", error = %e, "retrying");
                         continue;
                     }
                 }
@@ -205,7 +220,7 @@ impl Elector {
                     return leading;
                 }
                 Err(e) => {
-                    tracing::warn!(identity = %self.identity, error = %e,
+                    tracing::warn!(target: "kube_reloader::lease", identity = %self.identity, error = %e,
                         "Lease operation failed: not writing until the Lease is confirmed again");
                     self.broken = true;
                     if self.leading {
@@ -232,9 +247,11 @@ impl Elector {
     /// Gives the Lease up so a standby takes over at once.
     pub async fn release(self) {
         match self.manager.release().await {
-            Ok(()) => tracing::info!(identity = %self.identity, "released the Lease"),
+            Ok(()) => {
+                tracing::info!(target: "kube_reloader::lease", identity = %self.identity, "released the Lease")
+            }
             Err(e) => {
-                tracing::warn!(identity = %self.identity, error = %e, "could not release the Lease; a standby takes over when it expires")
+                tracing::warn!(target: "kube_reloader::lease", identity = %self.identity, error = %e, "could not release the Lease; a standby takes over when it expires")
             }
         }
     }

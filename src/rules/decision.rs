@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::digest::{ABSENT, Recorded, WorkloadDigest};
-use crate::ratelimit::{TokenBucket, cooldown};
+use crate::rules::digest::{ABSENT, Recorded, WorkloadDigest};
+use crate::rules::ratelimit::{TokenBucket, cooldown};
 
 /// What changed since the baseline a workload records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub enum Change {
 }
 
 /// What changed between the baseline `recorded` and the present: the digest of the configs the
-/// workload tracks now, and the digest of its pod template ([`crate::digest::template_digest`]).
+/// workload tracks now, and the digest of its pod template ([`crate::rules::digest::template_digest`]).
 ///
 /// "The template changed at or after the config change" is established from the record alone:
 /// every template change is recorded once its debounce window has passed (see [`decide`]), so a
@@ -273,8 +273,8 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Entry;
-    use crate::references::ConfigKind;
+    use crate::rules::digest::Entry;
+    use crate::rules::references::ConfigKind;
 
     fn entry(kind: ConfigKind, name: &str, digest: Option<u8>) -> Entry {
         Entry {

@@ -17,64 +17,42 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::alerts::Alerts;
-use crate::configs::{ConfigObject, ConfigStore, NamespaceView};
-use crate::controller::{TriggerRouter, field_selector};
-use crate::decision::{
+use crate::locked;
+use crate::model::kinds::{WorkloadKind, WorkloadRef};
+use crate::rules::decision::{
     Action as Decided, Inputs, Record, WaitReason, classify, decide, unconfirmed_absent,
 };
-use crate::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
-use crate::index::Index;
-use crate::locked;
-use crate::metrics::{KindLabels, Metrics, Outcome};
-use crate::namespaces::{Changed, NamespaceFilter};
-use crate::optin::{self, ConfigView};
-use crate::ratelimit::TokenBucket;
-use crate::references::ConfigKind;
-use crate::workload::{self, Restart, Workload, WorkloadKind, WorkloadRef};
+use crate::rules::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
+use crate::rules::optin::{self, ConfigView};
+use crate::rules::ratelimit::TokenBucket;
+use crate::rules::references::ConfigKind;
+use crate::rules::scope::WatchScope;
+use crate::rules::template::{self, Restart};
+use crate::state::configs::{ConfigObject, ConfigStore, NamespaceView};
+use crate::state::index::Index;
+use crate::state::metrics::{KindLabels, Metrics, Outcome};
+use crate::state::namespaces::{Changed, NamespaceFilter};
+use crate::state::router::TriggerRouter;
+use crate::state::workload::Workload;
 
-/// Annotations kube-reloader writes.
-pub mod written {
-    /// On the workload's metadata: the digest it was last reconciled to (its baseline). On the pod
-    /// template: the digest of the last rollout.
-    pub const CONFIG_HASH: &str = "kube-reloader.io/config-hash";
-    /// On the workload's metadata: a short digest per tracked object, to name what changed.
-    pub const TRACKED: &str = "kube-reloader.io/tracked";
-    /// On the workload's metadata: when the last rollout was made (RFC 3339).
-    pub const RELOADED_AT: &str = "kube-reloader.io/reloaded-at";
-    /// On the workload's metadata: the digest of the pod template (all of it but our own
-    /// annotation) when the baseline was recorded, to tell someone else's template change.
-    pub const TEMPLATE_HASH: &str = "kube-reloader.io/template-hash";
-}
+pub use crate::model::annotations::{FIELD_MANAGER, REPORTER, written};
 
-/// The field manager of every write.
-pub const FIELD_MANAGER: &str = "kube-reloader";
-
-/// The reporting controller of every Event.
-pub const REPORTER: &str = "kube-reloader";
-
-/// Behaviour settings from the command line.
+/// How workloads are reconciled, as the command line says.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// How opt-in annotations are read (Reloader's honoured, --auto-reload-all,
     /// --resources-to-ignore).
     pub policy: optin::Policy,
-    /// `--namespace-selector`: the namespaces whose workloads are reconciled.
-    pub namespace_selector: Option<String>,
-    /// `--resource-label-selector`: the ConfigMaps and Secrets watched (so a check of an absence
-    /// applies it too).
-    pub resource_label_selector: Option<String>,
+    /// What is watched (so a check of an absence reads as the watches do).
+    pub scope: WatchScope,
     pub min_rollout_interval: Duration,
     /// Report what would be rolled out; write nothing to workloads.
     pub dry_run: bool,
     /// Reconciles in flight at once per workload controller.
     pub max_concurrent_reconciles: u16,
-    /// Secret types the Secret watch leaves out (so a check of an absence leaves them out too).
-    pub skipped_secret_types: &'static [&'static str],
     /// The global token bucket of rollouts: its rate per second and burst.
     pub max_rollouts_per_second: f64,
     pub rollout_burst: u32,
-    /// The workload kinds rolled.
-    pub kinds: Vec<WorkloadKind>,
 }
 
 /// A running controller's workload cache: its kind, scope, where it is served, and the cache.
@@ -131,7 +109,9 @@ impl Context {
         router: Arc<TriggerRouter>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let namespaces = Arc::new(NamespaceFilter::new(settings.namespace_selector.clone()));
+        let namespaces = Arc::new(NamespaceFilter::new(
+            settings.scope.namespace_selector.clone(),
+        ));
         let bucket = TokenBucket::new(
             settings.max_rollouts_per_second,
             settings.rollout_burst,
@@ -239,7 +219,7 @@ impl Context {
             }
         }
         for ns in &changed.removed {
-            for kind in &self.settings.kinds {
+            for kind in &self.settings.scope.kinds {
                 for w in self.known(*kind, Some(ns)) {
                     self.forget(&w);
                 }
@@ -327,7 +307,7 @@ impl Context {
         for object in objects {
             let found = match object.split_once('/') {
                 Some(("Secret", name)) => {
-                    let skipped = field_selector(&[], self.settings.skipped_secret_types);
+                    let skipped = self.settings.scope.object_fields(ConfigKind::Secret);
                     self.exists::<Secret>(namespace, name, skipped).await
                 }
                 Some((_, name)) => self.exists::<ConfigMap>(namespace, name, None).await,
@@ -359,7 +339,7 @@ impl Context {
         };
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         let mut params = ListParams::default().fields(&fields);
-        if let Some(labels) = &self.settings.resource_label_selector {
+        if let Some(labels) = &self.settings.scope.resource_label_selector {
             params = params.labels(labels);
         }
         let list = api.list_metadata(&params).await?;
@@ -460,8 +440,8 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         Some(deployment) => deployment.template.as_ref(),
         None => obj.template.as_ref(),
     };
-    let template_annotations = workload::template_annotations(template);
-    let restart = workload::restart(
+    let template_annotations = template::template_annotations(template);
+    let restart = template::restart(
         wref.kind,
         obj.annotations(),
         obj.template_ref.is_some(),
@@ -491,7 +471,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         }
     };
 
-    let refs = workload::template_references(template);
+    let refs = template::template_references(template);
     let view = ctx.configs.view(&wref.namespace);
     let tracked = optin::tracked(&opt, &refs, &view);
     if opt.implicit && tracked.is_empty() {
@@ -521,7 +501,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
     // A dry run, typically beside Reloader: Reloader's rollout for a config change is not a
     // template change that covers it, or the dry run would report nothing where kube-reloader
     // alone rolls. Its baselines live in memory, digested the same way.
-    let template_now = workload::template_digest(template, ctx.settings.dry_run);
+    let template_now = template::template_digest(template, ctx.settings.dry_run);
     let annotations = obj.annotations();
     let mut recorded = recorded_baseline(obj.as_ref());
     if ctx.settings.dry_run {
@@ -618,7 +598,7 @@ fn template_source(
             "its spec.workloadRef names a {} ({}); kube-reloader reads pod templates from Deployments only, so it leaves this {} alone",
             source.kind, source.name, wref.kind
         )
-    } else if !ctx.settings.kinds.contains(&WorkloadKind::DEPLOYMENT) {
+    } else if !ctx.settings.scope.kinds.contains(&WorkloadKind::DEPLOYMENT) {
         format!(
             "its pod template is in Deployment {} (spec.workloadRef), and Deployments are not among --kinds, so kube-reloader cannot read it. Add Deployment to --kinds",
             source.name
@@ -969,7 +949,7 @@ fn put(v: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
 /// Every apply names all of them: a field this manager applied before and leaves out now would
 /// be removed, and removing the template annotation (or restartAt) would roll the pods.
 ///
-/// [`KindSpec::apply`]: crate::workload::KindSpec::apply
+/// [`KindSpec::apply`]: crate::state::workload::KindSpec::apply
 async fn write(
     ctx: &Context,
     obj: &Workload,

@@ -36,8 +36,8 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use kube::client::Body;
 use kube::{Client, Config};
 
-use crate::faults::Silence;
 use crate::locked;
+use crate::rules::faults::Silence;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -124,12 +124,12 @@ impl Pool {
             match Client::try_from(self.connector.config.clone()) {
                 Ok(client) => {
                     *current = (deaths, client);
-                    tracing::debug!(
+                    tracing::debug!(target: "kube_reloader::client",
                         "dropped the idle connections to the API server: a connection was found dead"
                     );
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not make a fresh API client; keeping the old one")
+                    tracing::warn!(target: "kube_reloader::client", error = %e, "could not make a fresh API client; keeping the old one")
                 }
             }
         }

@@ -9,10 +9,10 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
-use crate::configs::ConfigKey;
 use crate::locked;
-use crate::references::ConfigKind;
-use crate::workload::{WorkloadKind, WorkloadRef};
+use crate::model::kinds::{WorkloadKind, WorkloadRef};
+use crate::rules::references::ConfigKind;
+use crate::state::configs::ConfigKey;
 
 #[derive(Default)]
 struct Inner {

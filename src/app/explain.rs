@@ -11,14 +11,27 @@ use kube::{Client, ResourceExt};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::configs::{ConfigObject, ConfigStore, summarize};
-use crate::controller::{SKIPPED_SECRET_TYPES, discover, field_selector};
-use crate::decision::{Change, classify};
-use crate::digest::SecretKey;
-use crate::optin::{self, ConfigView, Policy};
+use crate::adapters::api::discover;
+use crate::adapters::key::KeySecret;
+use crate::model::kinds::WorkloadKind;
 use crate::reconcile::{REPORTER, changed_text, recorded_baseline, written};
-use crate::references::{ConfigKind, Keys};
-use crate::workload::{self, Restart, Workload, WorkloadKind};
+use crate::rules::decision::{Change, classify};
+use crate::rules::digest::SecretKey;
+use crate::rules::optin::{self, ConfigView, Policy};
+use crate::rules::references::{ConfigKind, Keys};
+use crate::rules::scope::WatchScope;
+use crate::rules::template::{self, Restart};
+use crate::state::configs::{ConfigObject, ConfigStore, summarize};
+use crate::state::workload::Workload;
+
+/// What `explain` reads with: the controller's view of what is watched and how opt-in is read,
+/// and where the digest key is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub scope: WatchScope,
+    pub policy: Policy,
+    pub key: KeySecret,
+}
 
 /// Where a workload stands, in a word; [`Explanation::status`] says it in a sentence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,9 +182,9 @@ pub fn explain(
         Some(deployment) => deployment.template.as_ref(),
         None => obj.template.as_ref(),
     };
-    let template_annotations = workload::template_annotations(template);
+    let template_annotations = template::template_annotations(template);
     let annotations = obj.annotations();
-    let restart = workload::restart(
+    let restart = template::restart(
         obj.kind,
         annotations,
         obj.template_ref.is_some(),
@@ -237,7 +250,7 @@ pub fn explain(
     }
     out.opt_in = Ok(opt_in_keys);
 
-    let refs = workload::template_references(template);
+    let refs = template::template_references(template);
     let view = store.view(&namespace);
     let tracked = optin::tracked(&opt, &refs, &view);
     if opt.implicit && tracked.is_empty() {
@@ -318,7 +331,7 @@ pub fn explain(
         out.status = "unknown: the digest key Secret could not be read, so Secret digests cannot be compared".into();
         return out;
     }
-    let template_now = workload::template_digest(template, false);
+    let template_now = template::template_digest(template, false);
     let (state, status) = match classify(recorded.as_ref(), &current, &template_now) {
         Change::None => (
             State::UpToDate,
@@ -583,36 +596,27 @@ async fn list_into<K: ConfigObject>(
 async fn load_configs(
     client: &Client,
     namespace: Option<&str>,
-    args: &crate::cli::Args,
+    config: &Config,
 ) -> Result<(ConfigStore, Option<SecretKey>), ExplainError> {
-    let key = crate::key::load(
-        client.clone(),
-        &args.controller_namespace(),
-        &args.key_secret,
-    )
-    .await
-    .ok()
-    .flatten();
+    let key = crate::adapters::key::load(client.clone(), &config.key.namespace, &config.key.name)
+        .await
+        .ok()
+        .flatten();
     let digest_key = key
         .clone()
         .unwrap_or_else(|| SecretKey::new(vec![0; SecretKey::MIN_LEN]));
     let store = ConfigStore::new(0);
-    let compat = args.reloader_compat;
+    let compat = config.policy.reloader_compat;
     let mut lp = ListParams::default();
-    if let Some(labels) = &args.resource_label_selector {
+    if let Some(labels) = &config.scope.resource_label_selector {
         lp = lp.labels(labels);
     }
-    let ignored = &args.resources_to_ignore;
-    if !ignored.contains(&ConfigKind::ConfigMap) {
+    let kinds = config.scope.config_kinds();
+    if kinds.contains(&ConfigKind::ConfigMap) {
         list_into::<ConfigMap>(client, namespace, lp.clone(), &store, &digest_key, compat).await?;
     }
-    if !ignored.contains(&ConfigKind::Secret) {
-        let skipped: &[&str] = if args.watch_all_secret_types {
-            &[]
-        } else {
-            &SKIPPED_SECRET_TYPES
-        };
-        if let Some(fields) = field_selector(&[], skipped) {
+    if kinds.contains(&ConfigKind::Secret) {
+        if let Some(fields) = config.scope.object_fields(ConfigKind::Secret) {
             lp = lp.fields(&fields);
         }
         list_into::<Secret>(client, namespace, lp, &store, &digest_key, compat).await?;
@@ -678,14 +682,14 @@ pub async fn run(
     target: &str,
     namespace: Option<&str>,
     json: bool,
-    args: &crate::cli::Args,
+    config: &Config,
 ) -> Result<String, ExplainError> {
-    let (kind, name) = parse_target(target, &args.kinds())?;
+    let (kind, name) = parse_target(target, &config.scope.kinds)?;
     let client = Client::try_default().await.map_err(ExplainError::Client)?;
     let namespace = namespace
         .map(str::to_string)
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let (store, key) = load_configs(&client, Some(&namespace), args).await?;
+    let (store, key) = load_configs(&client, Some(&namespace), config).await?;
 
     let ns = namespace.as_str();
     let obj = fetch(&client, kind, ns, &name).await?;
@@ -695,7 +699,7 @@ pub async fn run(
         }
         _ => None,
     };
-    let mut e = explain(&obj, source.as_ref(), &store, key.as_ref(), &args.policy());
+    let mut e = explain(&obj, source.as_ref(), &store, key.as_ref(), &config.policy);
     e.last_event = last_event(client, ns, kind, &name).await;
     if json {
         Ok(serde_json::to_string_pretty(&e).unwrap_or_default() + "\n")
@@ -958,7 +962,7 @@ pub async fn run_all(
     namespace: Option<&str>,
     all_namespaces: bool,
     json: bool,
-    args: &crate::cli::Args,
+    config: &Config,
 ) -> Result<String, ExplainError> {
     let client = Client::try_default().await.map_err(ExplainError::Client)?;
     let namespace = (!all_namespaces).then(|| {
@@ -967,11 +971,11 @@ pub async fn run_all(
             .unwrap_or_else(|| client.default_namespace().to_string())
     });
     let scope = namespace.as_deref();
-    let (store, key) = load_configs(&client, scope, args).await?;
+    let (store, key) = load_configs(&client, scope, config).await?;
 
     let mut listed = Vec::new();
     let mut not_served = Vec::new();
-    for kind in args.kinds() {
+    for kind in config.scope.kinds.iter().copied() {
         let resource = discover(&client, kind)
             .await
             .map_err(|source| ExplainError::Read {
@@ -1014,7 +1018,7 @@ pub async fn run_all(
         };
         found.push((obj.clone(), source));
     }
-    let matching = match &args.namespace_selector {
+    let matching = match &config.scope.namespace_selector {
         Some(selector) => {
             let api: Api<Namespace> = Api::all(client.clone());
             let lp = ListParams::default().labels(selector);
@@ -1030,8 +1034,8 @@ pub async fn run_all(
         None => None,
     };
     let watched = Watched {
-        only: args.namespaces.clone(),
-        ignored: args.ignore_namespaces.clone(),
+        only: config.scope.namespaces.clone(),
+        ignored: config.scope.ignored_namespaces.clone(),
         matching,
     };
     let inv = inventory(
@@ -1039,7 +1043,7 @@ pub async fn run_all(
         &found,
         &store,
         key.as_ref(),
-        &args.policy(),
+        &config.policy,
         &watched,
         not_served,
     );
@@ -1059,7 +1063,7 @@ mod tests {
     fn targets() {
         let widget = WorkloadKind::parse("tests.example.io/v1/Widget=spec.workload.podTemplate")
             .expect("a kind");
-        let kinds = crate::workload::resolve(&WorkloadKind::BUILT_IN, &[widget]);
+        let kinds = crate::model::kinds::resolve(&WorkloadKind::BUILT_IN, &[widget]);
         let parse = |t: &str| parse_target(t, &kinds);
         assert_eq!(
             parse("deploy/web").unwrap(),

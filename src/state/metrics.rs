@@ -10,8 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::faults::Cause;
-use crate::workload::WorkloadKind;
+use crate::model::kinds::WorkloadKind;
+use crate::rules::faults::Cause;
 
 /// What a reconcile that found a difference did.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use crate::references::{ConfigKind, Keys};
+use crate::rules::references::{ConfigKind, Keys};
 
 /// A SHA-256 or HMAC-SHA256 output.
 pub type Hash = [u8; 32];
@@ -302,7 +302,7 @@ pub fn without_reloader_writes(template: &Value) -> Value {
         .pointer_mut("/metadata/annotations")
         .and_then(Value::as_object_mut)
     {
-        a.remove(crate::optin::reloader::LAST_RELOADED_FROM);
+        a.remove(crate::model::annotations::reloader::LAST_RELOADED_FROM);
     }
     for c in containers_mut(&mut t) {
         let Some(c) = c.as_object_mut() else { continue };
@@ -327,7 +327,7 @@ pub fn has_reloader_writes(template: &Value) -> bool {
     let annotated = template
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
-        .is_some_and(|a| a.contains_key(crate::optin::reloader::LAST_RELOADED_FROM));
+        .is_some_and(|a| a.contains_key(crate::model::annotations::reloader::LAST_RELOADED_FROM));
     let spec = template.get("spec");
     let in_env = ["containers", "initContainers"].iter().any(|list| {
         let containers = spec.and_then(|s| s.get(*list)).and_then(Value::as_array);

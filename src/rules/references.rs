@@ -6,31 +6,10 @@
 //! secret does not change what a running container sees.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use k8s_openapi::api::core::v1::{Container, KeyToPath, PodSpec};
 
-/// The two kinds of object whose content is tracked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ConfigKind {
-    ConfigMap,
-    Secret,
-}
-
-impl ConfigKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConfigKind::ConfigMap => "ConfigMap",
-            ConfigKind::Secret => "Secret",
-        }
-    }
-}
-
-impl fmt::Display for ConfigKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::model::kinds::ConfigKind;
 
 /// Which keys of an object a workload reads.
 #[derive(Clone, Debug, PartialEq, Eq)]

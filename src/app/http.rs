@@ -11,8 +11,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::configs::ConfigStore;
-use crate::metrics::Metrics;
+use crate::state::configs::ConfigStore;
+use crate::state::metrics::Metrics;
 
 /// Readiness, fed by the watches and the shutdown path. A standby (leader election on, Lease
 /// held elsewhere) runs only the ConfigMap/Secret watches, and is ready once they have listed.
@@ -23,7 +23,7 @@ pub struct Health {
     workloads_unsynced: AtomicUsize,
     shutting_down: AtomicBool,
     /// `--namespace-selector`'s watch, once the controller has one.
-    namespaces: std::sync::OnceLock<Arc<crate::namespaces::NamespaceFilter>>,
+    namespaces: std::sync::OnceLock<Arc<crate::state::namespaces::NamespaceFilter>>,
 }
 
 fn decrement(n: &AtomicUsize) {
@@ -51,7 +51,7 @@ impl Health {
     }
 
     /// Readiness also waits for the namespaces matching `--namespace-selector` to be listed.
-    pub fn watch_namespaces(&self, namespaces: Arc<crate::namespaces::NamespaceFilter>) {
+    pub fn watch_namespaces(&self, namespaces: Arc<crate::state::namespaces::NamespaceFilter>) {
         let _ = self.namespaces.set(namespaces);
     }
 
@@ -116,7 +116,7 @@ pub async fn bind(
 ) -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
+    tracing::info!(target: "kube_reloader::http", address = %bound, "serving /metrics, /healthz and /readyz");
     let app = Router::new()
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(healthz))

@@ -12,7 +12,7 @@ use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
-use crate::faults::Cause;
+use crate::rules::faults::Cause;
 
 /// Which namespaces a workload may be reconciled in.
 pub struct NamespaceFilter {
@@ -118,7 +118,7 @@ impl NamespaceFilter {
                 }
                 Ok(Event::InitDone) => {
                     let changed = self.replace(listing.take().unwrap_or_default());
-                    tracing::info!(selector = %selector, namespaces = ?self.names(),
+                    tracing::info!(target: "kube_reloader::namespaces", selector = %selector, namespaces = ?self.names(),
                         "namespaces matching --namespace-selector listed");
                     self.synced.send_replace(true);
                     changed
@@ -128,12 +128,12 @@ impl NamespaceFilter {
                 Err(e) => {
                     let cause = Cause::of(&e);
                     failed(cause);
-                    tracing::warn!(cause = cause.as_str(), error = %e, "{}", cause.advice("Namespaces"));
+                    tracing::warn!(target: "kube_reloader::namespaces", cause = cause.as_str(), error = %e, "{}", cause.advice("Namespaces"));
                     continue;
                 }
             };
             if changed != Changed::default() {
-                tracing::info!(added = ?changed.added, removed = ?changed.removed,
+                tracing::info!(target: "kube_reloader::namespaces", added = ?changed.added, removed = ?changed.removed,
                     "namespaces matching --namespace-selector changed");
                 on_change(changed);
             }

@@ -6,48 +6,9 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use thiserror::Error;
 
-use crate::references::{ConfigKind, Keys, References};
-
-/// Our annotations.
-pub mod ours {
-    pub const AUTO: &str = "kube-reloader.io/auto";
-    pub const CONFIGMAPS: &str = "kube-reloader.io/configmaps";
-    pub const SECRETS: &str = "kube-reloader.io/secrets";
-    pub const IGNORE: &str = "kube-reloader.io/ignore";
-    /// The workload's own debounce window.
-    pub const DEBOUNCE: &str = "kube-reloader.io/debounce";
-}
-
-/// stakater Reloader's annotations.
-pub mod reloader {
-    pub const AUTO: &str = "reloader.stakater.com/auto";
-    pub const CONFIGMAP_AUTO: &str = "configmap.reloader.stakater.com/auto";
-    pub const SECRET_AUTO: &str = "secret.reloader.stakater.com/auto";
-    pub const CONFIGMAP_RELOAD: &str = "configmap.reloader.stakater.com/reload";
-    pub const SECRET_RELOAD: &str = "secret.reloader.stakater.com/reload";
-    pub const SEARCH: &str = "reloader.stakater.com/search";
-    pub const MATCH: &str = "reloader.stakater.com/match";
-    pub const IGNORE: &str = "reloader.stakater.com/ignore";
-    pub const CONFIGMAPS_EXCLUDE: &str = "configmaps.exclude.reloader.stakater.com/reload";
-    pub const SECRETS_EXCLUDE: &str = "secrets.exclude.reloader.stakater.com/reload";
-    /// Reloader pauses a Deployment this long to gather changes; kube-reloader takes it as the
-    /// workload's debounce window (and never pauses anything).
-    pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
-    /// What Reloader itself writes: the pod-template annotation of its `annotations` reload
-    /// strategy, and the mark of a Deployment it paused. Neither opts anything in.
-    pub const LAST_RELOADED_FROM: &str = "reloader.stakater.com/last-reloaded-from";
-    pub const PAUSED_AT: &str = "deployment.reloader.stakater.com/paused-at";
-    pub const WRITTEN: [&str; 2] = [LAST_RELOADED_FROM, PAUSED_AT];
-
-    /// For each kind of object, the annotations that concern it: when none of them sits on the
-    /// workload's metadata, Reloader reads them from the pod template's annotations instead.
-    pub fn workload_level(kind: super::ConfigKind) -> [&'static str; 4] {
-        match kind {
-            super::ConfigKind::ConfigMap => [AUTO, CONFIGMAP_AUTO, CONFIGMAP_RELOAD, SEARCH],
-            super::ConfigKind::Secret => [AUTO, SECRET_AUTO, SECRET_RELOAD, SEARCH],
-        }
-    }
-}
+pub use crate::model::annotations::{ours, reloader};
+use crate::model::duration::parse_duration;
+use crate::rules::references::{ConfigKind, Keys, References};
 
 pub type Annotations = BTreeMap<String, String>;
 
@@ -144,7 +105,7 @@ pub fn debounce(
     let Some(value) = metadata.get(key) else {
         return Ok(None);
     };
-    crate::cli::parse_duration(value)
+    parse_duration(value)
         .map(Some)
         .map_err(|_| InvalidAnnotation {
             annotation: key.to_string(),
@@ -451,7 +412,7 @@ pub fn has_patterns(opt: &OptIn) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::references::Usage;
+    use crate::rules::references::Usage;
     use std::collections::BTreeSet;
 
     fn ann(pairs: &[(&str, &str)]) -> Annotations {

@@ -14,10 +14,10 @@ use kube::runtime::{WatchStreamExt, watcher as make_watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
-use crate::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest};
-use crate::faults::Cause;
-use crate::optin::{ConfigFlags, ConfigView, Tracked};
-use crate::references::ConfigKind;
+use crate::rules::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest};
+use crate::rules::faults::Cause;
+use crate::rules::optin::{ConfigFlags, ConfigView, Tracked};
+use crate::rules::references::ConfigKind;
 
 /// (namespace, kind, name) of a ConfigMap or Secret.
 pub type ConfigKey = (String, ConfigKind, String);
@@ -105,7 +105,7 @@ impl ConfigStore {
 
     pub(crate) fn mark_stream_synced(&self) {
         if self.unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
-            tracing::info!(
+            tracing::info!(target: "kube_reloader::configs",
                 configmaps = self.count(ConfigKind::ConfigMap),
                 secrets = self.count(ConfigKind::Secret),
                 "initial lists complete; reconciling workloads"
@@ -240,7 +240,7 @@ impl ConfigStore {
     }
 }
 
-/// The objects of one namespace, as [`crate::optin`] sees them.
+/// The objects of one namespace, as [`crate::rules::optin`] sees them.
 pub struct NamespaceView<'a> {
     store: &'a ConfigStore,
     namespace: &'a str,
@@ -335,7 +335,7 @@ pub async fn watch<K: ConfigObject>(
     hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(), impl Fn(Cause)>,
 ) {
     let page = sample_page_size(&api, &config).await;
-    tracing::debug!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
+    tracing::debug!(target: "kube_reloader::configs", kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
     let config = config.page_size(page);
     let mut stream = make_watcher(api, config).default_backoff().boxed();
     let mut listing: Option<BTreeMap<ConfigKey, ConfigSummary>> = None;
@@ -352,7 +352,7 @@ pub async fn watch<K: ConfigObject>(
                 let listed = listing.take().unwrap_or_default();
                 let n = listed.len();
                 let diff = store.replace(K::KIND, scope.as_deref(), listed, &hooks.changed);
-                tracing::debug!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), objects = n, changed = diff.len(), "listed");
+                tracing::debug!(target: "kube_reloader::configs", kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), objects = n, changed = diff.len(), "listed");
                 if !synced_once {
                     synced_once = true;
                     store.mark_stream_synced();
@@ -369,7 +369,7 @@ pub async fn watch<K: ConfigObject>(
             Err(e) => {
                 let cause = Cause::of(&e);
                 (hooks.failed)(cause);
-                tracing::warn!(kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), cause = cause.as_str(), error = %e,
+                tracing::warn!(target: "kube_reloader::configs", kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), cause = cause.as_str(), error = %e,
                     "{}", cause.advice(&format!("{}s", K::KIND)));
             }
         }

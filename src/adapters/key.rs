@@ -11,10 +11,17 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, Error as KubeError};
 use thiserror::Error;
 
-use crate::digest::SecretKey;
-use crate::faults::{Cause, causes};
+use crate::rules::digest::SecretKey;
+use crate::rules::faults::{Cause, causes};
 
 /// The data key inside the key Secret.
+/// Where the digest key Secret is: the controller's namespace, and its name (`--key-secret`).
+#[derive(Debug, Clone)]
+pub struct KeySecret {
+    pub namespace: String,
+    pub name: String,
+}
+
 pub const DATA_KEY: &str = "key";
 
 #[derive(Debug, Error)]
@@ -142,7 +149,7 @@ pub async fn load_or_create(
         .when(KeyError::transient)
         .notify(|e, wait| {
             let cause = e.cause().map(Cause::as_str).unwrap_or_default();
-            tracing::warn!(cause, "{e}. Retrying in {:.1}s", wait.as_secs_f64());
+            tracing::warn!(target: "kube_reloader::key", cause, "{e}. Retrying in {:.1}s", wait.as_secs_f64());
         })
         .await
 }
@@ -184,7 +191,7 @@ async fn try_load_or_create(
         };
         match api.create(&pp, &secret).await {
             Ok(_) => {
-                tracing::info!(namespace, name, "created the digest key Secret");
+                tracing::info!(target: "kube_reloader::key", namespace, name, "created the digest key Secret");
                 return Ok(SecretKey::new(bytes));
             }
             // Another replica created it first: read theirs.

@@ -1,18 +1,16 @@
 //! Wiring: the digest key, the ConfigMap/Secret watchers feeding the store, the reverse-index
 //! router, and one kube-runtime Controller per workload kind and watched scope.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::TryStreamExt;
 use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::discovery;
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{self, Controller, Error as ControllerError};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -21,27 +19,21 @@ use kube::runtime::{WatchStreamExt, watcher};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::adapters::api::{api_for, discover};
+use crate::adapters::client;
+use crate::adapters::key::{self, KeyError, KeySecret};
+use crate::adapters::lease;
 use crate::alerts::{self, AlertError, Alerts};
-use crate::cli::Args;
-use crate::client;
-use crate::configs::{self, ConfigKey, ConfigObject, ConfigStore, WatchHooks};
-use crate::decision::Window;
-use crate::faults::Cause;
-use crate::http::{self, Health};
-use crate::index::Index;
-use crate::key::{self, KeyError};
-use crate::lease;
+use crate::app::http::{self, Health};
 use crate::locked;
-use crate::metrics::{KindLabels, Metrics};
-use crate::optin;
+use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::reconcile::{self, Context, Settings};
-use crate::references::ConfigKind;
-use crate::workload::{Workload, WorkloadKind, WorkloadRef};
-
-/// Secret types never watched unless `--watch-all-secret-types`: Helm release records are large
-/// and numerous, service-account tokens are managed by Kubernetes; neither is app configuration.
-pub const SKIPPED_SECRET_TYPES: [&str; 2] =
-    ["helm.sh/release.v1", "kubernetes.io/service-account-token"];
+use crate::rules::faults::Cause;
+use crate::rules::references::ConfigKind;
+use crate::state::configs::{self, ConfigObject, ConfigStore, WatchHooks};
+use crate::state::metrics::{KindLabels, Metrics};
+use crate::state::router::{Senders, Trigger, TriggerRouter};
+use crate::state::workload::Workload;
 
 /// Page size of the ConfigMap and Secret watches until their first page sizes them
 /// ([`configs::page_size`]): bounds the transient memory of listing large objects.
@@ -73,177 +65,6 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// The namespaces to watch, one scope each; `None` stands for all namespaces.
-pub fn scopes(namespaces: &[String], ignored: &[String]) -> Vec<Option<String>> {
-    if namespaces.is_empty() {
-        return vec![None];
-    }
-    let mut seen = HashSet::new();
-    namespaces
-        .iter()
-        .filter(|n| !n.is_empty() && !ignored.contains(n) && seen.insert(n.as_str()))
-        .map(|n| Some(n.clone()))
-        .collect()
-}
-
-/// Field selector excluding ignored namespaces (and, for Secrets, skipped types).
-pub fn field_selector(ignored: &[String], secret_types: &[&str]) -> Option<String> {
-    let parts: Vec<String> = ignored
-        .iter()
-        .filter(|n| !n.is_empty())
-        .map(|n| format!("metadata.namespace!={n}"))
-        .chain(secret_types.iter().map(|t| format!("type!={t}")))
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(","))
-}
-
-fn api_for<K>(client: &Client, scope: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match scope {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// The kube-runtime trigger type is per kind; the router carries (namespace, name) for any kind.
-type Trigger = (String, String);
-
-type Senders = HashMap<(WorkloadKind, Option<String>), mpsc::UnboundedSender<Trigger>>;
-
-/// Delivers config changes to the controllers of the workloads they concern, after the debounce
-/// window, and keeps each workload's window. The window is fixed from the first change, not
-/// extended by later ones, so a config rewritten continuously still gets rolled out. While no
-/// controllers run (a standby), changes are dropped: a new leader reconciles every workload from
-/// the cluster state anyway.
-pub struct TriggerRouter {
-    debounce: Duration,
-    senders: Mutex<Senders>,
-    /// When each workload's open (or passed, not yet decided) window opened.
-    windows: Mutex<HashMap<WorkloadRef, Instant>>,
-    /// The workloads with a window of their own length (`kube-reloader.io/debounce`, Reloader's
-    /// pause-period) instead of `--debounce`.
-    lengths: Mutex<HashMap<WorkloadRef, Duration>>,
-}
-
-impl TriggerRouter {
-    pub fn new(debounce: Duration) -> Self {
-        Self {
-            debounce,
-            senders: Mutex::default(),
-            windows: Mutex::default(),
-            lengths: Mutex::default(),
-        }
-    }
-
-    /// Sets a workload's own window length (`None`: `--debounce`).
-    pub fn set_length(&self, workload: &WorkloadRef, length: Option<Duration>) {
-        let mut lengths = locked(&self.lengths);
-        match length {
-            Some(l) if l != self.debounce => {
-                lengths.insert(workload.clone(), l);
-            }
-            _ => {
-                lengths.remove(workload);
-            }
-        }
-    }
-
-    /// The length of a workload's window.
-    fn length(&self, workload: &WorkloadRef) -> Duration {
-        locked(&self.lengths)
-            .get(workload)
-            .copied()
-            .unwrap_or(self.debounce)
-    }
-
-    fn set_senders(&self, senders: Senders) {
-        *locked(&self.senders) = senders;
-    }
-
-    /// Opens the window of every workload the changed objects concern (unless it is open
-    /// already); each is reconciled when its window ends.
-    pub fn changed(self: &Arc<Self>, keys: Vec<ConfigKey>, index: &Index) {
-        for key in keys {
-            for workload in index.affected(&key) {
-                self.open(&workload);
-            }
-        }
-    }
-
-    /// Opens a workload's debounce window, unless one is open; at its end the workload is
-    /// reconciled. A window that has passed but was not decided yet (say, a rollout waiting for
-    /// its cooldown) is opened anew, so that a change seen now is reconciled after it.
-    pub fn open(self: &Arc<Self>, workload: &WorkloadRef) {
-        let now = Instant::now();
-        let length = self.length(workload);
-        {
-            let mut windows = locked(&self.windows);
-            if windows
-                .get(workload)
-                .is_some_and(|opened| now < *opened + length)
-            {
-                return;
-            }
-            windows.insert(workload.clone(), now);
-        }
-        let (me, workload) = (Arc::clone(self), workload.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(length).await;
-            me.send(&workload);
-        });
-    }
-
-    /// Reconciles a workload now, outside any window (something it reads besides its configs
-    /// changed: the Deployment holding its pod template).
-    pub fn now(&self, workload: &WorkloadRef) {
-        self.send(workload);
-    }
-
-    fn send(&self, workload: &WorkloadRef) {
-        let senders = locked(&self.senders);
-        let sender = senders
-            .get(&(workload.kind, Some(workload.namespace.clone())))
-            .or_else(|| senders.get(&(workload.kind, None)));
-        if let Some(tx) = sender {
-            let _ = tx.unbounded_send((workload.namespace.clone(), workload.name.clone()));
-        }
-    }
-
-    /// The state of a workload's window, and when it opened. With no debounce at all, every
-    /// change is decided at once.
-    pub fn window(&self, workload: &WorkloadRef) -> (Window, Option<Instant>) {
-        let length = self.length(workload);
-        match locked(&self.windows).get(workload) {
-            None if length.is_zero() => (Window::Passed, None),
-            None => (Window::Closed, None),
-            Some(opened) if Instant::now() < *opened + length => (Window::Open, Some(*opened)),
-            Some(opened) => (Window::Passed, Some(*opened)),
-        }
-    }
-
-    /// Closes the window that opened at `opened`, once what it held was decided. A window opened
-    /// since (by a change announced meanwhile) stays, and brings its own reconcile.
-    pub fn close(&self, workload: &WorkloadRef, opened: Option<Instant>) {
-        let mut windows = locked(&self.windows);
-        if opened.is_some() && windows.get(workload) == opened.as_ref() {
-            windows.remove(workload);
-        }
-    }
-
-    /// Forgets a workload's window (the workload is gone, or no longer opted in).
-    pub fn forget(&self, workload: &WorkloadRef) {
-        locked(&self.windows).remove(workload);
-        locked(&self.lengths).remove(workload);
-    }
-
-    /// The workloads with a window.
-    pub fn workloads(&self) -> Vec<WorkloadRef> {
-        locked(&self.windows).keys().cloned().collect()
-    }
 }
 
 /// How often each workload controller forgets the workloads that are gone from its cache (from
@@ -377,10 +198,10 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
                 Err(ControllerError::QueueError(e)) => {
                     let cause = Cause::of(&e);
                     index_ctx.metrics.watch_restart(kind.as_str(), cause);
-                    tracing::warn!(kind = %kind, scope = %watched, cause = cause.as_str(), error = %e,
+                    tracing::warn!(target: "kube_reloader::controller", kind = %kind, scope = %watched, cause = cause.as_str(), error = %e,
                         "{}", cause.advice(&kind.plural_name()));
                 }
-                Err(e) => tracing::warn!(kind = %kind, error = %e, "controller error"),
+                Err(e) => tracing::warn!(target: "kube_reloader::controller", kind = %kind, error = %e, "controller error"),
             }
             futures::future::ready(())
         })
@@ -399,7 +220,7 @@ pub enum Unserved {
 }
 
 /// What becomes of `kind` while it is not served, `named` being the kinds the user named
-/// ([`Args::named_kinds`]). A kind asked for is looked for until it comes. One that only comes
+/// ([`WatchScope::named_kinds`](crate::rules::scope::WatchScope::named_kinds)). A kind asked for is looked for until it comes. One that only comes
 /// with the default `--kinds` is not: most clusters never install Argo Rollouts (nor serve
 /// batch/v1 CronJobs before 1.21), and looking would cost them a request every 20 s for ever,
 /// when a cluster with nothing changing should cost kube-reloader's watches alone.
@@ -408,22 +229,6 @@ pub fn when_unserved(kind: WorkloadKind, named: &[WorkloadKind]) -> Unserved {
         Unserved::LookAgain
     } else {
         Unserved::GiveUp
-    }
-}
-
-/// Finds where the API server serves `kind`: `None` while it does not (its CRD is not installed,
-/// or this Kubernetes version lacks it).
-pub async fn discover(
-    client: &Client,
-    kind: WorkloadKind,
-) -> Result<Option<ApiResource>, kube::Error> {
-    let spec = kind.spec();
-    let gvk = GroupVersionKind::gvk(spec.group, spec.version, spec.kind);
-    match discovery::pinned_kind(client, &gvk).await {
-        Ok((resource, _)) => Ok(Some(resource)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(kube::Error::Discovery(_)) => Ok(None),
-        Err(e) => Err(e),
     }
 }
 
@@ -438,7 +243,7 @@ fn spawn_config_watch<K: ConfigObject>(
     if let Some(s) = selector {
         config = config.fields(&s);
     }
-    if let Some(labels) = &ctx.settings.resource_label_selector {
+    if let Some(labels) = &ctx.settings.scope.resource_label_selector {
         config = config.labels(labels);
     }
     let api = api_for::<K>(client, scope);
@@ -465,71 +270,93 @@ fn spawn_config_watch<K: ConfigObject>(
     });
 }
 
+/// The controller's configuration, built once by the command line: each part a type of the layer
+/// that uses it.
+pub struct Config {
+    /// How workloads are reconciled, and what is watched.
+    pub settings: Settings,
+    /// `--alert-webhook-url` and its companions; `None` without a URL.
+    pub alerts: Option<alerts::Config>,
+    /// How long the client waits on the API server.
+    pub timeouts: client::Timeouts,
+    /// Leader election, with `--leader-elect`.
+    pub lease: Option<lease::Config>,
+    /// `--debounce`.
+    pub debounce: Duration,
+    /// `--metrics-addr`.
+    pub metrics_addr: std::net::SocketAddr,
+    /// The digest key Secret.
+    pub key: KeySecret,
+    /// `--shutdown-grace`.
+    pub shutdown_grace: Duration,
+}
+
 /// Runs the controller until SIGTERM or SIGINT.
-pub async fn run(args: Args) -> Result<(), RunError> {
-    let alert_config = alerts::Config::from_args(&args)?;
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let Config {
+        settings,
+        alerts: alert_config,
+        timeouts,
+        lease: lease_config,
+        debounce,
+        metrics_addr,
+        key: key_secret,
+        shutdown_grace,
+    } = config;
+    let watched = settings.scope.clone();
     // Flags first: nothing is read or created in the cluster for a run refused anyway.
-    let scopes = scopes(&args.namespaces, &args.ignore_namespaces);
+    let scopes = watched.scopes();
     if scopes.is_empty() {
         return Err(RunError::NothingToWatch);
     }
-    let config_kinds: Vec<ConfigKind> = [ConfigKind::ConfigMap, ConfigKind::Secret]
-        .into_iter()
-        .filter(|k| !args.resources_to_ignore.contains(k))
-        .collect();
+    let config_kinds = watched.config_kinds();
     if config_kinds.is_empty() {
         return Err(RunError::IgnoringAll);
     }
-    let config = kube::Config::infer()
+    let kube_config = kube::Config::infer()
         .await
         .map_err(|e| RunError::Client(kube::Error::InferConfig(e)))?;
-    let timeouts = args.timeouts();
-    let connector = client::Connector::new(config);
+    let connector = client::Connector::new(kube_config);
     let client = connector.client(timeouts).map_err(RunError::Client)?;
     // Every watch is asked to end before the client would take it for dead.
     let watch = watcher::Config::default().timeout(timeouts.watch_server_seconds());
-    let controller_ns = args.controller_namespace();
+    let controller_ns = key_secret.namespace.clone();
     let store = Arc::new(ConfigStore::new(scopes.len() * config_kinds.len()));
     let metrics = Arc::new(Metrics::default());
     // Ready once every ConfigMap/Secret watch has listed, and, while leading, every workload watch.
     let health = Arc::new(Health::new(Arc::clone(&store)));
-    let serve = http::bind(args.metrics_addr, Arc::clone(&metrics), Arc::clone(&health))
+    let serve = http::bind(metrics_addr, Arc::clone(&metrics), Arc::clone(&health))
         .await
         .map_err(|source| RunError::Listen {
-            addr: args.metrics_addr,
+            addr: metrics_addr,
             source,
         })?;
     tokio::spawn(async move {
         if let Err(e) = serve.await {
-            tracing::error!(error = %e, "the metrics and probe listener stopped");
+            tracing::error!(target: "kube_reloader::controller", error = %e, "the metrics and probe listener stopped");
         }
     });
     // Read after the listener is up: while the API server cannot be reached, the key is retried,
     // and the probes must say "alive, not ready" meanwhile, or the kubelet would restart the Pod.
-    let key = key::load_or_create(client.clone(), &controller_ns, &args.key_secret).await?;
-    tracing::info!(
+    let key = key::load_or_create(client.clone(), &controller_ns, &key_secret.name).await?;
+    tracing::info!(target: "kube_reloader::controller",
         namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
-        ignored = ?args.ignore_namespaces,
+        ignored = ?watched.ignored_namespaces,
         controller_namespace = %controller_ns,
         key_id = key.id(),
-        reloader_compat = args.reloader_compat,
-        auto_reload_all = args.auto_reload_all,
+        reloader_compat = settings.policy.reloader_compat,
+        auto_reload_all = settings.policy.auto_reload_all,
         watched = ?config_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-        namespace_selector = args.namespace_selector.as_deref().unwrap_or(""),
-        resource_label_selector = args.resource_label_selector.as_deref().unwrap_or(""),
-        kinds = %args.kinds().iter().map(|k| k.describe()).collect::<Vec<_>>().join(","),
+        namespace_selector = watched.namespace_selector.as_deref().unwrap_or(""),
+        resource_label_selector = watched.resource_label_selector.as_deref().unwrap_or(""),
+        kinds = %watched.kinds.iter().map(|k| k.describe()).collect::<Vec<_>>().join(","),
         "starting"
     );
     let reporter = Reporter {
         controller: reconcile::REPORTER.to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let skipped: &'static [&'static str] = if args.watch_all_secret_types {
-        &[]
-    } else {
-        &SKIPPED_SECRET_TYPES
-    };
-    let router = Arc::new(TriggerRouter::new(args.debounce));
+    let router = Arc::new(TriggerRouter::new(debounce));
     let recorder = Recorder::new(client.clone(), reporter);
     let alerts = alert_config.map(|config| {
         Alerts::start(
@@ -544,28 +371,13 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         store,
         key,
         recorder,
-        Settings {
-            policy: optin::Policy {
-                reloader_compat: args.reloader_compat,
-                auto_reload_all: args.auto_reload_all,
-                ignored: args.resources_to_ignore.clone(),
-            },
-            namespace_selector: args.namespace_selector.clone(),
-            resource_label_selector: args.resource_label_selector.clone(),
-            min_rollout_interval: args.min_rollout_interval,
-            dry_run: args.dry_run,
-            max_concurrent_reconciles: args.max_concurrent_reconciles,
-            skipped_secret_types: skipped,
-            max_rollouts_per_second: args.max_rollouts_per_second,
-            rollout_burst: args.rollout_burst,
-            kinds: args.kinds(),
-        },
+        settings,
         Arc::clone(&router),
         Arc::clone(&metrics),
     );
     let ctx = Arc::new(ctx.with_alerts(alerts));
     tokio::spawn(update_gauges(Arc::clone(&ctx)));
-    if args.namespace_selector.is_some() {
+    if watched.namespace_selector.is_some() {
         let (ctx, client, watch) = (Arc::clone(&ctx), client.clone(), watch.clone());
         health.watch_namespaces(Arc::clone(&ctx.namespaces));
         tokio::spawn(async move {
@@ -577,17 +389,16 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
     for scope in &scopes {
         if config_kinds.contains(&ConfigKind::ConfigMap) {
-            let cm_selector = field_selector(&args.ignore_namespaces, &[]);
+            let cm_selector = watched.config_fields(ConfigKind::ConfigMap);
             spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &watch, &ctx);
         }
         if config_kinds.contains(&ConfigKind::Secret) {
-            let secret_selector = field_selector(&args.ignore_namespaces, skipped);
+            let secret_selector = watched.config_fields(ConfigKind::Secret);
             spawn_config_watch::<Secret>(&client, scope, secret_selector, &watch, &ctx);
         }
     }
-    let named_kinds = args.named_kinds();
     let mut workload_watch = watch.clone();
-    if let Some(s) = field_selector(&args.ignore_namespaces, &[]) {
+    if let Some(s) = watched.workload_fields() {
         workload_watch = workload_watch.fields(&s);
     }
     let spawn_workers = || {
@@ -595,7 +406,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             &client,
             &scopes,
             &workload_watch,
-            &named_kinds,
+            &watched.named_kinds,
             &ctx,
             &router,
             &health,
@@ -603,20 +414,20 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     };
 
     let mut shutdown = std::pin::pin!(shutdown_signal());
-    if !args.leader_elect {
+    let Some(lease_config) = lease_config else {
         ctx.set_may_write(true);
         metrics.leader.set(1);
         let workers = spawn_workers();
         shutdown.await;
         health.shutting_down();
-        tracing::info!("shutting down: finishing reconciles in flight");
-        workers.stop(args.shutdown_grace).await;
+        tracing::info!(target: "kube_reloader::controller", "shutting down: finishing reconciles in flight");
+        workers.stop(shutdown_grace).await;
         return Ok(());
-    }
+    };
 
     // The Lease's requests have a client of their own, bounded by the renewal grace.
-    let (_, grace) = args
-        .lease_seconds()
+    let (_, grace) = lease_config
+        .seconds()
         .map_err(|e| RunError::Lease(lease::LeaseError::Settings(e)))?;
     let lease_timeouts = client::Timeouts {
         request: lease::request_timeout(grace, timeouts.request),
@@ -625,9 +436,10 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let lease_client = connector.client(lease_timeouts).map_err(RunError::Client)?;
     let lease_metrics = Arc::clone(&metrics);
     let failed = move |cause| lease_metrics.watch_restart("Lease", cause);
-    let mut lease = lease::Elector::start(lease_client, &controller_ns, &args, watch, failed)
-        .await
-        .map_err(RunError::Lease)?;
+    let mut lease =
+        lease::Elector::start(lease_client, &controller_ns, &lease_config, watch, failed)
+            .await
+            .map_err(RunError::Lease)?;
     let mut workers: Option<Workers> = None;
     loop {
         tokio::select! {
@@ -635,11 +447,11 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             leading = lease.changed() => {
                 metrics.leader.set(i64::from(leading));
                 if leading && workers.is_none() {
-                    tracing::info!(lease = %args.lease_name, "acquired the Lease: reconciling workloads");
+                    tracing::info!(target: "kube_reloader::controller", lease = %lease_config.name, "acquired the Lease: reconciling workloads");
                     ctx.set_may_write(true);
                     workers = Some(spawn_workers());
                 } else if !leading && let Some(w) = workers.take() {
-                    tracing::warn!(lease = %args.lease_name, "lost the Lease: stopping all writes, standing by");
+                    tracing::warn!(target: "kube_reloader::controller", lease = %lease_config.name, "lost the Lease: stopping all writes, standing by");
                     ctx.set_may_write(false);
                     w.abort();
                 }
@@ -647,9 +459,9 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         }
     }
     health.shutting_down();
-    tracing::info!("shutting down: finishing reconciles in flight, then releasing the Lease");
+    tracing::info!(target: "kube_reloader::controller", "shutting down: finishing reconciles in flight, then releasing the Lease");
     if let Some(w) = workers.take() {
-        w.stop(args.shutdown_grace).await;
+        w.stop(shutdown_grace).await;
     }
     ctx.set_may_write(false);
     lease.release().await;
@@ -697,13 +509,13 @@ impl KindWatch {
             match discover(&self.client, self.kind).await {
                 Ok(Some(resource)) => {
                     if announced {
-                        tracing::info!(kind = %self.kind, api_version = %resource.api_version,
+                        tracing::info!(target: "kube_reloader::controller", kind = %self.kind, api_version = %resource.api_version,
                             "{} is served now: watching it", self.kind);
                     }
                     return self.start(resource, !announced);
                 }
                 Ok(None) if self.unserved == Unserved::GiveUp => {
-                    tracing::warn!(kind = %self.kind, api_version = %self.kind.api_version(),
+                    tracing::warn!(target: "kube_reloader::controller", kind = %self.kind, api_version = %self.kind.api_version(),
                         "{} is not served by this API server (its CRD is not installed, or this Kubernetes version lacks {}): not watching it. It comes with the default --kinds, looked up at start only: restart kube-reloader once it is served, or name it in --kinds (or --workload-kind) to have it looked for every {}s.",
                         self.kind, self.kind.api_version(), DISCOVERY_INTERVAL.as_secs());
                     if !announced {
@@ -712,14 +524,16 @@ impl KindWatch {
                     return;
                 }
                 Ok(None) if !announced => {
-                    tracing::warn!(kind = %self.kind, api_version = %self.kind.api_version(),
+                    tracing::warn!(target: "kube_reloader::controller", kind = %self.kind, api_version = %self.kind.api_version(),
                         "{} is not served by this API server (its CRD is not installed, or this Kubernetes version lacks {}): not watching it; looking again every {}s. Leave it out of --kinds (or --workload-kind) to stop looking.",
                         self.kind, self.kind.api_version(), DISCOVERY_INTERVAL.as_secs());
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(kind = %self.kind, error = %e,
+                Err(e) => {
+                    tracing::warn!(target: "kube_reloader::controller", kind = %self.kind, error = %e,
                     "looking up where the API server serves {} failed; trying again in {}s",
-                    self.kind, DISCOVERY_INTERVAL.as_secs()),
+                    self.kind, DISCOVERY_INTERVAL.as_secs())
+                }
             }
             if !announced {
                 announced = true;
@@ -770,7 +584,7 @@ impl Workers {
         router: &Arc<TriggerRouter>,
         health: &Arc<Health>,
     ) -> Self {
-        let kinds = ctx.settings.kinds.clone();
+        let kinds = ctx.settings.scope.kinds.clone();
         let (stop, stop_rx) = watch::channel(false);
         health.expect_workloads(scopes.len() * kinds.len());
         let tasks = Arc::new(Mutex::new(Vec::new()));
@@ -840,7 +654,7 @@ impl Workers {
                 continue;
             }
             if tokio::time::timeout_at(deadline, t).await.is_err() {
-                tracing::warn!("a reconcile did not finish within --shutdown-grace; abandoning it");
+                tracing::warn!(target: "kube_reloader::controller", "a reconcile did not finish within --shutdown-grace; abandoning it");
                 abort.abort();
             }
         }
@@ -878,139 +692,5 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
-
-    fn web() -> WorkloadRef {
-        WorkloadRef {
-            kind: WorkloadKind::DEPLOYMENT,
-            namespace: "shop".into(),
-            name: "web".into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_window_opens_once_passes_and_closes_only_as_decided() {
-        let router = Arc::new(TriggerRouter::new(Duration::from_millis(500)));
-        let w = web();
-        assert_eq!(router.window(&w), (Window::Closed, None));
-        router.open(&w);
-        let (state, opened) = router.window(&w);
-        assert_eq!(state, Window::Open);
-        // A second change inside the window does not move it.
-        router.open(&w);
-        assert_eq!(router.window(&w), (Window::Open, opened));
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        assert_eq!(router.window(&w), (Window::Passed, opened));
-        // A change after the window passed, before it was decided, opens a new one, which the
-        // decision of the old one leaves alone.
-        router.open(&w);
-        let (state, reopened) = router.window(&w);
-        assert_eq!(state, Window::Open);
-        assert_ne!(reopened, opened);
-        router.close(&w, opened);
-        assert_eq!(router.window(&w).0, Window::Open);
-        router.close(&w, reopened);
-        assert_eq!(router.window(&w), (Window::Closed, None));
-        // Without a debounce, every change is decided at once.
-        let at_once = TriggerRouter::new(Duration::ZERO);
-        assert_eq!(at_once.window(&w), (Window::Passed, None));
-        // Unless the workload sets a window of its own; and one may set none.
-        at_once.set_length(&w, Some(Duration::from_secs(60)));
-        assert_eq!(at_once.window(&w), (Window::Closed, None));
-        router.set_length(&w, Some(Duration::ZERO));
-        assert_eq!(router.window(&w), (Window::Passed, None));
-        router.set_length(&w, None);
-        assert_eq!(router.window(&w), (Window::Closed, None));
-    }
-
-    /// Each kind rolled with these flags, and what becomes of it while it is not served.
-    fn unserved(flags: &[&str]) -> Vec<(&'static str, Unserved)> {
-        use clap::Parser;
-        let args =
-            Args::try_parse_from(std::iter::once("kube-reloader").chain(flags.to_vec())).unwrap();
-        let named = args.named_kinds();
-        args.kinds()
-            .into_iter()
-            .map(|k| (k.as_str(), when_unserved(k, &named)))
-            .collect()
-    }
-
-    #[test]
-    fn only_a_kind_the_user_named_is_looked_for_again_while_not_served() {
-        use Unserved::{GiveUp, LookAgain};
-        let defaults = [
-            ("Deployment", GiveUp),
-            ("StatefulSet", GiveUp),
-            ("DaemonSet", GiveUp),
-            ("CronJob", GiveUp),
-            ("Rollout", GiveUp),
-        ];
-        assert_eq!(unserved(&[]), defaults);
-        assert_eq!(
-            unserved(&["--kinds=Deployment,Rollout"]),
-            [("Deployment", LookAgain), ("Rollout", LookAgain)]
-        );
-        // Named, even if the same as the default.
-        assert_eq!(
-            unserved(&["--kinds=Deployment,StatefulSet,DaemonSet,CronJob,Rollout"]),
-            defaults.map(|(k, _)| (k, LookAgain))
-        );
-        // A built-in kind replaced is named; the others still come with the default.
-        assert_eq!(
-            unserved(&["--workload-kind=batch/v1beta1/CronJob=spec.jobTemplate.spec.template"]),
-            [
-                ("Deployment", GiveUp),
-                ("StatefulSet", GiveUp),
-                ("DaemonSet", GiveUp),
-                ("CronJob", LookAgain),
-                ("Rollout", GiveUp),
-            ]
-        );
-        // The chart's way to have Rollouts looked for: it passes --kinds only when it differs
-        // from the default.
-        assert_eq!(
-            unserved(&["--workload-kind=argoproj.io/v1alpha1/Rollout"]),
-            [
-                ("Deployment", GiveUp),
-                ("StatefulSet", GiveUp),
-                ("DaemonSet", GiveUp),
-                ("CronJob", GiveUp),
-                ("Rollout", LookAgain),
-            ]
-        );
-        assert_eq!(
-            unserved(&["--kinds=sts", "--workload-kind=example.com/v1/Widget"]),
-            [("StatefulSet", LookAgain), ("Widget", LookAgain)]
-        );
-    }
-
-    #[test]
-    fn scopes_from_flags() {
-        assert_eq!(scopes(&[], &s(&["x"])), vec![None]);
-        assert_eq!(
-            scopes(&s(&["a", "b", "a", "x"]), &s(&["x"])),
-            vec![Some("a".to_string()), Some("b".to_string())]
-        );
-        assert!(scopes(&s(&["x"]), &s(&["x"])).is_empty());
-    }
-
-    #[test]
-    fn field_selectors() {
-        assert_eq!(field_selector(&[], &[]), None);
-        assert_eq!(
-            field_selector(&s(&["kube-system"]), &SKIPPED_SECRET_TYPES).as_deref(),
-            Some(
-                "metadata.namespace!=kube-system,type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"
-            )
-        );
     }
 }

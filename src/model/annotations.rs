@@ -1,0 +1,69 @@
+//! Every annotation name kube-reloader reads or writes, and the names it signs its writes with.
+
+/// Our annotations.
+pub mod ours {
+    pub const AUTO: &str = "kube-reloader.io/auto";
+    pub const CONFIGMAPS: &str = "kube-reloader.io/configmaps";
+    pub const SECRETS: &str = "kube-reloader.io/secrets";
+    pub const IGNORE: &str = "kube-reloader.io/ignore";
+    /// The workload's own debounce window.
+    pub const DEBOUNCE: &str = "kube-reloader.io/debounce";
+}
+
+/// stakater Reloader's annotations.
+pub mod reloader {
+    use crate::model::kinds::ConfigKind;
+
+    pub const AUTO: &str = "reloader.stakater.com/auto";
+    pub const CONFIGMAP_AUTO: &str = "configmap.reloader.stakater.com/auto";
+    pub const SECRET_AUTO: &str = "secret.reloader.stakater.com/auto";
+    pub const CONFIGMAP_RELOAD: &str = "configmap.reloader.stakater.com/reload";
+    pub const SECRET_RELOAD: &str = "secret.reloader.stakater.com/reload";
+    pub const SEARCH: &str = "reloader.stakater.com/search";
+    pub const MATCH: &str = "reloader.stakater.com/match";
+    pub const IGNORE: &str = "reloader.stakater.com/ignore";
+    pub const CONFIGMAPS_EXCLUDE: &str = "configmaps.exclude.reloader.stakater.com/reload";
+    pub const SECRETS_EXCLUDE: &str = "secrets.exclude.reloader.stakater.com/reload";
+    /// Reloader pauses a Deployment this long to gather changes; kube-reloader takes it as the
+    /// workload's debounce window (and never pauses anything).
+    pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
+    /// What Reloader itself writes: the pod-template annotation of its `annotations` reload
+    /// strategy, and the mark of a Deployment it paused. Neither opts anything in.
+    pub const LAST_RELOADED_FROM: &str = "reloader.stakater.com/last-reloaded-from";
+    pub const PAUSED_AT: &str = "deployment.reloader.stakater.com/paused-at";
+    pub const WRITTEN: [&str; 2] = [LAST_RELOADED_FROM, PAUSED_AT];
+
+    /// For each kind of object, the annotations that concern it: when none of them sits on the
+    /// workload's metadata, Reloader reads them from the pod template's annotations instead.
+    pub fn workload_level(kind: ConfigKind) -> [&'static str; 4] {
+        match kind {
+            ConfigKind::ConfigMap => [AUTO, CONFIGMAP_AUTO, CONFIGMAP_RELOAD, SEARCH],
+            ConfigKind::Secret => [AUTO, SECRET_AUTO, SECRET_RELOAD, SEARCH],
+        }
+    }
+}
+
+/// Annotations kube-reloader writes.
+pub mod written {
+    /// On the workload's metadata: the digest it was last reconciled to (its baseline). On the pod
+    /// template: the digest of the last rollout.
+    pub const CONFIG_HASH: &str = "kube-reloader.io/config-hash";
+    /// On the workload's metadata: a short digest per tracked object, to name what changed.
+    pub const TRACKED: &str = "kube-reloader.io/tracked";
+    /// On the workload's metadata: when the last rollout was made (RFC 3339).
+    pub const RELOADED_AT: &str = "kube-reloader.io/reloaded-at";
+    /// On the workload's metadata: the digest of the pod template (all of it but our own
+    /// annotation) when the baseline was recorded, to tell someone else's template change.
+    pub const TEMPLATE_HASH: &str = "kube-reloader.io/template-hash";
+}
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "kube-reloader";
+
+/// The reporting controller of every Event.
+pub const REPORTER: &str = "kube-reloader";
+
+/// The annotation (ours, and Reloader's) asking for an Argo Rollout to be restarted through
+/// `spec.restartAt` rather than by a template change.
+pub const ROLLOUT_STRATEGY: &str = "kube-reloader.io/rollout-strategy";
+pub const RELOADER_ROLLOUT_STRATEGY: &str = "reloader.stakater.com/rollout-strategy";

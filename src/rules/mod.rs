@@ -1,0 +1,11 @@
+//! The rules of the product: pure functions over k8s-openapi types and the model, no I/O. Each
+//! is unit-tested on its own; the layers above gather their inputs and carry out what they decide.
+
+pub mod decision;
+pub mod digest;
+pub mod faults;
+pub mod optin;
+pub mod ratelimit;
+pub mod references;
+pub mod scope;
+pub mod template;

@@ -14,8 +14,9 @@ use thiserror::Error;
 use crate::adapters::api::discover;
 use crate::adapters::key::KeySecret;
 use crate::model::kinds::WorkloadKind;
-use crate::reconcile::{REPORTER, changed_text, recorded_baseline, written};
-use crate::rules::decision::{Change, classify};
+use crate::reconcile::{REPORTER, changed_text, written};
+use crate::rules::assess::{self, Assessment, Subject};
+use crate::rules::decision::Change;
 use crate::rules::digest::SecretKey;
 use crate::rules::optin::{self, ConfigView, Policy};
 use crate::rules::references::{ConfigKind, Keys};
@@ -182,14 +183,15 @@ pub fn explain(
         Some(deployment) => deployment.template.as_ref(),
         None => obj.template.as_ref(),
     };
-    let template_annotations = template::template_annotations(template);
     let annotations = obj.annotations();
-    let restart = template::restart(
-        obj.kind,
+    let subject = Subject {
+        kind: obj.kind,
         annotations,
-        obj.template_ref.is_some(),
-        reloader_compat,
-    );
+        template,
+        template_ref: obj.template_ref.is_some(),
+        baseline_by_others: obj.baseline_by_others,
+    };
+    let restart = assess::restart(&subject, policy);
     let mut out = Explanation {
         kind: obj.kind,
         namespace: namespace.clone(),
@@ -217,21 +219,38 @@ pub fn explain(
         last_event: None,
     };
     let not_opted_in = "not opted in: add kube-reloader.io/auto: \"true\" (or a Reloader annotation) to the workload's metadata";
-    let opt = match optin::parse_with(annotations, &template_annotations, policy) {
-        Err(e) => {
+    let key_id = key.map(SecretKey::id).unwrap_or("unknown");
+    let settings = assess::Settings {
+        policy,
+        key_id,
+        dry_run: false,
+    };
+    let view = store.view(&namespace);
+    let assessed = match assess::assess(&subject, &view, &settings, None) {
+        Assessment::Invalid(e) => {
             out.opt_in = Err(e.to_string());
             out.state = State::Invalid;
             out.status = "left alone: its opt-in annotation is invalid (fix it; see the InvalidAnnotation Event)".into();
             return out;
         }
-        Ok(None) => {
+        Assessment::NotOptedIn => {
             out.opt_in = Ok(Vec::new());
             out.status = not_opted_in.into();
             return out;
         }
-        Ok(Some(opt)) => opt,
+        Assessment::NothingTracked => {
+            // As the controller: auto only by --auto-reload-all, and nothing to track.
+            out.opt_in = Ok(Vec::new());
+            out.status = format!(
+                "{not_opted_in}; --auto-reload-all covers it, but it uses no ConfigMap or Secret"
+            );
+            return out;
+        }
+        Assessment::OptedIn(assessed) => assessed,
     };
+    let (opt, refs, tracked) = (&assessed.opt, &assessed.refs, &assessed.tracked);
     // Ours are read from the workload's metadata only; Reloader's also from the pod template.
+    let template_annotations = template::template_annotations(template);
     let mut opt_in_keys: Vec<String> = annotations
         .iter()
         .filter(|(k, _)| is_opt_in(k, reloader_compat))
@@ -250,20 +269,8 @@ pub fn explain(
     }
     out.opt_in = Ok(opt_in_keys);
 
-    let refs = template::template_references(template);
-    let view = store.view(&namespace);
-    let tracked = optin::tracked(&opt, &refs, &view);
-    if opt.implicit && tracked.is_empty() {
-        // As the controller: auto only by --auto-reload-all, and nothing to track.
-        out.opt_in = Ok(Vec::new());
-        out.status = format!(
-            "{not_opted_in}; --auto-reload-all covers it, but it uses no ConfigMap or Secret"
-        );
-        return out;
-    }
-
     let mut rows: BTreeMap<(ConfigKind, String), ObjectRow> = BTreeMap::new();
-    for ((kind, name), usage) in &refs {
+    for ((kind, name), usage) in refs {
         rows.insert(
             (*kind, name.clone()),
             ObjectRow {
@@ -278,7 +285,7 @@ pub fn explain(
             },
         );
     }
-    for t in &tracked {
+    for t in tracked {
         let row = rows.entry((t.kind, t.name.clone())).or_insert(ObjectRow {
             kind: t.kind,
             name: t.name.clone(),
@@ -322,17 +329,14 @@ pub fn explain(
     }
     out.objects = rows.into_values().collect();
 
-    let key_id = key.map(SecretKey::id).unwrap_or("unknown");
-    let current = store.workload_digest(&namespace, &tracked, key_id);
+    let current = &assessed.current;
     out.current = Some(current.hash_annotation());
-    let recorded = recorded_baseline(obj);
-    if key.is_none() && current.key_id.is_some() && recorded.is_some() {
+    if key.is_none() && current.key_id.is_some() && assessed.recorded.is_some() {
         out.state = State::Unknown;
         out.status = "unknown: the digest key Secret could not be read, so Secret digests cannot be compared".into();
         return out;
     }
-    let template_now = template::template_digest(template, false);
-    let (state, status) = match classify(recorded.as_ref(), &current, &template_now) {
+    let (state, status) = match assessed.change {
         Change::None => (
             State::UpToDate,
             "up to date: the recorded baseline matches what it tracks now".to_string(),

@@ -19,15 +19,14 @@ use thiserror::Error;
 use crate::alerts::Alerts;
 use crate::locked;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
-use crate::rules::decision::{
-    Action as Decided, Inputs, Record, WaitReason, classify, decide, unconfirmed_absent,
-};
+use crate::rules::assess::{self, Assessment, Subject};
+use crate::rules::decision::{Action as Decided, Inputs, Record, WaitReason, decide};
 use crate::rules::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
 use crate::rules::optin::{self, ConfigView};
 use crate::rules::ratelimit::TokenBucket;
 use crate::rules::references::ConfigKind;
 use crate::rules::scope::WatchScope;
-use crate::rules::template::{self, Restart};
+use crate::rules::template::Restart;
 use crate::state::configs::{ConfigObject, ConfigStore, NamespaceView};
 use crate::state::index::Index;
 use crate::state::metrics::{KindLabels, Metrics, Outcome};
@@ -440,21 +439,34 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         Some(deployment) => deployment.template.as_ref(),
         None => obj.template.as_ref(),
     };
-    let template_annotations = template::template_annotations(template);
-    let restart = template::restart(
-        wref.kind,
-        obj.annotations(),
-        obj.template_ref.is_some(),
-        ctx.settings.policy.reloader_compat,
-    );
-    let opt = match optin::parse_with(
-        obj.annotations(),
-        &template_annotations,
-        &ctx.settings.policy,
-    ) {
-        Ok(Some(opt)) => opt,
-        Ok(None) => return Ok(leave_alone(ctx, &wref)),
-        Err(invalid) => {
+    let subject = Subject {
+        kind: wref.kind,
+        annotations: obj.annotations(),
+        template,
+        template_ref: obj.template_ref.is_some(),
+        baseline_by_others: obj.baseline_by_others,
+    };
+    let restart = assess::restart(&subject, &ctx.settings.policy);
+    let settings = assess::Settings {
+        policy: &ctx.settings.policy,
+        key_id: ctx.key.id(),
+        dry_run: ctx.settings.dry_run,
+    };
+    // A dry run, typically beside Reloader: Reloader's rollout for a config change is not a
+    // template change that covers it, or the dry run would report nothing where kube-reloader
+    // alone rolls. Its baselines live in memory, digested the same way.
+    let simulated = if ctx.settings.dry_run {
+        locked(&ctx.dry_run_baselines).get(&wref).cloned()
+    } else {
+        None
+    };
+    let view = ctx.configs.view(&wref.namespace);
+    let assessed = match assess::assess(&subject, &view, &settings, simulated) {
+        Assessment::OptedIn(assessed) => assessed,
+        // Not opted in, or auto only by --auto-reload-all with nothing to track: no baseline to
+        // write.
+        Assessment::NotOptedIn | Assessment::NothingTracked => return Ok(leave_alone(ctx, &wref)),
+        Assessment::Invalid(invalid) => {
             ctx.index.remove(&wref);
             ctx.router.forget(&wref);
             ctx.metrics.error("invalid_annotation");
@@ -470,48 +482,21 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
             return Ok(Action::await_change());
         }
     };
-
-    let refs = template::template_references(template);
-    let view = ctx.configs.view(&wref.namespace);
-    let tracked = optin::tracked(&opt, &refs, &view);
-    if opt.implicit && tracked.is_empty() {
-        // Auto only by --auto-reload-all, and nothing to track: no baseline to write.
-        return Ok(leave_alone(ctx, &wref));
-    }
     set_debounce(ctx, obj.as_ref(), &wref);
-
+    warn_invalid_flags(ctx, obj.as_ref(), &wref, &assessed.candidates, &view);
+    let has_patterns = optin::has_patterns(&assessed.opt);
+    let assess::Assessed {
+        candidates,
+        tracked,
+        current,
+        template: template_now,
+        change,
+        unconfirmed,
+        ..
+    } = *assessed;
     // Index every referenced and every listed name, so that a change of either reaches us.
-    let ignored = &ctx.settings.policy.ignored;
-    let mut candidates: BTreeSet<_> = refs
-        .keys()
-        .filter(|(kind, _)| !ignored.contains(kind))
-        .cloned()
-        .collect();
-    for (kind, pattern) in &opt.named {
-        if let optin::NamePattern::Exact(name) = pattern {
-            candidates.insert((*kind, name.clone()));
-        }
-    }
-    warn_invalid_flags(ctx, obj.as_ref(), &wref, &candidates, &view);
-    ctx.index.set(&wref, candidates, optin::has_patterns(&opt));
-
-    let current = ctx
-        .configs
-        .workload_digest(&wref.namespace, &tracked, ctx.key.id());
-    // A dry run, typically beside Reloader: Reloader's rollout for a config change is not a
-    // template change that covers it, or the dry run would report nothing where kube-reloader
-    // alone rolls. Its baselines live in memory, digested the same way.
-    let template_now = template::template_digest(template, ctx.settings.dry_run);
+    ctx.index.set(&wref, candidates, has_patterns);
     let annotations = obj.annotations();
-    let mut recorded = recorded_baseline(obj.as_ref());
-    if ctx.settings.dry_run {
-        let simulated = locked(&ctx.dry_run_baselines);
-        if let Some(r) = simulated.get(&wref) {
-            recorded = Some(r.clone());
-        }
-    }
-    let change = classify(recorded.as_ref(), &current, &template_now);
-    let unconfirmed = unconfirmed_absent(recorded.as_ref(), &current);
     let (window, opened) = ctx.router.window(&wref);
     let last_rollout = annotations
         .get(written::RELOADED_AT)
@@ -835,16 +820,6 @@ fn decide_again(wref: &WorkloadRef) -> Action {
     tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
         "the workload changed since this copy was read; deciding again on the current one");
     Action::requeue(Duration::from_millis(500))
-}
-
-/// The baseline a workload records on its metadata, `None` before the first.
-pub fn recorded_baseline(obj: &Workload) -> Option<Recorded> {
-    let annotations = obj.annotations();
-    let get = |key: &str| annotations.get(key).map(String::as_str);
-    Recorded::parse(get(written::CONFIG_HASH), get(written::TRACKED)).map(|r| {
-        r.with_template(get(written::TEMPLATE_HASH))
-            .written_by_others(obj.baseline_by_others)
-    })
 }
 
 /// The changed objects, as messages name them.

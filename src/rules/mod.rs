@@ -1,6 +1,7 @@
 //! The rules of the product: pure functions over k8s-openapi types and the model, no I/O. Each
 //! is unit-tested on its own; the layers above gather their inputs and carry out what they decide.
 
+pub mod assess;
 pub mod decision;
 pub mod digest;
 pub mod faults;

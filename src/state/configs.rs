@@ -14,6 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher as make_watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
+use crate::rules::assess::ConfigDigests;
 use crate::rules::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest};
 use crate::rules::faults::Cause;
 use crate::rules::optin::{ConfigFlags, ConfigView, Tracked};
@@ -259,6 +260,12 @@ impl ConfigView for NamespaceView<'_> {
             .take_while(|((ns, k, _), _)| ns == self.namespace && *k == kind)
             .map(|((_, _, n), _)| n.clone())
             .collect()
+    }
+}
+
+impl ConfigDigests for NamespaceView<'_> {
+    fn workload_digest(&self, tracked: &[Tracked], key_id: &str) -> WorkloadDigest {
+        self.store.workload_digest(self.namespace, tracked, key_id)
     }
 }
 

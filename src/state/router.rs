@@ -2,10 +2,13 @@
 //! after each workload's debounce window.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::channel::mpsc;
+use tokio::sync::mpsc as tokio_mpsc;
+use tokio_util::time::DelayQueue;
 
 use crate::locked;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
@@ -31,6 +34,9 @@ pub struct TriggerRouter {
     /// The workloads with a window of their own length (`kube-reloader.io/debounce`, Reloader's
     /// pause-period) instead of `--debounce`.
     lengths: Mutex<HashMap<WorkloadRef, Duration>>,
+    /// The windows' ends, to the task that reconciles each workload at its window's end (one
+    /// task for all windows, started with the first).
+    ends: OnceLock<tokio_mpsc::UnboundedSender<(WorkloadRef, Instant)>>,
 }
 
 impl TriggerRouter {
@@ -40,6 +46,7 @@ impl TriggerRouter {
             senders: Mutex::default(),
             windows: Mutex::default(),
             lengths: Mutex::default(),
+            ends: OnceLock::new(),
         }
     }
 
@@ -94,11 +101,12 @@ impl TriggerRouter {
             }
             windows.insert(workload.clone(), now);
         }
-        let (me, workload) = (Arc::clone(self), workload.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(length).await;
-            me.send(&workload);
+        let ends = self.ends.get_or_init(|| {
+            let (tx, rx) = tokio_mpsc::unbounded_channel();
+            tokio::spawn(reconcile_at_ends(Arc::downgrade(self), rx));
+            tx
         });
+        let _ = ends.send((workload.clone(), now + length));
     }
 
     /// Reconciles a workload now, outside any window (something it reads besides its configs
@@ -150,6 +158,31 @@ impl TriggerRouter {
     }
 }
 
+/// Reconciles each workload at the end of its window, the ends kept in one timer queue. Ends with
+/// the router.
+async fn reconcile_at_ends(
+    router: Weak<TriggerRouter>,
+    mut ends: tokio_mpsc::UnboundedReceiver<(WorkloadRef, Instant)>,
+) {
+    let mut queue = DelayQueue::new();
+    loop {
+        tokio::select! {
+            end = ends.recv() => match end {
+                Some((workload, at)) => {
+                    queue.insert_at(workload, tokio::time::Instant::from_std(at));
+                }
+                None => return,
+            },
+            Some(ended) = queue.next(), if !queue.is_empty() => {
+                let Some(router) = router.upgrade() else {
+                    return;
+                };
+                router.send(ended.get_ref());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +228,52 @@ mod tests {
         assert_eq!(router.window(&w), (Window::Passed, None));
         router.set_length(&w, None);
         assert_eq!(router.window(&w), (Window::Closed, None));
+    }
+
+    /// On paused time: the trigger of a window comes at its end, once, and one per window.
+    #[tokio::test(start_paused = true)]
+    async fn a_workload_is_reconciled_at_the_end_of_its_window() {
+        use tokio::time::timeout;
+        let router = Arc::new(TriggerRouter::new(Duration::from_secs(10)));
+        let (tx, mut rx) = mpsc::unbounded();
+        router.set_senders(Senders::from([((WorkloadKind::DEPLOYMENT, None), tx)]));
+        let (w, mut other) = (web(), web());
+        other.name = "api".into();
+        router.set_length(&other, Some(Duration::from_secs(2)));
+        router.open(&w);
+        router.open(&other);
+        router.open(&w);
+        let trigger = |name: &str| Some(("shop".to_string(), name.to_string()));
+        // The shorter window ends first; nothing comes before its end.
+        let early = timeout(Duration::from_millis(1900), rx.next()).await;
+        assert!(
+            early.is_err(),
+            "a trigger before the window ended: {early:?}"
+        );
+        assert_eq!(
+            timeout(Duration::from_millis(200), rx.next()).await,
+            Ok(trigger("api"))
+        );
+        let early = timeout(Duration::from_secs(7), rx.next()).await;
+        assert!(
+            early.is_err(),
+            "a trigger before the window ended: {early:?}"
+        );
+        assert_eq!(
+            timeout(Duration::from_secs(2), rx.next()).await,
+            Ok(trigger("web"))
+        );
+        // One trigger per window, however many changes it held.
+        let more = timeout(Duration::from_secs(60), rx.next()).await;
+        assert!(more.is_err(), "a second trigger for one window: {more:?}");
+        // A window opened after the last was decided brings its own. (The windows are kept in
+        // real time, which paused time leaves where it was: the decision closes it here.)
+        let (_, opened) = router.window(&other);
+        router.close(&other, opened);
+        router.open(&other);
+        assert_eq!(
+            timeout(Duration::from_secs(3), rx.next()).await,
+            Ok(trigger("api"))
+        );
     }
 }

@@ -1,40 +1,46 @@
 //! One reconcile for every workload kind: compare the digest of what the workload tracks with the
 //! baseline it records, and record a baseline or roll it out.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, ListParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
-use serde_json::json;
 use thiserror::Error;
 
 use crate::alerts::Alerts;
 use crate::locked;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::rules::assess::{self, Assessment, Subject};
-use crate::rules::decision::{Action as Decided, Inputs, Record, WaitReason, decide};
-use crate::rules::digest::{ABSENT, Recorded, SecretKey, WorkloadDigest};
-use crate::rules::optin::{self, ConfigView};
+use crate::rules::decision::{Action as Decided, Inputs, decide};
+use crate::rules::digest::{Recorded, SecretKey};
+use crate::rules::optin::{self};
 use crate::rules::ratelimit::TokenBucket;
 use crate::rules::references::ConfigKind;
 use crate::rules::scope::WatchScope;
-use crate::rules::template::Restart;
-use crate::state::configs::{ConfigObject, ConfigStore, NamespaceView};
+use crate::state::configs::{ConfigObject, ConfigStore};
 use crate::state::index::Index;
-use crate::state::metrics::{KindLabels, Metrics, Outcome};
+use crate::state::metrics::{KindLabels, Metrics};
 use crate::state::namespaces::{Changed, NamespaceFilter};
 use crate::state::router::TriggerRouter;
 use crate::state::workload::Workload;
 
 pub use crate::model::annotations::{FIELD_MANAGER, REPORTER, written};
+
+mod events;
+mod execute;
+
+pub use events::error_policy;
+use events::{EVENTS_AT_ONCE, publish, warn_invalid_flags, warn_missing};
+pub use execute::changed_text;
+use execute::{Found, execute};
 
 /// How workloads are reconciled, as the command line says.
 #[derive(Debug, Clone)]
@@ -633,470 +639,5 @@ async fn decide_confirmed(
             return Ok(None);
         }
         inputs.unconfirmed.clear();
-    }
-}
-
-/// What a reconcile found out about one workload, for executing its decision.
-struct Found<'a> {
-    obj: &'a Workload,
-    wref: WorkloadRef,
-    restart: Restart,
-    current: WorkloadDigest,
-    /// The pod template's digest now.
-    template: String,
-    /// When its debounce window opened, if it has one.
-    opened: Option<Instant>,
-    /// How many objects it tracks.
-    tracked: usize,
-}
-
-/// Carries out a decision: the writes, Events, metrics and log lines it stands for.
-async fn execute(ctx: &Context, found: &Found<'_>, action: Decided) -> Result<Action, Error> {
-    let Found {
-        obj,
-        wref,
-        current,
-        opened,
-        ..
-    } = found;
-    let (obj, opened) = (*obj, *opened);
-    let log = |what: &str| {
-        tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = found.tracked, "{what}");
-    };
-    // What the last rollout wrote, written again with every baseline (see `write`).
-    let marks = Marks {
-        template: obj
-            .template_annotation(written::CONFIG_HASH)
-            .map(String::from),
-        restart_at: obj.restart_at.clone(),
-    };
-    let reloaded_at = obj.annotations().get(written::RELOADED_AT).cloned();
-    let base = Baseline {
-        digest: current,
-        template: &found.template,
-    };
-    match action {
-        // Answered by `decide_confirmed`; never reaches here.
-        Decided::Confirm { .. } => Ok(Action::requeue(Duration::from_secs(1))),
-        Decided::UpToDate => {
-            ctx.router.close(wref, opened);
-            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = found.tracked, "up to date");
-            Ok(Action::await_change())
-        }
-        Decided::Hold { deleted } => {
-            ctx.router.close(wref, opened);
-            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, deleted = %deleted.join(", "),
-                "tracked objects were deleted; keeping the baseline and rolling nothing until they are back or something else changes");
-            Ok(Action::await_change())
-        }
-        Decided::Debounce { open } => {
-            if open {
-                ctx.router.open(wref);
-            }
-            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
-                "change pending: inside the --debounce window");
-            Ok(Action::await_change())
-        }
-        Decided::Wait { delay, why } => {
-            let what = match why {
-                WaitReason::Cooldown => "waiting for --min-rollout-interval since the last rollout",
-                WaitReason::RateLimit => "global rollout rate limit (--max-rollouts-per-second)",
-            };
-            tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, wait = ?delay,
-                "change pending: {what}");
-            Ok(Action::requeue(delay))
-        }
-        Decided::Simulate { roll } => {
-            simulate(ctx, wref, base);
-            ctx.router.close(wref, opened);
-            match roll {
-                None => log("dry run: would record the baseline"),
-                Some(changed) => {
-                    let what = changed_text(&changed);
-                    ctx.metrics
-                        .rollout(wref.kind, &wref.namespace, Outcome::dry_run);
-                    tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
-                        "dry run: would roll out");
-                    let note = format!("Dry run: would roll out because {what} changed.");
-                    publish(ctx, obj, EventType::Normal, "WouldReload", note);
-                }
-            }
-            Ok(Action::await_change())
-        }
-        Decided::Record(why) => {
-            if write(ctx, obj, wref, base, marks, reloaded_at).await? == Written::Stale {
-                return Ok(decide_again(wref));
-            }
-            ctx.router.close(wref, opened);
-            let outcome = match &why {
-                Record::FirstSight => Outcome::baseline,
-                Record::KeyRotated | Record::Backfill | Record::Untracked { .. } => {
-                    Outcome::rebaseline
-                }
-                Record::Template => Outcome::template_changed,
-                Record::Covered { .. } => Outcome::covered,
-                Record::Restored { .. } => Outcome::restored,
-            };
-            ctx.metrics.rollout(wref.kind, &wref.namespace, outcome);
-            match why {
-                Record::FirstSight => log("recorded the baseline (first sight: nothing rolled)"),
-                Record::KeyRotated => log(
-                    "recorded a new baseline: the digest key changed, so Secret digests cannot be compared (nothing rolled)",
-                ),
-                Record::Backfill => log(
-                    "recorded the pod template's digest beside a baseline written without it (nothing rolled)",
-                ),
-                Record::Untracked { removed } => {
-                    tracing::info!(kind = %wref.kind, namespace = %wref.namespace,
-                    name = %wref.name, removed = %removed.join(", "),
-                    "recorded a new baseline: objects no longer tracked need no rollout (nothing rolled)")
-                }
-                Record::Template => log(
-                    "recorded the pod template's change (someone else's rollout; configs unchanged, nothing rolled)",
-                ),
-                Record::Covered { changed } => {
-                    let what = changed_text(&changed);
-                    tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
-                        "recorded a new baseline: the pod template changed at the same time as its configs, so the new pods read the new config (nothing rolled)");
-                    let note = format!(
-                        "{what} changed, and the pod template changed at the same time: the new pods read the new config. Recorded the new baseline; kube-reloader rolled nothing."
-                    );
-                    publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note);
-                }
-                Record::Restored { changed } if changed.is_empty() => log(
-                    "recorded the baseline again: someone else had rewritten it, with the values it holds (nothing rolled)",
-                ),
-                Record::Restored { changed } => {
-                    let what = changed_text(&changed);
-                    tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
-                        "recorded a new baseline: the one on the workload was written by someone else (kubectl rollout undo restores an older one with its pod template), and the pods of that rollout read the configs as they are (nothing rolled)");
-                    let note = format!(
-                        "The baseline on this workload was rewritten by someone else (kubectl rollout undo restores an older one along with its pod template); {what} differs from it, and the pods of that rollout read the configs as they are. Recorded the new baseline; kube-reloader rolled nothing."
-                    );
-                    publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note);
-                }
-            }
-            Ok(Action::await_change())
-        }
-        Decided::Roll { changed } => {
-            let what = changed_text(&changed);
-            let now = Timestamp::from_second(Timestamp::now().as_second())
-                .unwrap_or_else(|_| Timestamp::now());
-            let marks = match found.restart {
-                Restart::Template => Marks {
-                    template: Some(current.hash_annotation()),
-                    ..marks
-                },
-                Restart::RestartAt => Marks {
-                    restart_at: Some(now.to_string()),
-                    ..marks
-                },
-            };
-            if write(ctx, obj, wref, base, marks, Some(now.to_string())).await? == Written::Stale {
-                return Ok(decide_again(wref));
-            }
-            ctx.router.close(wref, opened);
-            ctx.metrics
-                .rollout(wref.kind, &wref.namespace, Outcome::rolled);
-            tracing::info!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what, "rolled out");
-            if let Some(alerts) = &ctx.alerts {
-                alerts.rolled(wref, &changed, now);
-            }
-            publish(
-                ctx,
-                obj,
-                EventType::Normal,
-                "Reloaded",
-                format!("Rolled out because {what} changed."),
-            );
-            Ok(Action::await_change())
-        }
-    }
-}
-
-/// After a write refused because the workload changed since its copy was read: decide again on a
-/// fresh copy, once the watch has delivered it.
-fn decide_again(wref: &WorkloadRef) -> Action {
-    tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
-        "the workload changed since this copy was read; deciding again on the current one");
-    Action::requeue(Duration::from_millis(500))
-}
-
-/// The changed objects, as messages name them.
-pub fn changed_text(changed: &[String]) -> String {
-    if changed.is_empty() {
-        "its tracked configuration".to_string()
-    } else {
-        changed.join(", ")
-    }
-}
-
-/// What a baseline write records.
-#[derive(Clone, Copy)]
-struct Baseline<'a> {
-    digest: &'a WorkloadDigest,
-    template: &'a str,
-}
-
-/// Records, in memory only, the baseline a dry run would have written.
-fn simulate(ctx: &Context, wref: &WorkloadRef, base: Baseline<'_>) {
-    let recorded = Recorded::of(base.digest, base.template);
-    locked(&ctx.dry_run_baselines).insert(wref.clone(), recorded);
-}
-
-/// A Warning Event, once per workload and object, for each tracked object that does not exist.
-/// Objects whose absence is `unconfirmed` are passed over: they may exist, not yet delivered by
-/// the watch.
-fn warn_missing(
-    ctx: &Context,
-    obj: &Workload,
-    wref: &WorkloadRef,
-    current: &WorkloadDigest,
-    unconfirmed: &[String],
-) {
-    let newly_missing: Vec<&String> = current
-        .parts
-        .iter()
-        .filter(|(name, _)| !unconfirmed.contains(name))
-        .filter(|(name, part)| ctx.report_once(wref, format!("missing {name}"), *part == ABSENT))
-        .map(|(name, _)| name)
-        .collect();
-    for name in newly_missing {
-        tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, missing = %name,
-            "tracked object does not exist; its creation will roll the workload");
-        let note = format!(
-            "{name} is tracked but does not exist in namespace {}. Create it, or remove it from the workload's references or annotations; its creation will roll this workload.",
-            wref.namespace
-        );
-        publish(ctx, obj, EventType::Warning, "MissingReference", note);
-    }
-}
-
-/// A Warning Event, once per workload and object, for each object it uses whose ignore or match
-/// annotation is neither "true" nor "false" (so it counts as not set).
-fn warn_invalid_flags(
-    ctx: &Context,
-    obj: &Workload,
-    wref: &WorkloadRef,
-    used: &BTreeSet<(ConfigKind, String)>,
-    view: &NamespaceView<'_>,
-) {
-    let newly_invalid: Vec<(&(ConfigKind, String), &'static str)> = used
-        .iter()
-        .filter_map(|used| {
-            let invalid = view.flags(used.0, &used.1).and_then(|f| f.invalid);
-            let problem = format!("invalid flag {}/{}", used.0, used.1);
-            ctx.report_once(wref, problem, invalid.is_some())
-                .then(|| (used, invalid.unwrap_or_default()))
-        })
-        .collect();
-    for ((kind, name), annotation) in newly_invalid {
-        ctx.metrics.error("invalid_annotation");
-        tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, object = %format!("{kind}/{name}"),
-            "{kind} {name} has annotation {annotation} with a value other than \"true\" or \"false\"; it counts as not set");
-        let note = format!(
-            "{kind} {name}, which this workload uses, has annotation {annotation} set to neither \"true\" nor \"false\", so it counts as not set. Set it to \"true\" or \"false\"."
-        );
-        publish(ctx, obj, EventType::Warning, "InvalidAnnotation", note);
-    }
-}
-
-/// What a rollout writes into a workload, besides its baseline: kept in every later write.
-#[derive(Clone, Debug, Default)]
-struct Marks {
-    /// Our annotation in the pod template (at the kind's path).
-    template: Option<String>,
-    /// Argo Rollouts' `spec.restartAt`.
-    restart_at: Option<String>,
-}
-
-/// Sets `value` at `path` in `v`, making the objects on the way.
-fn put(v: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
-    let mut at = v;
-    for field in path {
-        at = &mut at[*field];
-    }
-    *at = value;
-}
-
-/// Server-side applies exactly the fields kube-reloader owns (a JSON merge patch of the same
-/// fields for kinds whose schema may leave the pod template untyped; see [`KindSpec::apply`]).
-/// Every apply names all of them: a field this manager applied before and leaves out now would
-/// be removed, and removing the template annotation (or restartAt) would roll the pods.
-///
-/// [`KindSpec::apply`]: crate::state::workload::KindSpec::apply
-async fn write(
-    ctx: &Context,
-    obj: &Workload,
-    wref: &WorkloadRef,
-    base: Baseline<'_>,
-    marks: Marks,
-    reloaded_at: Option<String>,
-) -> Result<Written, Error> {
-    let Some(resource) = ctx.api_resource(wref.kind) else {
-        return Err(Error::NotServed(wref.clone()));
-    };
-    let mut meta = BTreeMap::from([
-        (written::CONFIG_HASH, base.digest.hash_annotation()),
-        (written::TRACKED, base.digest.parts_annotation()),
-        (written::TEMPLATE_HASH, base.template.to_string()),
-    ]);
-    if let Some(at) = reloaded_at {
-        meta.insert(written::RELOADED_AT, at);
-    }
-    let mut patch = json!({
-        "apiVersion": resource.api_version,
-        "kind": resource.kind,
-        "metadata": {"name": wref.name, "namespace": wref.namespace, "annotations": meta},
-    });
-    if let Some(hash) = marks.template {
-        let path: Vec<&str> = wref
-            .kind
-            .spec()
-            .template_path
-            .iter()
-            .copied()
-            .chain(["metadata", "annotations", written::CONFIG_HASH])
-            .collect();
-        put(&mut patch, &path, json!(hash));
-    }
-    if let Some(at) = marks.restart_at {
-        put(&mut patch, &["spec", "restartAt"], json!(at));
-    }
-    if !ctx.may_write() {
-        return Err(Error::NotLeader(wref.clone()));
-    }
-    let before = obj.resource_version();
-    // A precondition: the decision was made on this version of the workload. A copy the watch
-    // has not brought up to date (it lacks a baseline written a moment ago, say) fails with a
-    // conflict instead of recording or rolling a second time.
-    if let Some(rv) = &before {
-        patch["metadata"]["resourceVersion"] = json!(rv);
-    }
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &wref.namespace, &resource);
-    let (params, patch) = if wref.kind.spec().apply {
-        (
-            PatchParams::apply(FIELD_MANAGER).force(),
-            Patch::Apply(patch),
-        )
-    } else {
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        };
-        (params, Patch::Merge(patch))
-    };
-    let updated = match api.patch(&wref.name, &params, &patch).await {
-        Ok(updated) => updated,
-        Err(kube::Error::Api(status)) if status.code == 409 => return Ok(Written::Stale),
-        Err(source) => {
-            return Err(Error::Write {
-                workload: wref.clone(),
-                source,
-            });
-        }
-    };
-    if let Some(rv) = before.filter(|rv| updated.resource_version().as_ref() != Some(rv)) {
-        locked(&ctx.pending_writes).insert(wref.clone(), rv);
-    }
-    Ok(Written::Done)
-}
-
-/// The outcome of a write that did not fail.
-#[derive(Debug, PartialEq, Eq)]
-enum Written {
-    Done,
-    /// The workload changed since the copy the decision was made on: nothing was written.
-    Stale,
-}
-
-/// Publishes an Event about `obj` in the background.
-fn publish(ctx: &Context, obj: &Workload, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: if reason == "Reloaded" {
-            "Rollout"
-        } else {
-            "Reconcile"
-        }
-        .to_string(),
-        secondary: None,
-    };
-    let regarding = ObjectReference {
-        api_version: Some(obj.kind.api_version()),
-        kind: Some(obj.kind.as_str().to_string()),
-        name: obj.metadata.name.clone(),
-        namespace: obj.metadata.namespace.clone(),
-        uid: obj.metadata.uid.clone(),
-        ..ObjectReference::default()
-    };
-    let (recorder, slots) = (ctx.recorder.clone(), Arc::clone(&ctx.event_slots));
-    let (kind, reason) = (obj.kind, reason.to_string());
-    tokio::spawn(async move {
-        let Ok(_slot) = slots.acquire_owned().await else {
-            return;
-        };
-        if let Err(e) = recorder.publish(&event, &regarding).await {
-            tracing::warn!(%kind, namespace = regarding.namespace.unwrap_or_default(), name = regarding.name.unwrap_or_default(),
-                error = %e, "could not publish Event {reason} (the controller needs create and patch on events.k8s.io events)");
-        }
-    });
-}
-
-/// Events sent at once (each holds an API connection while it is sent).
-const EVENTS_AT_ONCE: usize = 4;
-
-/// On error: log, Event the workload, and retry with a delay.
-pub fn error_policy(obj: Arc<Workload>, error: &Error, ctx: Arc<Context>) -> Action {
-    let wref = workload_ref(obj.as_ref());
-    if let Error::NotLeader(_) = error {
-        // Leadership moved: the new leader reconciles this workload; nothing failed.
-        tracing::debug!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, "{error}");
-        return Action::await_change();
-    }
-    let failures = {
-        let mut all = locked(&ctx.failures);
-        let n = all.entry(wref.clone()).or_default();
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = retry_delay(failures);
-    tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, error = %error,
-        failures, "reconcile failed; retrying in {}s", delay.as_secs());
-    ctx.metrics.error("write_failed");
-    ctx.metrics
-        .rollout(wref.kind, &wref.namespace, Outcome::failed);
-    let note = error.to_string();
-    tokio::spawn(async move {
-        publish(&ctx, obj.as_ref(), EventType::Warning, "WriteFailed", note);
-    });
-    Action::requeue(delay)
-}
-
-/// The wait before retrying a workload after `failures` failed reconciles in a row: 5 s, doubling
-/// each time, at most 5 minutes, so a lasting failure (say, a missing permission) neither floods
-/// the API server and the Events nor waits long once fixed. A change of the workload or of its
-/// configs still triggers a reconcile at once.
-fn retry_delay(failures: u32) -> Duration {
-    const FIRST: Duration = Duration::from_secs(5);
-    const MAX: Duration = Duration::from_secs(300);
-    FIRST
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
-        .min(MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_exponentially_up_to_five_minutes() {
-        let delays: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
-        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(retry_delay(0).as_secs(), 5);
-        assert_eq!(retry_delay(u32::MAX).as_secs(), 300);
     }
 }

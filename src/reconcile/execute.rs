@@ -54,6 +54,12 @@ pub(super) async fn execute(
     let log = |what: &str| {
         tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, tracked = found.tracked, "{what}");
     };
+    // A baseline recorded without a rollout because the changed configs are covered by someone
+    // else's rollout: a log line naming them, and a ReloadNotNeeded Event.
+    let not_needed = |changed: &str, line: &str, note: String| {
+        tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %changed, "{line}");
+        publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note);
+    };
     // What the last rollout wrote, written again with every baseline (see `write`).
     let marks = Marks {
         template: obj
@@ -147,24 +153,26 @@ pub(super) async fn execute(
                 ),
                 Record::Covered { changed } => {
                     let what = changed_text(&changed);
-                    tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
-                        "recorded a new baseline: the pod template changed at the same time as its configs, so the new pods read the new config (nothing rolled)");
-                    let note = format!(
-                        "{what} changed, and the pod template changed at the same time: the new pods read the new config. Recorded the new baseline; kube-reloader rolled nothing."
+                    not_needed(
+                        &what,
+                        "recorded a new baseline: the pod template changed at the same time as its configs, so the new pods read the new config (nothing rolled)",
+                        format!(
+                            "{what} changed, and the pod template changed at the same time: the new pods read the new config. Recorded the new baseline; kube-reloader rolled nothing."
+                        ),
                     );
-                    publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note);
                 }
                 Record::Restored { changed } if changed.is_empty() => log(
                     "recorded the baseline again: someone else had rewritten it, with the values it holds (nothing rolled)",
                 ),
                 Record::Restored { changed } => {
                     let what = changed_text(&changed);
-                    tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
-                        "recorded a new baseline: the one on the workload was written by someone else (kubectl rollout undo restores an older one with its pod template), and the pods of that rollout read the configs as they are (nothing rolled)");
-                    let note = format!(
-                        "The baseline on this workload was rewritten by someone else (kubectl rollout undo restores an older one along with its pod template); {what} differs from it, and the pods of that rollout read the configs as they are. Recorded the new baseline; kube-reloader rolled nothing."
+                    not_needed(
+                        &what,
+                        "recorded a new baseline: the one on the workload was written by someone else (kubectl rollout undo restores an older one with its pod template), and the pods of that rollout read the configs as they are (nothing rolled)",
+                        format!(
+                            "The baseline on this workload was rewritten by someone else (kubectl rollout undo restores an older one along with its pod template); {what} differs from it, and the pods of that rollout read the configs as they are. Recorded the new baseline; kube-reloader rolled nothing."
+                        ),
                     );
-                    publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note);
                 }
             }
             Ok(Action::await_change())

@@ -9,7 +9,7 @@ use kube::runtime::watcher;
 
 /// The API server did not answer within a bound: the connection is taken for dead (a load
 /// balancer or NAT dropped it without closing it, its peer died without a FIN), or the API server
-/// is not answering. Raised by the client (`crate::adapters::client`), told apart here.
+/// is not answering. Raised by the bounded client of the adapters layer, told apart here.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Silence {
     /// An open watch received nothing, no event and no bookmark, for `idle`.

@@ -370,8 +370,7 @@ pub fn explain(
                 "no rollout needed: {} changed, and the pod template changed at the same time: the new pods read the new config. The controller records the new baseline and rolls nothing.",
                 changed_text(&changed)
             );
-            out.changed = changed;
-            (State::Covered, status)
+            covered(&mut out, changed, status)
         }
         Change::Restored { changed } if changed.is_empty() => (
             State::UpToDate,
@@ -382,8 +381,7 @@ pub fn explain(
                 "no rollout needed: the baseline was rewritten by someone else (kubectl rollout undo restores an older one along with its pod template), and {} differs from it; the pods of that rollout read the configs as they are. The controller records the new baseline and rolls nothing.",
                 changed_text(&changed)
             );
-            out.changed = changed;
-            (State::Covered, status)
+            covered(&mut out, changed, status)
         }
         Change::Hold { deleted } => {
             let status = format!(
@@ -406,6 +404,13 @@ pub fn explain(
     out.state = state;
     out.status = status;
     out
+}
+
+/// The state of a workload whose changed configs someone else's rollout covers: they are listed,
+/// and the controller records a new baseline without rolling.
+fn covered(out: &mut Explanation, changed: Vec<String>, status: String) -> (State, String) {
+    out.changed = changed;
+    (State::Covered, status)
 }
 
 /// `explain --all`: every workload of the kinds rolled in one namespace, or in all of them.

@@ -102,7 +102,9 @@ start_all() {
 
   openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null || die "openssl genrsa failed"
   openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null || die "openssl rsa failed"
-  local token kubelet_flags=()
+  # Without a node, no pod ever runs, and no ServiceAccount controller makes the `default`
+  # ServiceAccount the ServiceAccount admission plugin would require of every pod.
+  local token apiserver_flags=(--disable-admission-plugins ServiceAccount)
   token=$(openssl rand -hex 24)
   if $node; then
     # The kubelet's CA: it signs the kubelet's serving certificate (hack/node.sh) and the client
@@ -117,7 +119,7 @@ start_all() {
         -CAcreateserial -days 30 -extfile <(echo extendedKeyUsage=clientAuth) \
         -out "$dir/kubelet-client.crt" 2>/dev/null || die "cannot make the API server's kubelet client certificate"
     # The kubelet by its address on the node's bridge, never by its host name (a DNS lookup).
-    kubelet_flags=(--kubelet-client-certificate "$dir/kubelet-client.crt" --kubelet-client-key "$dir/kubelet-client.key"
+    apiserver_flags=(--kubelet-client-certificate "$dir/kubelet-client.crt" --kubelet-client-key "$dir/kubelet-client.key"
       --kubelet-certificate-authority "$dir/kubelet-ca.crt" --kubelet-preferred-address-types InternalIP)
   fi
   {
@@ -155,12 +157,19 @@ EOF
     wait_apiserver kube-apiserver-2 "$dir/kubeconfig-2"
   fi
 
-  # With a node, the node lifecycle controller too: the kubelet registers the node tainted
-  # not-ready, and this controller lifts the taint once the node reports Ready.
-  local controllers=deployment,replicaset,statefulset,daemonset,garbagecollector
-  ! $node || controllers+=,nodelifecycle
+  # With a node, more controllers: node lifecycle (the kubelet registers the node tainted
+  # not-ready, and this controller lifts the taint once the node reports Ready); cronjob and job,
+  # so CronJobs run on schedule; serviceaccount and root-ca-cert-publisher, the `default`
+  # ServiceAccount and the `kube-root-ca.crt` ConfigMap of every namespace, which the
+  # ServiceAccount admission plugin (on with a node) needs to give pods their API credentials.
+  # Without a node none of these run: no Job appears but one a test makes.
+  local controllers=deployment,replicaset,statefulset,daemonset,garbagecollector ca_flags=()
+  if $node; then
+    controllers+=,nodelifecycle,cronjob,job,serviceaccount,root-ca-cert-publisher
+    ca_flags=(--root-ca-file "$dir/certs/apiserver.crt")
+  fi
   "$bin_dir/kube-controller-manager" --kubeconfig "$dir/kubeconfig" \
-    --controllers "$controllers" \
+    --controllers "$controllers" "${ca_flags[@]}" \
     --leader-elect=false --secure-port 0 --use-service-account-credentials=false \
     --kube-api-qps 200 --kube-api-burst 400 \
     --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 --concurrent-statefulset-syncs 10 \
@@ -191,7 +200,8 @@ EOF
 }
 
 # kube-apiserver on port $1, its pid and log in DIR/$2.pid and DIR/$2.log, its audit log DIR/$3;
-# with a node, the flags to reach its kubelet (start_all's kubelet_flags).
+# and start_all's apiserver_flags (without a node, no ServiceAccount admission; with one, how to
+# reach its kubelet).
 start_apiserver() {
   "$bin_dir/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
@@ -200,11 +210,10 @@ start_apiserver() {
     --authorization-mode RBAC --token-auth-file "$dir/tokens.csv" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
-    --disable-admission-plugins ServiceAccount \
     --service-cluster-ip-range 10.96.0.0/24 \
     --endpoint-reconciler-type none \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/$3" \
-    "${kubelet_flags[@]}" \
+    "${apiserver_flags[@]}" \
     --v 1 > "$dir/$2.log" 2>&1 &
   echo $! > "$dir/$2.pid"
 }

@@ -6,13 +6,18 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
+use crate::support::kinds::{self, TestKind};
 use crate::support::objects::configmap;
-use crate::support::pods::{self, AppPod};
+use crate::support::pods::{self, AppPod, RanJob, Source};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, kubectl, with_node};
+use crate::support::{TestNs, kubectl, wait_for, with_node};
+
+/// The ConfigMap the apps read.
+const CONFIG: Source = Source::ConfigMap("app-config");
 
 /// Generous: a pod starts in about a second here, and an old one leaves the API at the kubelet's
 /// pace (5 to 15 s).
@@ -91,18 +96,18 @@ async fn old_pods_gone(
     }
 }
 
-/// One workload of `kind` with `replicas` pods reading ConfigMap `app-config`: it comes up
-/// reading the first value; each of two changes of the ConfigMap gives exactly one new pod
-/// generation, whose pods all read the new value, and the old pods go.
-async fn pods_read_each_new_value(kind: Kind, replicas: usize) {
+/// One workload of `kind` with `replicas` pods reading `source` (env var and mounted file): it
+/// comes up reading the first value; each of two changes of the object gives exactly one new
+/// pod generation, whose pods all read the new value, and the old pods go.
+async fn pods_read_each_new_value(kind: Kind, replicas: usize, source: Source<'_>) {
     let lower = format!("{kind:?}").to_lowercase();
     let ns = TestNs::on(with_node(), &format!("pods-{lower}")).await;
     let name = "app";
-    configmap(&ns, "app-config", &[("greeting", "one")], json!({})).await;
+    source.set(&ns, "one").await;
     workloads::create(
         &ns,
         kind,
-        pods::app(kind, name, replicas as u32, "app-config"),
+        pods::app_reading(kind, name, replicas as u32, source),
     )
     .await;
     let reloader = Reloader::start(&ns, &[]);
@@ -121,12 +126,12 @@ async fn pods_read_each_new_value(kind: Kind, replicas: usize) {
     for (change, value) in [(1, "two"), (2, "three")] {
         let old = std::mem::take(&mut seen);
         let old: BTreeSet<String> = old.into_iter().chain([current.clone()]).collect();
-        configmap(&ns, "app-config", &[("greeting", value)], json!({})).await;
+        source.set(&ns, value).await;
         let (after, ready) = new_pods_ready(&ns, name, replicas, &old, value, &mut seen).await;
         let next = after[0].generation.clone();
         let gone = ready + old_pods_gone(&ns, name, &next, &mut seen).await;
         eprintln!(
-            "pods: {kind:?} {name}: change {change}: {replicas} new pod(s) Ready on {value:?} {:.1} s after the ConfigMap update, the old ones gone after {:.1} s",
+            "pods: {kind:?} {name}: change {change} of {source:?}: {replicas} new pod(s) Ready on {value:?} {:.1} s after the update, the old ones gone after {:.1} s",
             ready.as_secs_f64(),
             gone.as_secs_f64()
         );
@@ -154,17 +159,23 @@ async fn pods_read_each_new_value(kind: Kind, replicas: usize) {
 
 #[tokio::test]
 async fn deployment_pods_read_the_new_configmap_value_and_the_old_pods_go() {
-    pods_read_each_new_value(Kind::Deployment, 2).await;
+    pods_read_each_new_value(Kind::Deployment, 2, CONFIG).await;
 }
 
 #[tokio::test]
 async fn statefulset_pods_read_the_new_configmap_value_and_the_old_pods_go() {
-    pods_read_each_new_value(Kind::StatefulSet, 2).await;
+    pods_read_each_new_value(Kind::StatefulSet, 2, CONFIG).await;
+}
+
+/// The Deployment's pods read a Secret instead: the same story.
+#[tokio::test]
+async fn deployment_pods_read_the_new_secret_value_and_the_old_pods_go() {
+    pods_read_each_new_value(Kind::Deployment, 2, Source::Secret("app-secret")).await;
 }
 
 #[tokio::test]
 async fn daemonset_pod_reads_the_new_configmap_value_and_the_old_pod_goes() {
-    pods_read_each_new_value(Kind::DaemonSet, 1).await;
+    pods_read_each_new_value(Kind::DaemonSet, 1, CONFIG).await;
 }
 
 /// A kustomize configMapGenerator's rename, applied in one step (the new ConfigMap and the
@@ -221,6 +232,98 @@ async fn a_kustomize_rename_in_one_apply_gives_one_pod_generation() {
         "new pod generations seen after the rename (old: {current})"
     );
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, name).await, 1);
+}
+
+/// Waits (at most 2 minutes: a schedule of every minute, and the pod's run) for the first Job
+/// that `which` picks to have its pod ended; that Job.
+async fn job_ended(ns: &TestNs, what: &str, which: impl Fn(&RanJob) -> bool) -> RanJob {
+    wait_for(what, Duration::from_secs(120), || async {
+        pods::jobs(ns)
+            .await
+            .into_iter()
+            .find(|j| which(j))
+            .filter(|j| j.read.is_some())
+    })
+    .await
+}
+
+/// A CronJob run every minute by the cronjob controller, its Jobs' pods reading a ConfigMap: once
+/// the ConfigMap changes, kube-reloader patches the job template, and the next Job scheduled after
+/// that reads the new value. No Job is made off schedule: every Job is the CronJob's, made for a
+/// minute it was due, one per minute; kube-reloader makes none.
+#[tokio::test]
+async fn a_cronjobs_next_scheduled_job_reads_the_new_value_and_none_runs_off_schedule() {
+    let ns = TestNs::on(with_node(), "pods-cronjob").await;
+    let source = Source::ConfigMap("job-config");
+    source.set(&ns, "one").await;
+    let kind = TestKind::cronjob();
+    let mut cronjob = kinds::manifest(
+        &kind,
+        "report",
+        json!({"kube-reloader.io/auto": "true"}),
+        pods::job_pod_spec(source),
+    );
+    cronjob["spec"]["schedule"] = json!("* * * * *");
+    cronjob["spec"]["successfulJobsHistoryLimit"] = json!(10);
+    cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] = json!(0);
+    let start = Instant::now();
+    kinds::create(&ns, &kind, cronjob).await;
+    let reloader = Reloader::start(&ns, &[]);
+    kinds::baseline(&ns, &kind, "report").await;
+    let history = kinds::History::watch(&ns, &kind, "report").await;
+
+    // The change comes once a Job's pod has read the first value and ended, early in a minute,
+    // so that kube-reloader's patch (a second) is almost always in before the next one.
+    let first = job_ended(&ns, "a first Job of the CronJob", |_| true).await;
+    assert_eq!(
+        first.read.as_deref(),
+        Some(pods::reads("one").as_str()),
+        "{first:?}"
+    );
+    source.set(&ns, "two").await;
+    history.wait_template_changes(1).await;
+    let patched = Timestamp::now();
+    eprintln!(
+        "pods: CronJob: first Job {} read \"one\"; the job template patched {:.1} s into the minute",
+        first.name,
+        (patched.as_millisecond() % 60_000) as f64 / 1000.0
+    );
+    let next = job_ended(&ns, "a Job scheduled after the patch", |j| {
+        j.scheduled.is_some_and(|s| s > patched)
+    })
+    .await;
+    assert_eq!(
+        next.read.as_deref(),
+        Some(pods::reads("two").as_str()),
+        "{next:?}"
+    );
+    eprintln!(
+        "pods: CronJob: Job {} read \"two\", {:.0} s after the CronJob was made",
+        next.name,
+        start.elapsed().as_secs_f64()
+    );
+
+    let jobs = pods::jobs(&ns).await;
+    let mut minutes = BTreeSet::new();
+    for job in &jobs {
+        assert_eq!(job.owner.as_deref(), Some("CronJob/report"), "{jobs:#?}");
+        let scheduled = job
+            .scheduled
+            .unwrap_or_else(|| panic!("Job {} has no scheduled time: {jobs:#?}", job.name));
+        assert_eq!(scheduled.as_second() % 60, 0, "off schedule: {jobs:#?}");
+        let late = job.created.as_second() - scheduled.as_second();
+        assert!(
+            (0..30).contains(&late),
+            "Job {} made {late} s from its scheduled time: {jobs:#?}",
+            job.name
+        );
+        assert!(
+            minutes.insert(scheduled),
+            "two Jobs for one minute: {jobs:#?}"
+        );
+    }
+    assert_eq!(history.template_changes(), 1, "job template changes");
+    drop(reloader);
 }
 
 /// Every pid in the node's cgroups (kubelet, containerd, shims, containers), from the memory

@@ -4,40 +4,105 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, LogParams};
 use serde_json::{Value, json};
 
+use super::objects::{configmap, update_secret};
 use super::workloads::Kind;
 use super::{TestNs, http_get};
 
 /// The port the app serves what it read on (and is readiness-probed on).
 pub const PORT: u16 = 8080;
 
-/// The app's pod spec: busybox (`localhost/busybox:latest`, imported into the node, never
-/// pulled) reads the key `greeting` of ConfigMap `cm` as the environment variable `GREETING` and
-/// as the file `/config/greeting`, prints both (`read env=… file=…`) and serves the same line
-/// with httpd on [`PORT`], where its readiness probe asks.
-pub fn app_pod_spec(cm: &str) -> Value {
+/// Where the app reads its `greeting` from: a ConfigMap or a Secret of this name.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    ConfigMap(&'a str),
+    Secret(&'a str),
+}
+
+impl Source<'_> {
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Source::ConfigMap(name) | Source::Secret(name) => name,
+        }
+    }
+
+    /// Creates or changes the object so that `greeting` is `value`.
+    pub async fn set(&self, ns: &TestNs, value: &str) {
+        match self {
+            Source::ConfigMap(name) => configmap(ns, name, &[("greeting", value)], json!({})).await,
+            Source::Secret(name) => update_secret(ns, name, &[("greeting", value)]).await,
+        }
+    }
+}
+
+/// A shell line that reads `greeting` from the environment (`GREETING`) and the mounted file
+/// (`/config/greeting`), and sets `line` to what [`reads`] says.
+const READ: &str = "line=\"read env=$GREETING file=$(cat /config/greeting)\"";
+
+/// A pod spec of one busybox container `app` (`localhost/busybox:latest`, imported into the
+/// node, never pulled) running `script` with `greeting` of `source` as the environment variable
+/// `GREETING` and as the file `/config/greeting`; `container` adds fields to the container.
+fn reading_pod_spec(source: Source, script: &str, container: Value) -> Value {
+    let (env_from, volume) = match source {
+        Source::ConfigMap(name) => (
+            json!({"configMapKeyRef": {"name": name, "key": "greeting"}}),
+            json!({"name": "config", "configMap": {"name": name}}),
+        ),
+        Source::Secret(name) => (
+            json!({"secretKeyRef": {"name": name, "key": "greeting"}}),
+            json!({"name": "config", "secret": {"secretName": name}}),
+        ),
+    };
+    let mut c = json!({
+        "name": "app",
+        "image": "localhost/busybox:latest",
+        "imagePullPolicy": "Never",
+        "command": ["/bin/sh", "-c", script],
+        "env": [{"name": "GREETING", "valueFrom": env_from}],
+        "volumeMounts": [{"name": "config", "mountPath": "/config"}],
+    });
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), container.as_object()) {
+        c.extend(extra.clone());
+    }
+    json!({
+        "terminationGracePeriodSeconds": 1,
+        "containers": [c],
+        "volumes": [volume],
+    })
+}
+
+/// The app's pod spec: busybox reads `greeting` of `source` (see [`reading_pod_spec`]), prints
+/// what it read (`read env=… file=…`) and serves the same line with httpd on [`PORT`], where its
+/// readiness probe asks.
+pub fn app_pod_spec(source: Source) -> Value {
     let script = format!(
-        "line=\"read env=$GREETING file=$(cat /config/greeting)\"; echo \"$line\"; \
+        "{READ}; echo \"$line\"; \
          mkdir -p /tmp/www && echo \"$line\" > /tmp/www/index.html && \
          exec httpd -f -p {PORT} -h /tmp/www"
     );
-    json!({
-        "terminationGracePeriodSeconds": 1,
-        "containers": [{
-            "name": "app",
-            "image": "localhost/busybox:latest",
-            "imagePullPolicy": "Never",
-            "command": ["/bin/sh", "-c", script],
-            "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": cm, "key": "greeting"}}}],
-            "volumeMounts": [{"name": "config", "mountPath": "/config"}],
+    reading_pod_spec(
+        source,
+        &script,
+        json!({
             "ports": [{"containerPort": PORT}],
             "readinessProbe": {"httpGet": {"path": "/", "port": PORT}, "periodSeconds": 1},
-        }],
-        "volumes": [{"name": "config", "configMap": {"name": cm}}],
-    })
+        }),
+    )
+}
+
+/// A Job's pod spec: busybox reads `greeting` of `source` once, prints what it read and writes it
+/// as its termination message (the pod's status has it, see [`jobs`]), and exits.
+pub fn job_pod_spec(source: Source) -> Value {
+    let script = format!("{READ}; echo \"$line\" | tee /dev/termination-log");
+    let mut spec = reading_pod_spec(source, &script, json!({}));
+    spec["restartPolicy"] = json!("Never");
+    spec
 }
 
 /// What the app prints and serves when `greeting` is `value`.
@@ -48,9 +113,14 @@ pub fn reads(value: &str) -> String {
 /// A workload manifest of `kind` named `name` running `replicas` pods (a DaemonSet: one, on the
 /// node) of [`app_pod_spec`] for ConfigMap `cm`, opted in with `kube-reloader.io/auto`.
 pub fn app(kind: Kind, name: &str, replicas: u32, cm: &str) -> Value {
+    app_reading(kind, name, replicas, Source::ConfigMap(cm))
+}
+
+/// Like [`app`], its pods reading `source`.
+pub fn app_reading(kind: Kind, name: &str, replicas: u32, source: Source) -> Value {
     let mut spec = json!({
         "selector": {"matchLabels": {"app": name}},
-        "template": {"metadata": {"labels": {"app": name}}, "spec": app_pod_spec(cm)},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": app_pod_spec(source)},
     });
     match kind {
         Kind::Deployment => spec["replicas"] = json!(replicas),
@@ -141,4 +211,63 @@ pub async fn served(pod: &AppPod) -> String {
 /// The distinct pod-template generations among `pods`.
 pub fn generations(pods: &[AppPod]) -> BTreeSet<String> {
     pods.iter().map(|p| p.generation.clone()).collect()
+}
+
+/// A Job as a user checks a CronJob's: when it was made and for which scheduled time, by whom,
+/// and what its pod read.
+#[derive(Clone, Debug)]
+pub struct RanJob {
+    pub name: String,
+    pub created: Timestamp,
+    /// The time the CronJob controller made it for
+    /// (`batch.kubernetes.io/cronjob-scheduled-timestamp`).
+    pub scheduled: Option<Timestamp>,
+    /// Its controller, `Kind/name`.
+    pub owner: Option<String>,
+    /// The termination message of its pod once the pod has ended: what [`job_pod_spec`] read.
+    pub read: Option<String>,
+}
+
+/// The Jobs of the namespace, oldest first, with what their pods read.
+pub async fn jobs(ns: &TestNs) -> Vec<RanJob> {
+    let list = ns
+        .api::<Job>()
+        .list(&ListParams::default())
+        .await
+        .expect("list Jobs");
+    let mut jobs = Vec::new();
+    for job in list.items {
+        let meta = job.metadata;
+        let name = meta.name.unwrap_or_default();
+        let scheduled = meta
+            .annotations
+            .unwrap_or_default()
+            .get("batch.kubernetes.io/cronjob-scheduled-timestamp")
+            .map(|t| t.parse().expect("an RFC 3339 scheduled time"));
+        let owner = meta
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.controller == Some(true))
+            .map(|o| format!("{}/{}", o.kind, o.name));
+        let pods = ns
+            .api::<Pod>()
+            .list(&ListParams::default().labels(&format!("job-name={name}")))
+            .await
+            .expect("list the Job's pods");
+        let read = pods.items.iter().find_map(|p| {
+            let statuses = p.status.as_ref()?.container_statuses.as_ref()?;
+            let ended = statuses.first()?.state.as_ref()?.terminated.as_ref()?;
+            Some(ended.message.clone().unwrap_or_default().trim().to_string())
+        });
+        jobs.push(RanJob {
+            name,
+            created: meta.creation_timestamp.expect("a creation time").0,
+            scheduled,
+            owner,
+            read,
+        });
+    }
+    jobs.sort_by_key(|j| (j.created, j.name.clone()));
+    jobs
 }

@@ -10,7 +10,7 @@ export K8S_VERSION
 ## The core behaviour tests, which CI also runs on the oldest supported release (make core).
 CORE_TESTS := reload:: delivery:: kinds:: install:: steady:: environment::
 
-.PHONY: all build image test core testenv unit integration validate lint fmt chart demo cluster-up cluster-down clean bench-latency bench-10k
+.PHONY: all build image test core testenv unit integration validate lint fmt chart demo cluster-up cluster-down clean bench-latency bench-10k bench-pods
 
 all: build
 
@@ -87,6 +87,13 @@ bench-latency: testenv
 bench-10k: testenv
 	$(CARGO) build --release --locked --bin kube-reloader --example latency
 	@bin=$$(hack/testenv.sh) && PATH="$$bin:$$PATH" WORKLOADS=10000 CONFIGMAPS=25000 SECRETS=25000 bench/latency.sh
+
+## End-to-end latency with pods (bench/pods.sh; docs/performance.md "Pods"): from a ConfigMap
+## edit to every pod Ready on the new config, 1, 10 and 50 replicas, against a floor that patches
+## the pod template at once. A cluster with a node; release build.
+bench-pods: testenv
+	$(CARGO) build --release --locked --bin kube-reloader
+	@bin=$$(hack/testenv.sh) && PATH="$$bin:$$PATH" bench/pods.sh
 
 ## The demo: a local cluster with a node, the controller, a ConfigMap change rolled out to pods
 ## that print the value they read (hack/demo.sh; first-run provisioning logs to target/demo/).

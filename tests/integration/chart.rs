@@ -508,6 +508,9 @@ fn values_the_schema_accepts_render() {
             "workloadKinds: [{kind: example.com/v1alpha1/Mouse}]",
             "resources: [\"mouses\"]",
         ),
+        // The pod in the node's network (left out of validate.rs's every-value rendering: the
+        // restricted Pod Security Standard forbids it).
+        ("hostNetwork: true", "      hostNetwork: true\n"),
         // Selectors of every form the binary takes, Reloader's included, passed as they are.
         (
             "namespaceSelector: \"env in (prod,staging), !legacy\"",

@@ -26,7 +26,8 @@ const NOT_IN_KUBERNETES: [(&str, &str); 1] = [
 ];
 
 /// A value set touching every value of the chart that shapes an object (but fullnameOverride and
-/// image.tag, which nameOverride and image.digest stand in for), with every object it can create
+/// image.tag, which nameOverride and image.digest stand in for, and hostNetwork, which the
+/// restricted Pod Security Standard checked below forbids: chart.rs checks it), with every object it can create
 /// on (chart.rs's custom set, private to it, turns the ServiceAccount and RBAC off). The chart
 /// refuses namespaceSelector with watchNamespaces, so namespaceSelector has a rendering of its
 /// own below.

@@ -7,6 +7,10 @@
 #                          with the API server KUBECONFIG names; its serving certificate is signed
 #                          by CA_CERT/CA_KEY, the CA the API server trusts for kubelets. Returns
 #                          once the node is Ready, the pids in DIR/*.pid
+#   node.sh import DIR ARCHIVE NAME
+#                          import an OCI archive (`make image`'s) into the running node of DIR,
+#                          as NAME:TAG for each tag the archive names (its ref.name annotation):
+#                          a pod then runs it with imagePullPolicy Never or IfNotPresent
 #   node.sh stop DIR       stop every process of that node (containers too), unmount what it
 #                          mounted, remove its cgroups and its bridge, and remove DIR
 #
@@ -412,6 +416,18 @@ EOF
   log "node $name ($ip) Ready in $((ms / 1000)).$((ms % 1000 / 100)) s (containerd, images, kubelet)"
 }
 
+import_image() {
+  local dir=$1 archive=$2 name=$3 node_dir sock
+  sock="$dir/containerd/containerd.sock"
+  [ -S "$sock" ] || die "no running node in $dir (no $sock)"
+  [ -f "$archive" ] || die "no image archive $archive (make image builds one)"
+  node_dir=$(provision | tail -n 1)
+  "$node_dir/bin/ctr" --address "$sock" -n k8s.io images import --base-name "$name" "$archive" \
+    >> "$dir/images.log" 2>&1 || { tail -n 20 "$dir/images.log" >&2; die "ctr images import $archive failed"; }
+  "$node_dir/bin/ctr" --address "$sock" -n k8s.io images list -q | grep "^$name:" ||
+    die "$archive held no tagged image: nothing imported as $name:TAG"
+}
+
 stop() {
   local dir=$1 pids h
   [ -d "$dir" ] || return 0
@@ -469,6 +485,7 @@ stop() {
 case "${1:-}" in
   provision) provision ;;
   start) [ $# -eq 5 ] || die "usage: node.sh start DIR KUBECONFIG CA_CERT CA_KEY"; start "$2" "$3" "$4" "$5" ;;
+  import) [ $# -eq 4 ] || die "usage: node.sh import DIR ARCHIVE NAME"; import_image "$2" "$3" "$4" ;;
   stop) [ $# -eq 2 ] || die "usage: node.sh stop DIR"; stop "$2" ;;
-  *) die "usage: node.sh provision | start DIR KUBECONFIG CA_CERT CA_KEY | stop DIR" ;;
+  *) die "usage: node.sh provision | start DIR KUBECONFIG CA_CERT CA_KEY | import DIR ARCHIVE NAME | stop DIR" ;;
 esac

@@ -69,6 +69,11 @@ fn image() -> &'static Image {
     })
 }
 
+/// The OCI archive `make image` builds (see [`image`]).
+pub(crate) fn archive() -> &'static Path {
+    &image().archive
+}
+
 impl Image {
     /// Reads index.json, the manifest and the config from the layout, checking every digest.
     fn read(archive: &Path, layout: &Path) -> Self {

@@ -6,15 +6,18 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
 use serde_json::json;
 
+use crate::support::helm::Release;
 use crate::support::kinds::{self, TestKind};
 use crate::support::objects::configmap;
 use crate::support::pods::{self, AppPod, RanJob, Source};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, kubectl, wait_for, with_node};
+use crate::support::{TestNs, kubectl, repo_root, wait_for, with_node};
 
 /// The ConfigMap the apps read.
 const CONFIG: Source = Source::ConfigMap("app-config");
@@ -212,26 +215,47 @@ async fn a_kustomize_rename_in_one_apply_gives_one_pod_generation() {
         &apply("app-config-bbb", "two"),
     )
     .await;
-    let mut seen = BTreeSet::new();
-    let old = BTreeSet::from([current.clone()]);
-    let (after, ready) = new_pods_ready(&ns, name, 1, &old, "two", &mut seen).await;
-    let next = after[0].generation.clone();
-    old_pods_gone(&ns, name, &next, &mut seen).await;
+    let (next, ready) = rolled_once(&ns, name, 1, &current, "two").await;
     eprintln!(
         "pods: rename: the new pod Ready on \"two\" {:.1} s after the apply",
         ready.as_secs_f64()
     );
-    // kube-reloader has looked at the renamed Deployment since, and found it up to date.
+    // kube-reloader has looked at the renamed Deployment since, found it up to date, and added
+    // no generation.
     reloader.wait_up_to_date(name, up_to_date + 1).await;
     let more = pods::pods(&ns, name).await;
-    seen.extend(pods::generations(&more));
-    seen.remove(&current);
     assert_eq!(
-        seen,
+        pods::generations(&more),
         BTreeSet::from([next]),
-        "new pod generations seen after the rename (old: {current})"
+        "{more:#?}"
     );
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, name).await, 1);
+}
+
+/// Once what Deployment `name`'s pods (of generation `current`) read has changed to `value`:
+/// `replicas` pods of one new generation Ready, each reading `value`, the old pods gone, no other
+/// generation made on the way, and one rollout in all. The new generation, and how long until
+/// its pods were Ready.
+async fn rolled_once(
+    ns: &TestNs,
+    name: &str,
+    replicas: usize,
+    current: &str,
+    value: &str,
+) -> (String, Duration) {
+    let old = BTreeSet::from([current.to_string()]);
+    let mut seen = BTreeSet::new();
+    let (after, ready) = new_pods_ready(ns, name, replicas, &old, value, &mut seen).await;
+    let next = after[0].generation.clone();
+    old_pods_gone(ns, name, &next, &mut seen).await;
+    seen.remove(current);
+    assert_eq!(
+        seen,
+        BTreeSet::from([next.clone()]),
+        "new pod generations of {name} (old: {current})"
+    );
+    assert_eq!(workloads::rollouts(ns, Kind::Deployment, name).await, 1);
+    (next, ready)
 }
 
 /// Waits (at most 2 minutes: a schedule of every minute, and the pod's run) for the first Job
@@ -324,6 +348,111 @@ async fn a_cronjobs_next_scheduled_job_reads_the_new_value_and_none_runs_off_sch
     }
     assert_eq!(history.template_changes(), 1, "job template changes");
     drop(reloader);
+}
+
+/// kube-reloader itself as a Pod on the node, as a user runs it: `make image`'s image imported
+/// into the node's containerd (never pulled), installed with the chart (`helm install --wait`:
+/// its pod Ready on the kubelet's probes), its API credentials the ServiceAccount token the
+/// kubelet mounts. A ConfigMap change then rolls a Deployment: every new pod reads the new value,
+/// the old pods go, one pod generation. The pod is in the node's network (`hostNetwork`, with the
+/// API server's loopback address), as this cluster has no kube-proxy.
+#[tokio::test]
+async fn the_controller_in_a_pod_from_the_image_and_the_chart_rolls_a_deployment() {
+    let cp = with_node();
+    let image = "localhost/kube-reloader";
+    let out = std::process::Command::new(repo_root().join("hack/node.sh"))
+        .arg("import")
+        .arg(cp.dir().join("node"))
+        .arg(crate::image::archive())
+        .arg(image)
+        .output()
+        .expect("run hack/node.sh import");
+    assert!(
+        out.status.success(),
+        "hack/node.sh import failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ns = TestNs::on(cp, "pods-in-pod").await;
+    let name = "app";
+    CONFIG.set(&ns, "one").await;
+    workloads::create(
+        &ns,
+        Kind::Deployment,
+        pods::app(Kind::Deployment, name, 2, "app-config"),
+    )
+    .await;
+
+    // The metrics port opens on the node's network: one nothing else here listens on.
+    let metrics_port = std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let values = format!(
+        r#"
+image: {{repository: {image}, tag: "{tag}", pullPolicy: Never}}
+watchNamespaces: [{ns}]
+hostNetwork: true
+metricsPort: {metrics_port}
+extraArgs: ["--debounce=500ms", "--min-rollout-interval=1s"]
+extraEnv:
+  - {{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}}
+  - {{name: KUBERNETES_SERVICE_PORT, value: "{api_port}"}}
+"#,
+        tag = env!("CARGO_PKG_VERSION"),
+        ns = ns.name,
+        api_port = cp.api_addr().port(),
+    );
+    let release = Release {
+        cp,
+        name: "kube-reloader",
+        namespace: &ns.name,
+    };
+    let started = Instant::now();
+    release.install_with(&values, &["--wait", "--timeout", "2m"]);
+    eprintln!(
+        "pods: in a pod: helm install --wait returned after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let controller = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app.kubernetes.io/name=kube-reloader"))
+        .await
+        .expect("list the controller's pods")
+        .items;
+    assert_eq!(controller.len(), 1, "{controller:#?}");
+    let pod = &controller[0];
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    let container = &status.container_statuses.unwrap_or_default()[0];
+    assert!(container.ready, "{pod:#?}");
+    assert_eq!(
+        container.image,
+        format!("{image}:{}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let mut seen = BTreeSet::new();
+    let (first, _) = new_pods_ready(&ns, name, 2, &BTreeSet::new(), "one", &mut seen).await;
+    workloads::baseline(&ns, Kind::Deployment, name).await;
+    CONFIG.set(&ns, "two").await;
+    let (_, ready) = rolled_once(&ns, name, 2, &first[0].generation, "two").await;
+    eprintln!(
+        "pods: in a pod: the new pods Ready on \"two\" {:.1} s after the ConfigMap update",
+        ready.as_secs_f64()
+    );
+
+    // It was the pod: the writes came from its ServiceAccount, through the mounted token.
+    let user = format!("system:serviceaccount:{}:kube-reloader", ns.name);
+    let patches: Vec<_> = cp
+        .requests_by(&user)
+        .into_iter()
+        .filter(|r| r.resource == "deployments" && r.verb == "patch" && r.name == name)
+        .collect();
+    assert!(
+        !patches.is_empty() && patches.iter().all(|r| r.code == 200),
+        "no patch of Deployment {name} by {user}, or one refused: {patches:#?}\nits log:\n{}",
+        pods::log(&ns, &pod_name).await
+    );
+    release.uninstall();
 }
 
 /// Every pid in the node's cgroups (kubelet, containerd, shims, containers), from the memory

@@ -1,6 +1,7 @@
 //! A Helm release of charts/kube-reloader on a test control plane, managed with the pinned helm
-//! (see [`tools`]) as a user would: `--kubeconfig` and `--namespace` on every command. Never
-//! `--wait`: without a kubelet the Deployment's pods never become ready.
+//! (see [`tools`]) as a user would: `--kubeconfig` and `--namespace` on every command. `--wait`
+//! only on a control plane with a node: without a kubelet the Deployment's pods never become
+//! ready.
 
 use std::process::Command;
 
@@ -49,18 +50,23 @@ impl Release<'_> {
 
     /// `helm install` of charts/kube-reloader with these values (YAML), creating the namespace.
     pub fn install(&self, values: &str) -> String {
+        self.install_with(values, &[])
+    }
+
+    /// Like [`install`](Self::install), with further flags (`--wait`, on a control plane with a
+    /// node).
+    pub fn install_with(&self, values: &str, flags: &[&str]) -> String {
         let chart = chart_dir();
-        self.must(
-            &[
-                "install",
-                self.name,
-                &chart,
-                "--create-namespace",
-                "--values",
-                "-",
-            ],
-            values,
-        )
+        let mut args = vec![
+            "install",
+            self.name,
+            &chart,
+            "--create-namespace",
+            "--values",
+            "-",
+        ];
+        args.extend(flags);
+        self.must(&args, values)
     }
 
     /// `helm upgrade --reuse-values` to charts/kube-reloader, with these `--set` overrides.

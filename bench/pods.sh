@@ -84,6 +84,9 @@ settled() {
   [ "$s" = "$(gen)|$(gen)|$1|$1|$1|$1" ] && [ "$(kubectl get pods -n bench -l app=web --no-headers 2>/dev/null | wc -l)" = "$1" ]
 }
 gen() { kubectl get deployment web -n bench -o 'jsonpath={.metadata.generation}'; }
+# revision: the Deployment's revision, one more per pod template (an annotation-only write to the
+# Deployment, such as kube-reloader's baseline, moves its generation, not this).
+revision() { kubectl get deployment web -n bench -o 'jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision}'; }
 wait_settled() {
   for _ in $(seq 1 1200); do settled "$1" && return 0; sleep 0.5; done
   echo "bench: the Deployment did not settle with $1 pods in 10 minutes" >&2
@@ -101,7 +104,11 @@ watch_deployment() {
   watch_pid=$!
 }
 
+# mentions: the lines of kube-reloader's logs (every run's, appended) that name the Deployment.
+mentions() { if [ -f "$work/log" ]; then grep -c "name=web" "$work/log" || true; else echo 0; fi; }
+
 start_reloader() {
+  touch "$work/log"
   "$bin" --namespace bench --controller-namespace bench --log-level info,kube_reloader::reconcile=debug \
     --metrics-addr 127.0.0.1:0 --min-rollout-interval=0s "$@" >> "$work/log" 2>&1 &
   controller_pid=$!
@@ -110,9 +117,10 @@ start_reloader() {
 # measure N MODE VALUE: sets `took` to the seconds from the edit to the rollout's end (all N
 # pods updated and Ready, none old).
 measure() {
-  local n=$1 mode=$2 value=$3 before lines t0 t1
+  local n=$1 mode=$2 value=$3 before rev lines t0 t1
   wait_settled "$n"
-  before=$(gen)
+  rev=$(revision)
+  lines=$(mentions)
   case $mode in
     reloader-0s) start_reloader --debounce=0s ;;
     reloader) start_reloader ;;
@@ -120,16 +128,19 @@ measure() {
   if [ "$mode" != floor ]; then
     # Once it has looked at the Deployment (the floor rolled it behind its back, with the
     # config it rolled for: nothing to roll), and its first sight is settled.
-    lines=$(grep -c "name=web" "$work/log" || true)
     for _ in $(seq 1 300); do
-      [ "$(grep -c "name=web" "$work/log" || true)" -gt "$lines" ] && break
+      [ "$(mentions)" -gt "$lines" ] && break
       sleep 0.1
     done
     sleep 1
     wait_settled "$n"
-    [ "$(gen)" = "$before" ] || echo "bench: note: kube-reloader rolled the Deployment when it started ($mode)" >&2
+    [ "$(revision)" = "$rev" ] || echo "bench: note: kube-reloader rolled the Deployment when it started ($mode)" >&2
   fi
+  # The rollout's end: a status for a generation after this one, with every pod updated, Ready
+  # and available, and no other (the only write to the Deployment after the edit is the
+  # template's, the floor's or kube-reloader's).
   before=$(gen)
+  rev=$(revision)
   : > "$work/watch"
   watch_deployment "$work/watch"
   for _ in $(seq 1 100); do [ -s "$work/watch" ] && break; sleep 0.05; done
@@ -145,7 +156,7 @@ measure() {
   kill "$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; watch_pid=""
   [ "$mode" = floor ] || stop_reloader_process
   [ -n "$t1" ] || { echo "bench: no complete rollout of $n pods within 10 minutes ($mode)" >&2; return 1; }
-  [ "$(gen)" = "$((before + 1))" ] || { echo "bench: $mode: $(( $(gen) - before )) rollouts for one edit" >&2; return 1; }
+  [ "$(revision)" = "$((rev + 1))" ] || { echo "bench: $mode: $(( $(revision) - rev )) rollouts for one edit" >&2; return 1; }
   took=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
 }
 stop_reloader_process() {

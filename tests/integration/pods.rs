@@ -1,7 +1,9 @@
 //! What a user installs kube-reloader for, with pods that really run (a control plane with a node,
 //! `hack/cluster.sh run DIR --node`): after a ConfigMap change the old pods are gone and new ones
 //! run, Ready, saying (in their log, and over HTTP) that they read the new value from the
-//! environment and from the mounted file; exactly one new pod generation per change.
+//! environment and from the mounted file; exactly one new pod generation per change. The same
+//! with a Secret; a CronJob's next scheduled Job reading the new value, none off schedule; and
+//! kube-reloader itself running as a Pod on the node, from its image, installed with the chart.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

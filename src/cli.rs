@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::adapters::client::Timeouts;
+use crate::adapters::client::{InitialList, Timeouts};
 use crate::adapters::key::KeySecret;
 use crate::adapters::lease;
 use crate::alerts::{self, SecretUrl};
@@ -199,6 +199,13 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_REQUEST_TIMEOUT", default_value = "20s", value_parser = parse_request_timeout)]
     pub request_timeout: Duration,
 
+    /// How watches read the objects that exist before they watch: `paged` lists (limit and
+    /// continue; every release), or `streaming` (sendInitialEvents, the WatchList feature of the
+    /// API server, on by default since Kubernetes 1.34; the API server answers from its watch
+    /// cache instead of building list pages). docs/performance.md compares them.
+    #[arg(long, env = "KUBE_RELOADER_INITIAL_LIST", value_enum, default_value_t = InitialList::Paged)]
+    pub initial_list: InitialList,
+
     /// On SIGTERM, how long in-flight reconciles may take to finish before the process exits
     /// (keep it below the pod's terminationGracePeriodSeconds).
     #[arg(long, env = "KUBE_RELOADER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
@@ -377,6 +384,7 @@ impl Args {
             },
             alerts,
             timeouts: self.timeouts(),
+            initial_list: self.initial_list,
             lease: self.leader_elect.then(|| self.lease()),
             debounce: self.debounce,
             metrics_addr: self.metrics_addr,

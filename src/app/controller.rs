@@ -279,6 +279,8 @@ pub struct Config {
     pub alerts: Option<alerts::Config>,
     /// How long the client waits on the API server.
     pub timeouts: client::Timeouts,
+    /// `--initial-list`: how watches read what exists.
+    pub initial_list: client::InitialList,
     /// Leader election, with `--leader-elect`.
     pub lease: Option<lease::Config>,
     /// `--debounce`.
@@ -297,6 +299,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         settings,
         alerts: alert_config,
         timeouts,
+        initial_list,
         lease: lease_config,
         debounce,
         metrics_addr,
@@ -319,7 +322,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let connector = client::Connector::new(kube_config);
     let client = connector.client(timeouts).map_err(RunError::Client)?;
     // Every watch is asked to end before the client would take it for dead.
-    let watch = watcher::Config::default().timeout(timeouts.watch_server_seconds());
+    let watch = initial_list.watch_config(timeouts);
     let controller_ns = key_secret.namespace.clone();
     let store = Arc::new(ConfigStore::new(scopes.len() * config_kinds.len()));
     let metrics = Arc::new(Metrics::default());

@@ -341,9 +341,14 @@ pub async fn watch<K: ConfigObject>(
     reloader_compat: bool,
     hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(), impl Fn(Cause)>,
 ) {
-    let page = sample_page_size(&api, &config).await;
-    tracing::debug!(target: "kube_reloader::configs", kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
-    let config = config.page_size(page);
+    // A streaming list has no pages to size.
+    let config = if config.initial_list_strategy == watcher::InitialListStrategy::ListWatch {
+        let page = sample_page_size(&api, &config).await;
+        tracing::debug!(target: "kube_reloader::configs", kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
+        config.page_size(page)
+    } else {
+        config
+    };
     let mut stream = make_watcher(api, config).default_backoff().boxed();
     let mut listing: Option<BTreeMap<ConfigKey, ConfigSummary>> = None;
     let mut synced_once = false;

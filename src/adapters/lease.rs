@@ -1,4 +1,5 @@
-//! Leader election on a coordination.k8s.io/v1 Lease in the controller's namespace, through
+//! Leader election on a coordination.k8s.io/v1 Lease (in the controller's namespace unless
+//! `--lease-namespace` says otherwise), through
 //! kube-lease-manager (kept for kube 5, server-side apply on the Lease, tolerant of clock skew).
 
 use std::time::Duration;
@@ -13,11 +14,13 @@ use thiserror::Error;
 
 use crate::rules::faults::Cause;
 
-/// Leader election's settings (`--lease-name`, `--lease-duration`, `--renew-deadline`,
-/// `--retry-period`).
+/// Leader election's settings (`--lease-name`, `--lease-namespace`, `--lease-duration`,
+/// `--renew-deadline`, `--retry-period`).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub name: String,
+    /// Where the Lease is: `--lease-namespace`, by default the controller's own namespace.
+    pub namespace: String,
     pub duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
@@ -43,7 +46,7 @@ pub enum LeaseError {
     Settings(String),
     #[error(
         "cannot set up the Lease {namespace}/{name}: {source}. The controller needs get, create, \
-         patch, list and watch on coordination.k8s.io leases in its own namespace"
+         patch, list and watch on coordination.k8s.io leases in that namespace"
     )]
     Setup {
         namespace: String,

@@ -250,7 +250,7 @@ fn spawn_config_watch<K: ConfigObject>(
     let (store, key, compat) = (
         Arc::clone(&ctx.configs),
         ctx.key.clone(),
-        ctx.settings.policy.reloader_compat,
+        ctx.settings.policy.reloader().copied(),
     );
     let ctx = Arc::clone(ctx);
     let scope = scope.clone();
@@ -436,10 +436,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let lease_client = connector.client(lease_timeouts).map_err(RunError::Client)?;
     let lease_metrics = Arc::clone(&metrics);
     let failed = move |cause| lease_metrics.watch_restart("Lease", cause);
-    let mut lease =
-        lease::Elector::start(lease_client, &controller_ns, &lease_config, watch, failed)
-            .await
-            .map_err(RunError::Lease)?;
+    let mut lease = lease::Elector::start(
+        lease_client,
+        &lease_config.namespace,
+        &lease_config,
+        watch,
+        failed,
+    )
+    .await
+    .map_err(RunError::Lease)?;
     let mut workers: Option<Workers> = None;
     loop {
         tokio::select! {

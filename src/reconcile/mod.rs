@@ -545,8 +545,8 @@ fn leave_alone(ctx: &Context, wref: &WorkloadRef) -> Action {
 /// Gives the workload its own debounce window if it asks for one (`kube-reloader.io/debounce`,
 /// Reloader's pause-period). An invalid one is reported once, and `--debounce` used instead.
 fn set_debounce(ctx: &Context, obj: &Workload, wref: &WorkloadRef) {
-    let compat = ctx.settings.policy.reloader_compat;
-    let (length, invalid) = match optin::debounce(obj.annotations(), compat) {
+    let (length, invalid) = match optin::debounce(obj.annotations(), ctx.settings.policy.reloader())
+    {
         Ok(length) => (length, None),
         Err(invalid) => (None, Some(invalid)),
     };

@@ -12,6 +12,7 @@ use crate::adapters::api::discover;
 use crate::model::kinds::WorkloadKind;
 use crate::reconcile::REPORTER;
 use crate::rules::digest::SecretKey;
+use crate::rules::optin::reloader;
 use crate::rules::references::ConfigKind;
 use crate::state::configs::{ConfigObject, ConfigStore, summarize};
 use crate::state::workload::Workload;
@@ -87,7 +88,7 @@ async fn list_into<K: ConfigObject>(
     lp: ListParams,
     store: &ConfigStore,
     key: &SecretKey,
-    compat: bool,
+    compat: Option<&reloader::Names>,
 ) -> Result<(), ExplainError> {
     let api: Api<K> = api_in(client, namespace);
     let mut lp = lp.limit(100);
@@ -125,7 +126,7 @@ async fn load_configs(
         .clone()
         .unwrap_or_else(|| SecretKey::new(vec![0; SecretKey::MIN_LEN]));
     let store = ConfigStore::new(0);
-    let compat = config.policy.reloader_compat;
+    let compat = config.policy.reloader();
     let mut lp = ListParams::default();
     if let Some(labels) = &config.scope.resource_label_selector {
         lp = lp.labels(labels);

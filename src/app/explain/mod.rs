@@ -150,8 +150,9 @@ fn keys_text(k: &Keys) -> String {
 const FROM_TEMPLATE: &str = " (pod template)";
 
 /// Whether an annotation says how a workload opts in or is rolled: ours but those kube-reloader
-/// writes, and Reloader's (when honoured) but those Reloader writes.
-fn is_opt_in(key: &str, reloader_compat: bool) -> bool {
+/// writes, and Reloader's (when honoured, under the names they are read by) but those Reloader
+/// writes.
+fn is_opt_in(key: &str, reloader: Option<&optin::reloader::Names>) -> bool {
     let ours_written = [
         written::CONFIG_HASH,
         written::TRACKED,
@@ -161,9 +162,12 @@ fn is_opt_in(key: &str, reloader_compat: bool) -> bool {
     if key.starts_with("kube-reloader.io/") {
         return !ours_written.contains(&key);
     }
-    reloader_compat
-        && key.contains("reloader.stakater.com/")
-        && !optin::reloader::WRITTEN.contains(&key)
+    reloader.is_some_and(|names| {
+        names.on_workloads(key)
+            || (key.contains("reloader.stakater.com/")
+                && !optin::reloader::WRITTEN.contains(&key)
+                && key != names.paused_at)
+    })
 }
 
 /// The explanation of one workload against the objects in `store`. `key` is the installation's
@@ -178,7 +182,7 @@ pub fn explain(
     key: Option<&SecretKey>,
     policy: &Policy,
 ) -> Explanation {
-    let reloader_compat = policy.reloader_compat;
+    let reloader_names = policy.reloader();
     let namespace = obj.namespace().unwrap_or_default();
     let template = match source {
         Some(deployment) => deployment.template.as_ref(),
@@ -254,13 +258,13 @@ pub fn explain(
     let template_annotations = template::template_annotations(template);
     let mut opt_in_keys: Vec<String> = annotations
         .iter()
-        .filter(|(k, _)| is_opt_in(k, reloader_compat))
+        .filter(|(k, _)| is_opt_in(k, reloader_names))
         .map(|(k, v)| format!("{k}={v}"))
         .chain(
             template_annotations
                 .iter()
                 .filter(|(k, _)| {
-                    !k.starts_with("kube-reloader.io/") && is_opt_in(k, reloader_compat)
+                    !k.starts_with("kube-reloader.io/") && is_opt_in(k, reloader_names)
                 })
                 .map(|(k, v)| format!("{k}={v}{FROM_TEMPLATE}")),
         )
@@ -564,7 +568,7 @@ mod tests {
             .unwrap();
             store.insert(
                 ("ns".into(), ConfigKind::ConfigMap, name.into()),
-                summarize(&cm, &key, true),
+                summarize(&cm, &key, Some(&optin::reloader::Names::STAKATER)),
             );
         };
         put("app", serde_json::json!({}), serde_json::json!({"k": "v"}));
@@ -707,7 +711,7 @@ mod tests {
             .unwrap();
             store.insert(
                 ("ns".into(), ConfigKind::ConfigMap, name.into()),
-                summarize(&cm, &key, true),
+                summarize(&cm, &key, Some(&optin::reloader::Names::STAKATER)),
             );
         };
         put("app", "1");

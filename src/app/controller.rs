@@ -26,6 +26,7 @@ use crate::adapters::lease;
 use crate::alerts::{self, AlertError, Alerts};
 use crate::app::http::{self, Health};
 use crate::locked;
+use crate::model::annotations::reloader::Names;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::reconcile::{self, Context, Settings};
 use crate::rules::faults::Cause;
@@ -92,8 +93,9 @@ struct ControllerParts {
 fn slim_event(
     event: watcher::Event<DynamicObject>,
     kind: WorkloadKind,
+    names: &Names,
 ) -> watcher::Event<Workload> {
-    let slim = |o| Workload::from_dynamic(o, kind);
+    let slim = |o| Workload::from_dynamic_with(o, kind, names);
     match event {
         watcher::Event::Apply(o) => watcher::Event::Apply(slim(o)),
         watcher::Event::Delete(o) => watcher::Event::Delete(slim(o)),
@@ -132,7 +134,10 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
     let store = writer.as_reader();
     ctx.register_store(kind, scope.clone(), resource.clone(), store.clone());
     let stream = watcher(api, config)
-        .map_ok(move |event| slim_event(event, kind))
+        .map_ok({
+            let names = ctx.settings.policy.names;
+            move |event| slim_event(event, kind, &names)
+        })
         .reflect(writer)
         .touched_objects();
     let concurrency = ctx.settings.max_concurrent_reconciles;

@@ -9,6 +9,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::core::DynamicResourceScope;
 use serde::Deserialize;
 
+use crate::model::annotations::reloader::Names;
 use crate::model::annotations::{FIELD_MANAGER, written::CONFIG_HASH};
 use crate::model::kinds::WorkloadKind;
 use crate::rules::digest;
@@ -47,9 +48,16 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// The slim copy of a watched object of `kind`. A pod template that does not parse counts as
-    /// none (a workload without one is never rolled).
+    /// The slim copy of a watched object of `kind`, Reloader's annotations read under their own
+    /// names ([`Workload::from_dynamic_with`]).
     pub fn from_dynamic(obj: DynamicObject, kind: WorkloadKind) -> Self {
+        Self::from_dynamic_with(obj, kind, &Names::STAKATER)
+    }
+
+    /// The slim copy of a watched object of `kind`, keeping Reloader's annotations under the
+    /// names `names` (its `--*-annotation` flags) besides those of the usual prefixes. A pod
+    /// template that does not parse counts as none (a workload without one is never rolled).
+    pub fn from_dynamic_with(obj: DynamicObject, kind: WorkloadKind, names: &Names) -> Self {
         let DynamicObject {
             metadata, mut data, ..
         } = obj;
@@ -77,7 +85,7 @@ impl Workload {
             kind.spec().apply && digest::written_by_others(&metadata, CONFIG_HASH, FIELD_MANAGER);
         Workload {
             kind,
-            metadata: slim(metadata),
+            metadata: slim(metadata, names),
             template,
             template_ref,
             restart_at,
@@ -93,10 +101,10 @@ impl Workload {
 
 /// The metadata the rules read: identity, version, and the annotations that are ours or stakater
 /// Reloader's (not kubectl's copy of the whole object, nor Helm's, Argo CD's and others').
-fn slim(meta: ObjectMeta) -> ObjectMeta {
+fn slim(meta: ObjectMeta, names: &Names) -> ObjectMeta {
     let mut annotations = meta.annotations;
     if let Some(a) = annotations.as_mut() {
-        a.retain(|k, _| is_read(k));
+        a.retain(|k, _| is_read(k) || names.on_workloads(k));
     }
     ObjectMeta {
         name: meta.name,
@@ -189,7 +197,16 @@ mod tests {
             "spec": {"selector": {}, "replicas": 3, "template": template},
             "status": {"replicas": 3, "observedGeneration": 2},
         }));
-        let w = Workload::from_dynamic(d, WorkloadKind::DEPLOYMENT);
+        let w = Workload::from_dynamic(d.clone(), WorkloadKind::DEPLOYMENT);
+        // Under Reloader's --*-annotation flags, their names are kept too.
+        let renamed = Names {
+            auto: "meta.helm.sh/release-name",
+            ..Names::STAKATER
+        };
+        let kept = Workload::from_dynamic_with(d, WorkloadKind::DEPLOYMENT, &renamed);
+        let kept = kept.metadata.annotations.expect("annotations");
+        assert!(kept.contains_key("meta.helm.sh/release-name"), "{kept:?}");
+        assert_eq!(kept.len(), 3, "{kept:?}");
         assert_eq!(w.metadata.managed_fields, None);
         assert_eq!(w.metadata.labels, None);
         let annotations = w.metadata.annotations.as_ref().expect("annotations");

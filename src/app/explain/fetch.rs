@@ -183,6 +183,7 @@ async fn fetch(
     kind: WorkloadKind,
     ns: &str,
     name: &str,
+    names: &reloader::Names,
 ) -> Result<Workload, ExplainError> {
     let read = |source| ExplainError::Read {
         what: format!("{kind} {name}"),
@@ -194,7 +195,7 @@ async fn fetch(
         .ok_or_else(|| ExplainError::NotServed(kind.describe()))?;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
     let obj = api.get(name).await.map_err(read)?;
-    Ok(Workload::from_dynamic(obj, kind))
+    Ok(Workload::from_dynamic_with(obj, kind, names))
 }
 
 /// Runs `explain` against the cluster and returns the rendered output.
@@ -212,11 +213,18 @@ pub async fn run(
     let (store, key) = load_configs(&client, Some(&namespace), config).await?;
 
     let ns = namespace.as_str();
-    let obj = fetch(&client, kind, ns, &name).await?;
+    let obj = fetch(&client, kind, ns, &name, &config.policy.names).await?;
     let source = match &obj.template_ref {
-        Some(r) if obj.kind.spec().argo && r.kind == "Deployment" => {
-            Some(fetch(&client, WorkloadKind::DEPLOYMENT, ns, &r.name).await?)
-        }
+        Some(r) if obj.kind.spec().argo && r.kind == "Deployment" => Some(
+            fetch(
+                &client,
+                WorkloadKind::DEPLOYMENT,
+                ns,
+                &r.name,
+                &config.policy.names,
+            )
+            .await?,
+        ),
         _ => None,
     };
     let mut e = explain(&obj, source.as_ref(), &store, key.as_ref(), &config.policy);
@@ -235,6 +243,7 @@ async fn list_workloads(
     resource: &kube::api::ApiResource,
     kind: WorkloadKind,
     namespace: Option<&str>,
+    names: &reloader::Names,
 ) -> Result<Vec<Workload>, ExplainError> {
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
@@ -250,7 +259,7 @@ async fn list_workloads(
         out.extend(
             list.items
                 .into_iter()
-                .map(|o| Workload::from_dynamic(o, kind)),
+                .map(|o| Workload::from_dynamic_with(o, kind, names)),
         );
         match list.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
@@ -289,7 +298,9 @@ pub async fn run_all(
             })?;
         match resource {
             Some(resource) => {
-                listed.extend(list_workloads(&client, &resource, kind, scope).await?);
+                listed.extend(
+                    list_workloads(&client, &resource, kind, scope, &config.policy.names).await?,
+                );
             }
             None => not_served.push(format!("{}/{}", kind.api_version(), kind)),
         }
@@ -308,15 +319,21 @@ pub async fn run_all(
                 let ns = obj.namespace().unwrap_or_default();
                 match deployments.get(&(ns.clone(), r.name.clone())) {
                     Some(d) => Ok(Some((*d).clone())),
-                    None => fetch(&client, WorkloadKind::DEPLOYMENT, &ns, &r.name)
-                        .await
-                        .map(Some)
-                        .map_err(|e| {
-                            format!(
-                                "the Deployment {} its spec.workloadRef names cannot be read: {e}",
-                                r.name
-                            )
-                        }),
+                    None => fetch(
+                        &client,
+                        WorkloadKind::DEPLOYMENT,
+                        &ns,
+                        &r.name,
+                        &config.policy.names,
+                    )
+                    .await
+                    .map(Some)
+                    .map_err(|e| {
+                        format!(
+                            "the Deployment {} its spec.workloadRef names cannot be read: {e}",
+                            r.name
+                        )
+                    }),
                 }
             }
             _ => Ok(None),

@@ -11,6 +11,7 @@ use crate::adapters::lease;
 use crate::alerts::{self, SecretUrl};
 use crate::app::controller::{self, RunError};
 use crate::app::explain;
+use crate::model::annotations::FIELD_MANAGER;
 use crate::model::duration::parse_duration;
 use crate::model::kinds::{self, WorkloadKind};
 use crate::reconcile::Settings;
@@ -231,6 +232,15 @@ pub struct Args {
     )]
     pub metrics_addr: SocketAddr,
 
+    /// The field manager of every write kube-reloader makes (server-side apply of its
+    /// annotations, patches, its digest key Secret; its Lease as `<NAME>-lease-<identity>`), and
+    /// the one whose entry in managedFields tells its own writes from others'. GitOps tools
+    /// ignore its fields by this name (docs/gitops.md). Changing it on a running installation
+    /// makes every existing baseline look written by someone else once: each is recorded again
+    /// under the new name, without a rollout.
+    #[arg(long, env = "KUBE_RELOADER_FIELD_MANAGER", default_value = FIELD_MANAGER, value_name = "NAME", value_parser = parse_field_manager)]
+    pub field_manager: String,
+
     /// Compute and report (log, Events) what would be rolled out, but write nothing to workloads.
     #[arg(long, env = "KUBE_RELOADER_DRY_RUN")]
     pub dry_run: bool,
@@ -385,6 +395,7 @@ impl Args {
             duration: self.lease_duration,
             renew_deadline: self.renew_deadline,
             retry_period: self.retry_period,
+            field_manager: self.field_manager(),
         }
     }
 
@@ -420,6 +431,16 @@ impl Args {
             scope: self.scope(),
             policy: self.policy(),
             key: self.key_secret(),
+            field_manager: self.field_manager(),
+        }
+    }
+
+    /// `--field-manager`, for as long as the process runs (it is read once).
+    pub fn field_manager(&self) -> &'static str {
+        if self.field_manager == FIELD_MANAGER {
+            FIELD_MANAGER
+        } else {
+            Box::leak(self.field_manager.clone().into_boxed_str())
         }
     }
 
@@ -441,6 +462,7 @@ impl Args {
                 max_concurrent_reconciles: self.max_concurrent_reconciles,
                 max_rollouts_per_second: self.max_rollouts_per_second,
                 rollout_burst: self.rollout_burst,
+                field_manager: self.field_manager(),
             },
             alerts,
             timeouts: self.timeouts(),
@@ -520,6 +542,16 @@ fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
     };
     full.parse()
         .map_err(|_| format!("{s:?}: use HOST:PORT (0.0.0.0:9090) or :PORT"))
+}
+
+/// A field manager name as the API server takes it: 1 to 128 printable characters.
+fn parse_field_manager(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "{s:?}: use 1 to 128 printable characters, e.g. kube-reloader"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -694,6 +726,31 @@ mod tests {
         assert_eq!(a.lease().namespace, "kr");
         assert_eq!(a.lease().name, "kube-reloader");
         assert!(parse_with(&["--leader-election-release-on-cancel"], &[]).is_ok());
+    }
+
+    #[test]
+    fn every_write_uses_the_field_manager_given() {
+        let a = parse_flags(&[]);
+        assert_eq!(a.field_manager(), "kube-reloader");
+        let config = a.config().unwrap();
+        assert_eq!(config.settings.field_manager, "kube-reloader");
+        let a = parse_flags(&["--field-manager=platform-reloader", "--leader-elect"]);
+        let config = a.config().unwrap();
+        assert_eq!(config.settings.field_manager, "platform-reloader");
+        assert_eq!(config.settings.reading().field_manager, "platform-reloader");
+        assert_eq!(
+            config.lease.map(|l| l.field_manager),
+            Some("platform-reloader")
+        );
+        assert_eq!(a.explain_config().field_manager, "platform-reloader");
+        assert_eq!(
+            a.explain_config().reading().field_manager,
+            "platform-reloader"
+        );
+        let long = format!("--field-manager={}", "m".repeat(129));
+        for bad in ["--field-manager=", "--field-manager=a\tb", long.as_str()] {
+            assert!(parse_with(&[bad], &[]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -26,7 +26,6 @@ use crate::adapters::lease;
 use crate::alerts::{self, AlertError, Alerts};
 use crate::app::http::{self, Health};
 use crate::locked;
-use crate::model::annotations::reloader::Names;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::reconcile::{self, Context, Settings};
 use crate::rules::faults::Cause;
@@ -34,7 +33,7 @@ use crate::rules::references::ConfigKind;
 use crate::state::configs::{self, ConfigObject, ConfigStore, WatchHooks};
 use crate::state::metrics::{KindLabels, Metrics};
 use crate::state::router::{Senders, Trigger, TriggerRouter};
-use crate::state::workload::Workload;
+use crate::state::workload::{Reading, Workload};
 
 /// Page size of the ConfigMap and Secret watches until their first page sizes them
 /// ([`configs::page_size`]): bounds the transient memory of listing large objects.
@@ -93,9 +92,9 @@ struct ControllerParts {
 fn slim_event(
     event: watcher::Event<DynamicObject>,
     kind: WorkloadKind,
-    names: &Names,
+    reading: &Reading,
 ) -> watcher::Event<Workload> {
-    let slim = |o| Workload::from_dynamic_with(o, kind, names);
+    let slim = |o| Workload::from_dynamic_with(o, kind, reading);
     match event {
         watcher::Event::Apply(o) => watcher::Event::Apply(slim(o)),
         watcher::Event::Delete(o) => watcher::Event::Delete(slim(o)),
@@ -135,8 +134,8 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
     ctx.register_store(kind, scope.clone(), resource.clone(), store.clone());
     let stream = watcher(api, config)
         .map_ok({
-            let names = ctx.settings.policy.names;
-            move |event| slim_event(event, kind, &names)
+            let reading = ctx.settings.reading();
+            move |event| slim_event(event, kind, &reading)
         })
         .reflect(writer)
         .touched_objects();
@@ -343,7 +342,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     });
     // Read after the listener is up: while the API server cannot be reached, the key is retried,
     // and the probes must say "alive, not ready" meanwhile, or the kubelet would restart the Pod.
-    let key = key::load_or_create(client.clone(), &controller_ns, &key_secret.name).await?;
+    let key = key::load_or_create(
+        client.clone(),
+        &controller_ns,
+        &key_secret.name,
+        settings.field_manager,
+    )
+    .await?;
     tracing::info!(target: "kube_reloader::controller",
         namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
         ignored = ?watched.ignored_namespaces,

@@ -48,16 +48,17 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// The slim copy of a watched object of `kind`, Reloader's annotations read under their own
-    /// names ([`Workload::from_dynamic_with`]).
+    /// The slim copy of a watched object of `kind`, read the default way
+    /// ([`Workload::from_dynamic_with`]).
     pub fn from_dynamic(obj: DynamicObject, kind: WorkloadKind) -> Self {
-        Self::from_dynamic_with(obj, kind, &Names::STAKATER)
+        Self::from_dynamic_with(obj, kind, &Reading::default())
     }
 
     /// The slim copy of a watched object of `kind`, keeping Reloader's annotations under the
-    /// names `names` (its `--*-annotation` flags) besides those of the usual prefixes. A pod
-    /// template that does not parse counts as none (a workload without one is never rolled).
-    pub fn from_dynamic_with(obj: DynamicObject, kind: WorkloadKind, names: &Names) -> Self {
+    /// names `reading` gives besides those of the usual prefixes, and telling kube-reloader's
+    /// writes by its field manager. A pod template that does not parse counts as none (a
+    /// workload without one is never rolled).
+    pub fn from_dynamic_with(obj: DynamicObject, kind: WorkloadKind, reading: &Reading) -> Self {
         let DynamicObject {
             metadata, mut data, ..
         } = obj;
@@ -81,11 +82,11 @@ impl Workload {
             ),
             _ => (None, None),
         };
-        let baseline_by_others =
-            kind.spec().apply && digest::written_by_others(&metadata, CONFIG_HASH, FIELD_MANAGER);
+        let baseline_by_others = kind.spec().apply
+            && digest::written_by_others(&metadata, CONFIG_HASH, reading.field_manager);
         Workload {
             kind,
-            metadata: slim(metadata, names),
+            metadata: slim(metadata, &reading.names),
             template,
             template_ref,
             restart_at,
@@ -96,6 +97,24 @@ impl Workload {
     /// One of the pod template's annotations.
     pub fn template_annotation(&self, key: &str) -> Option<&str> {
         self.template.as_ref().and_then(|t| t.annotation(key))
+    }
+}
+
+/// How a workload is read into its slim copy: the names of Reloader's annotations to keep (its
+/// `--*-annotation` flags), and the field manager kube-reloader writes with (`--field-manager`),
+/// to tell its own writes from others'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub names: Names,
+    pub field_manager: &'static str,
+}
+
+impl Default for Reading {
+    fn default() -> Self {
+        Reading {
+            names: Names::STAKATER,
+            field_manager: FIELD_MANAGER,
+        }
     }
 }
 
@@ -203,7 +222,11 @@ mod tests {
             auto: "meta.helm.sh/release-name",
             ..Names::STAKATER
         };
-        let kept = Workload::from_dynamic_with(d, WorkloadKind::DEPLOYMENT, &renamed);
+        let reading = Reading {
+            names: renamed,
+            ..Reading::default()
+        };
+        let kept = Workload::from_dynamic_with(d, WorkloadKind::DEPLOYMENT, &reading);
         let kept = kept.metadata.annotations.expect("annotations");
         assert!(kept.contains_key("meta.helm.sh/release-name"), "{kept:?}");
         assert_eq!(kept.len(), 3, "{kept:?}");
@@ -271,6 +294,17 @@ mod tests {
         };
         assert!(deployment("kubectl-rollout").baseline_by_others);
         assert!(!deployment(FIELD_MANAGER).baseline_by_others);
+        // Under --field-manager, that manager's writes are ours, the default's someone else's.
+        let platform = Reading {
+            field_manager: "platform-reloader",
+            ..Reading::default()
+        };
+        let as_platform = |owner| {
+            let o = object("apps/v1", "Deployment", owner);
+            Workload::from_dynamic_with(o, WorkloadKind::DEPLOYMENT, &platform)
+        };
+        assert!(!as_platform("platform-reloader").baseline_by_others);
+        assert!(as_platform(FIELD_MANAGER).baseline_by_others);
         // A kind written by merge patch: a write of the same value would not take the field
         // back, so who wrote it is not asked.
         let widget = WorkloadKind::parse("example.com/v1/Widget").expect("a kind");

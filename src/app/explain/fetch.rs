@@ -15,7 +15,7 @@ use crate::rules::digest::SecretKey;
 use crate::rules::optin::reloader;
 use crate::rules::references::ConfigKind;
 use crate::state::configs::{ConfigObject, ConfigStore, summarize};
-use crate::state::workload::Workload;
+use crate::state::workload::{Reading, Workload};
 
 use super::render::{render_inventory, render_text};
 use super::{Config, Found, Watched, explain, inventory};
@@ -183,7 +183,7 @@ async fn fetch(
     kind: WorkloadKind,
     ns: &str,
     name: &str,
-    names: &reloader::Names,
+    reading: &Reading,
 ) -> Result<Workload, ExplainError> {
     let read = |source| ExplainError::Read {
         what: format!("{kind} {name}"),
@@ -195,7 +195,7 @@ async fn fetch(
         .ok_or_else(|| ExplainError::NotServed(kind.describe()))?;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
     let obj = api.get(name).await.map_err(read)?;
-    Ok(Workload::from_dynamic_with(obj, kind, names))
+    Ok(Workload::from_dynamic_with(obj, kind, reading))
 }
 
 /// Runs `explain` against the cluster and returns the rendered output.
@@ -213,7 +213,7 @@ pub async fn run(
     let (store, key) = load_configs(&client, Some(&namespace), config).await?;
 
     let ns = namespace.as_str();
-    let obj = fetch(&client, kind, ns, &name, &config.policy.names).await?;
+    let obj = fetch(&client, kind, ns, &name, &config.reading()).await?;
     let source = match &obj.template_ref {
         Some(r) if obj.kind.spec().argo && r.kind == "Deployment" => Some(
             fetch(
@@ -221,7 +221,7 @@ pub async fn run(
                 WorkloadKind::DEPLOYMENT,
                 ns,
                 &r.name,
-                &config.policy.names,
+                &config.reading(),
             )
             .await?,
         ),
@@ -243,7 +243,7 @@ async fn list_workloads(
     resource: &kube::api::ApiResource,
     kind: WorkloadKind,
     namespace: Option<&str>,
-    names: &reloader::Names,
+    reading: &Reading,
 ) -> Result<Vec<Workload>, ExplainError> {
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
@@ -259,7 +259,7 @@ async fn list_workloads(
         out.extend(
             list.items
                 .into_iter()
-                .map(|o| Workload::from_dynamic_with(o, kind, names)),
+                .map(|o| Workload::from_dynamic_with(o, kind, reading)),
         );
         match list.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
@@ -299,7 +299,7 @@ pub async fn run_all(
         match resource {
             Some(resource) => {
                 listed.extend(
-                    list_workloads(&client, &resource, kind, scope, &config.policy.names).await?,
+                    list_workloads(&client, &resource, kind, scope, &config.reading()).await?,
                 );
             }
             None => not_served.push(format!("{}/{}", kind.api_version(), kind)),
@@ -324,7 +324,7 @@ pub async fn run_all(
                         WorkloadKind::DEPLOYMENT,
                         &ns,
                         &r.name,
-                        &config.policy.names,
+                        &config.reading(),
                     )
                     .await
                     .map(Some)

@@ -34,6 +34,18 @@ pub struct Config {
     pub scope: WatchScope,
     pub policy: Policy,
     pub key: KeySecret,
+    /// The controller's field manager (`--field-manager`), to tell its writes from others'.
+    pub field_manager: &'static str,
+}
+
+impl Config {
+    /// How workloads are read into their slim copies, as the controller reads them.
+    pub fn reading(&self) -> crate::state::workload::Reading {
+        crate::state::workload::Reading {
+            names: self.policy.names,
+            field_manager: self.field_manager,
+        }
+    }
 }
 
 /// Where a workload stands, in a word; [`Explanation::status`] says it in a sentence.
@@ -641,7 +653,11 @@ mod tests {
                 {"name": "c", "envFrom": [{"configMapRef": {"name": "app"}}]}]}}}
         }))
         .unwrap();
-        let w = Workload::from_dynamic_with(obj, WorkloadKind::DEPLOYMENT, &renamed.names);
+        let reading = crate::state::workload::Reading {
+            names: renamed.names,
+            ..Default::default()
+        };
+        let w = Workload::from_dynamic_with(obj, WorkloadKind::DEPLOYMENT, &reading);
         let e = explain(&w, None, &store, None, &renamed);
         assert_eq!(e.opt_in, Ok(vec!["example.com/auto=true".to_string()]));
         assert_eq!(e.state, State::NoBaseline);

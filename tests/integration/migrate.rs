@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::support::kinds;
 use crate::support::objects::{self, configmap, secret};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
@@ -596,15 +597,7 @@ async fn a_workload_rolled_by_reloader_v2_migrates_as_one_rolled_by_v1() {
         reloader_rolls_with_annotation(&ns, format, &last_reloaded_from(format, &ns, &cm, 1)).await;
     }
     for format in FORMATS {
-        let notes = wait_for(
-            &format!("a WouldReload Event on {format}"),
-            TIMEOUT,
-            || async {
-                let n = objects::events(&ns, format, "WouldReload").await;
-                (!n.is_empty()).then_some(n)
-            },
-        )
-        .await;
+        let notes = kinds::wait_events(&ns, "Deployment", format, "WouldReload").await;
         assert!(
             notes
                 .iter()

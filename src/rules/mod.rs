@@ -8,5 +8,6 @@ pub mod faults;
 pub mod optin;
 pub mod ratelimit;
 pub mod references;
+pub mod rollout;
 pub mod scope;
 pub mod template;

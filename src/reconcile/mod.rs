@@ -24,6 +24,7 @@ use crate::rules::digest::{Recorded, SecretKey};
 use crate::rules::optin::{self};
 use crate::rules::ratelimit::TokenBucket;
 use crate::rules::references::ConfigKind;
+use crate::rules::rollout::Progressive;
 use crate::rules::scope::WatchScope;
 use crate::state::configs::{ConfigObject, ConfigStore};
 use crate::state::index::Index;
@@ -58,6 +59,8 @@ pub struct Settings {
     /// The global token bucket of rollouts: its rate per second and burst.
     pub max_rollouts_per_second: f64,
     pub rollout_burst: u32,
+    /// Progressive rollouts: `--progressive`, the waves, `--rollout-timeout`.
+    pub progressive: Progressive,
 }
 
 /// A running controller's workload cache: its kind, scope, where it is served, and the cache.

@@ -321,6 +321,9 @@ pub struct ConfigFlags {
     /// The first of those annotations whose value is neither "true" nor "false": it counts as
     /// not set, and workloads using the object get a Warning saying so.
     pub invalid: Option<&'static str>,
+    /// `kube-reloader.io/progressive`: its changes roll in waves ("true") or at once ("false");
+    /// `None` leaves it to `--progressive`.
+    pub progressive: Option<bool>,
 }
 
 impl ConfigFlags {
@@ -329,6 +332,7 @@ impl ConfigFlags {
         let is_true = |k: &str| annotations.get(k).map(String::as_str) == Some("true");
         let read = [
             Some(ours::IGNORE),
+            Some(ours::PROGRESSIVE),
             reloader_compat.then_some(reloader::IGNORE),
             reloader_compat.then_some(reloader::MATCH),
         ];
@@ -341,6 +345,11 @@ impl ConfigFlags {
             ignored: is_true(ours::IGNORE) || (reloader_compat && is_true(reloader::IGNORE)),
             matched: reloader_compat && is_true(reloader::MATCH),
             invalid,
+            progressive: match annotations.get(ours::PROGRESSIVE).map(String::as_str) {
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                _ => None,
+            },
         }
     }
 }

@@ -16,6 +16,39 @@ use serde_json::Value;
 
 use crate::model::kinds::WorkloadKind;
 
+/// How progressive rollouts are made, as the command line says.
+#[derive(Debug, Clone)]
+pub struct Progressive {
+    /// `--progressive`: for configs that do not say (`kube-reloader.io/progressive`).
+    pub default: bool,
+    pub waves: Waves,
+    /// `--rollout-timeout`.
+    pub timeout: Duration,
+}
+
+impl Default for Progressive {
+    fn default() -> Self {
+        Self {
+            default: false,
+            waves: Waves::default(),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Progressive {
+    /// Whether a config whose annotation says `annotated` rolls progressively.
+    pub fn applies(&self, annotated: Option<bool>) -> bool {
+        annotated.unwrap_or(self.default)
+    }
+}
+
+/// Whether a `kube-reloader.io/release-hold` value releases `change`: its digest alone, or the
+/// change as a hold names it.
+pub fn releases(value: Option<&str>, change: &ChangeId) -> bool {
+    value.is_some_and(|v| v == change.digest || v == change.to_string())
+}
+
 /// One change of one config: its `Kind/name` and a short digest of its whole content, as the
 /// annotations and messages name it (`ConfigMap/app@1a2b3c4d5e`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -270,15 +303,13 @@ pub struct Status {
 }
 
 impl Status {
-    /// Reads the status of a workload of `kind` (the whole object as the API server sent it).
-    pub fn of(kind: WorkloadKind, object: &Value) -> Self {
+    /// Reads the status of a workload of `kind`, of this `generation` (its spec and status, as
+    /// the API server sent them).
+    pub fn of(kind: WorkloadKind, object: &Value, generation: Option<i64>) -> Self {
         let int = |v: &Value, field: &str| v.get(field).and_then(Value::as_i64);
         let text = |v: &Value, field: &str| v.get(field).and_then(Value::as_str).map(String::from);
         let status = object.get("status").unwrap_or(&Value::Null);
         let spec = object.get("spec").unwrap_or(&Value::Null);
-        let generation = object
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64);
         // Argo Rollouts write their observed generation as a string.
         let observed_generation = int(status, "observedGeneration")
             .or_else(|| text(status, "observedGeneration").and_then(|g| g.parse().ok()));
@@ -587,11 +618,15 @@ mod tests {
             "ConfigMap/app@aaa,ConfigMap/app@b"
         );
         assert!("x; y".parse::<Halt>().is_err());
+        assert!(releases(Some("aaa"), &id("aaa")));
+        assert!(releases(Some("ConfigMap/app@aaa"), &id("aaa")));
+        assert!(!releases(Some("bbb"), &id("aaa")));
+        assert!(!releases(None, &id("aaa")));
     }
 
     fn deployment(status: Value) -> Status {
-        let d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": status});
-        Status::of(WorkloadKind::DEPLOYMENT, &d)
+        let d = json!({"spec": {"replicas": 2}, "status": status});
+        Status::of(WorkloadKind::DEPLOYMENT, &d, Some(2))
     }
 
     const MIN: Duration = Duration::from_secs(60);
@@ -641,9 +676,8 @@ mod tests {
     #[test]
     fn other_kinds_complete_by_their_own_status_fields_or_time_out() {
         let sts = |status: Value| {
-            let o =
-                json!({"metadata": {"generation": 3}, "spec": {"replicas": 2}, "status": status});
-            Status::of(WorkloadKind::STATEFUL_SET, &o)
+            let o = json!({"spec": {"replicas": 2}, "status": status});
+            Status::of(WorkloadKind::STATEFUL_SET, &o, Some(3))
         };
         let done = sts(
             json!({"observedGeneration": 3, "readyReplicas": 2, "updateRevision": "r2", "currentRevision": "r2"}),
@@ -664,8 +698,8 @@ mod tests {
         );
 
         let ds = |status: Value| {
-            let o = json!({"metadata": {"generation": 4}, "spec": {}, "status": status});
-            Status::of(WorkloadKind::DAEMON_SET, &o)
+            let o = json!({"spec": {}, "status": status});
+            Status::of(WorkloadKind::DAEMON_SET, &o, Some(4))
         };
         let done = ds(
             json!({"observedGeneration": 4, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3, "numberAvailable": 3}),
@@ -680,8 +714,8 @@ mod tests {
         );
 
         let ro = |status: Value| {
-            let o = json!({"metadata": {"generation": 5}, "spec": {}, "status": status});
-            Status::of(WorkloadKind::ROLLOUT, &o)
+            let o = json!({"spec": {}, "status": status});
+            Status::of(WorkloadKind::ROLLOUT, &o, Some(5))
         };
         let healthy = ro(json!({"observedGeneration": "5", "phase": "Healthy"}));
         assert_eq!(progress(WorkloadKind::ROLLOUT, &healthy, MIN, T), Complete);
@@ -696,7 +730,7 @@ mod tests {
         let paused = ro(json!({"observedGeneration": "5", "phase": "Paused"}));
         assert_eq!(progress(WorkloadKind::ROLLOUT, &paused, MIN, T), InProgress);
 
-        let cron = Status::of(WorkloadKind::CRON_JOB, &json!({}));
+        let cron = Status::of(WorkloadKind::CRON_JOB, &json!({}), None);
         assert_eq!(
             progress(WorkloadKind::CRON_JOB, &cron, Duration::ZERO, T),
             Complete

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::model::annotations::{FIELD_MANAGER, written::CONFIG_HASH};
 use crate::model::kinds::WorkloadKind;
 use crate::rules::digest;
+use crate::rules::rollout::Status;
 use crate::rules::template::Template;
 
 /// Where a workload's pod template lives when it is not its own: Argo Rollouts'
@@ -44,12 +45,28 @@ pub struct Workload {
     /// apply (whose next write makes the field kube-reloader's again; a merge patch of the same
     /// value would not).
     pub baseline_by_others: bool,
+    /// What the rules read of its status, to tell when a rollout completed or failed.
+    pub status: Status,
+    /// `spec.selector.matchLabels` as a label selector (`a=b,c=d`), to find its pods.
+    pub selector: Option<String>,
 }
 
 impl Workload {
     /// The slim copy of a watched object of `kind`. A pod template that does not parse counts as
     /// none (a workload without one is never rolled).
     pub fn from_dynamic(obj: DynamicObject, kind: WorkloadKind) -> Self {
+        let status = Status::of(kind, &obj.data, obj.metadata.generation);
+        let selector = obj
+            .data
+            .pointer("/spec/selector/matchLabels")
+            .and_then(serde_json::Value::as_object)
+            .filter(|labels| !labels.is_empty())
+            .map(|labels| {
+                let pairs = labels
+                    .iter()
+                    .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)));
+                pairs.collect::<Vec<_>>().join(",")
+            });
         let DynamicObject {
             metadata, mut data, ..
         } = obj;
@@ -82,6 +99,8 @@ impl Workload {
             template_ref,
             restart_at,
             baseline_by_others,
+            status,
+            selector,
         }
     }
 

@@ -37,6 +37,7 @@ pub use crate::model::annotations::{FIELD_MANAGER, REPORTER, written};
 
 mod events;
 mod execute;
+mod progressive;
 
 pub use events::error_policy;
 use events::{EVENTS_AT_ONCE, publish, warn_invalid_flags, warn_missing};
@@ -526,16 +527,49 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
     warn_missing(ctx, obj.as_ref(), &wref, &current, &unconfirmed);
+    // A rollout of a change of a config that rolls progressively waits for its wave, or is held.
+    let mut rolls_progressively = Vec::new();
+    if let Decided::Roll { changed } = &action {
+        let changes = progressive::changes(ctx, &wref.namespace, changed);
+        if !changes.ids.is_empty() {
+            match progressive::gate(ctx, obj.as_ref(), &wref, &changes) {
+                progressive::Verdict::Roll => rolls_progressively = changes.ids,
+                progressive::Verdict::Wait {
+                    change,
+                    wave,
+                    waves,
+                    waiting_for,
+                } => {
+                    tracing::debug!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+                        %change, wave, waves, waiting_for = %waiting_for.join(", "),
+                        "change pending: progressive rollout, waiting for the earlier waves to complete");
+                    return Ok(Action::requeue(progressive::POLL));
+                }
+                progressive::Verdict::Hold(halt) => {
+                    ctx.router.close(&wref, opened);
+                    return progressive::hold(ctx, obj.as_ref(), &wref, halt).await;
+                }
+            }
+        }
+    }
+    let up_to_date = action == Decided::UpToDate;
     let found = Found {
         obj: obj.as_ref(),
-        wref,
+        wref: wref.clone(),
         restart,
         current,
         template: template_now,
         opened,
         tracked: tracked.len(),
+        progressive: rolls_progressively,
     };
-    execute(ctx, &found, action).await
+    let done = execute(ctx, &found, action).await?;
+    if up_to_date
+        && let Some(watching) = progressive::watch(ctx, obj.as_ref(), &wref, restart).await?
+    {
+        return Ok(watching);
+    }
+    Ok(done)
 }
 
 /// Forgets what a workload that is not (or no longer) opted in had indexed or pending.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
+use crate::model::annotations::ours::RELEASE_HOLD;
 use crate::model::kinds::WorkloadKind;
 
 /// How progressive rollouts are made, as the command line says.
@@ -280,6 +281,27 @@ pub fn gate(me: &str, members: &[Member], waves: &Waves, released: bool) -> Gate
 /// to roll (a later change of the config, the fix, releases it), not released by hand.
 pub fn hold_in_force(hold: Option<&Halt>, pending: &[ChangeId], released: &[ChangeId]) -> bool {
     hold.is_some_and(|h| pending.contains(&h.change) && !released.contains(&h.change))
+}
+
+/// The hold recorded on a workload (its `held` annotation's value) when it is in force.
+pub fn hold_of(value: Option<&str>, pending: &[ChangeId], released: &[ChangeId]) -> Option<Halt> {
+    let hold = value?.parse::<Halt>().ok();
+    hold_in_force(hold.as_ref(), pending, released)
+        .then_some(hold)
+        .flatten()
+}
+
+/// What to do about a halted rollout of `change`, said to people (Events, `explain`).
+pub fn what_to_do(change: &ChangeId) -> String {
+    let (kind, name) = change
+        .config
+        .split_once('/')
+        .unwrap_or(("", &change.config));
+    format!(
+        "Fix {kind} {name}: its next change releases the hold and rolls every workload that uses it once, progressively again. Or, to go on with this change as it is: kubectl annotate {} {name} {RELEASE_HOLD}={}",
+        kind.to_lowercase(),
+        change.digest
+    )
 }
 
 /// What the rules read of a workload's status (and of its spec, the replicas asked for).
@@ -603,6 +625,13 @@ mod tests {
         assert!(!hold_in_force(Some(&halt), &[id("bbb")], &[]));
         assert!(!hold_in_force(Some(&halt), &[id("aaa")], &[id("aaa")]));
         assert!(!hold_in_force(None, &[id("aaa")], &[]));
+        assert_eq!(hold_of(Some(&text), &[id("aaa")], &[]), Some(halt.clone()));
+        assert_eq!(hold_of(Some(&text), &[id("bbb")], &[]), None);
+        assert_eq!(hold_of(Some("garbage"), &[id("aaa")], &[]), None);
+        assert_eq!(
+            what_to_do(&id("aaa")),
+            "Fix ConfigMap app: its next change releases the hold and rolls every workload that uses it once, progressively again. Or, to go on with this change as it is: kubectl annotate configmap app kube-reloader.io/release-hold=aaa"
+        );
         assert_eq!(
             parse_mark(Some("ConfigMap/app@aaa,Secret/s@bbb,junk")),
             [

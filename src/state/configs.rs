@@ -20,6 +20,7 @@ use crate::rules::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest, hex}
 use crate::rules::faults::Cause;
 use crate::rules::optin::{ConfigFlags, ConfigView, Tracked};
 use crate::rules::references::{ConfigKind, Keys};
+use crate::rules::rollout::{ChangeId, releases};
 
 /// (namespace, kind, name) of a ConfigMap or Secret.
 pub type ConfigKey = (String, ConfigKind, String);
@@ -33,6 +34,16 @@ pub struct RolloutInfo {
     pub progressive: Option<bool>,
     /// Its `kube-reloader.io/release-hold` annotation.
     pub release: Option<String>,
+}
+
+/// A change of a config, as a progressive rollout reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    pub id: ChangeId,
+    /// Its `kube-reloader.io/progressive` annotation.
+    pub progressive: Option<bool>,
+    /// Released by hand (`kube-reloader.io/release-hold` names it).
+    pub released: bool,
 }
 
 /// Hex characters of [`RolloutInfo::digest`].
@@ -256,6 +267,30 @@ impl ConfigStore {
             progressive: s.flags.progressive,
             release: s.release.as_deref().map(String::from),
         })
+    }
+
+    /// The changes among `changed` (`Kind/name`, objects of `namespace`) that exist, with what
+    /// a progressive rollout reads of their configs.
+    pub fn changes(&self, namespace: &str, changed: &[String]) -> Vec<ConfigChange> {
+        let known = changed.iter().filter_map(|config| {
+            let kind = match config.split_once('/')? {
+                ("ConfigMap", _) => ConfigKind::ConfigMap,
+                ("Secret", _) => ConfigKind::Secret,
+                _ => return None,
+            };
+            let name = config.split_once('/')?.1;
+            let info = self.rollout_info(namespace, kind, name)?;
+            let id = ChangeId {
+                config: config.clone(),
+                digest: info.digest,
+            };
+            Some(ConfigChange {
+                released: releases(info.release.as_deref(), &id),
+                progressive: info.progressive,
+                id,
+            })
+        });
+        known.collect()
     }
 
     /// Puts a listed object in (for one-shot uses such as `explain`, outside any watch).

@@ -233,6 +233,9 @@ pub(super) async fn hold(
             what_to_do(&halt.change)
         );
         publish(ctx, obj, EventType::Warning, "RolloutHalted", note);
+    } else {
+        tracing::debug!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+            change = %halt.change, "held (as recorded on the workload): not rolling this change");
     }
     Ok(Action::await_change())
 }

@@ -22,6 +22,7 @@ use crate::state::workload::Workload;
 use crate::model::annotations::{FIELD_MANAGER, written};
 
 use super::events::publish;
+use super::progressive;
 use super::{Context, Error};
 
 /// What a reconcile found out about one workload, for executing its decision.
@@ -96,10 +97,15 @@ pub(super) async fn execute(
             let what = match why {
                 WaitReason::Cooldown => "waiting for --min-rollout-interval since the last rollout",
                 WaitReason::RateLimit => "global rollout rate limit (--max-rollouts-per-second)",
+                WaitReason::Wave => "progressive rollout: an earlier wave has not completed",
             };
             tracing::debug!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, wait = ?delay,
                 "change pending: {what}");
             Ok(Action::requeue(delay))
+        }
+        Decided::Halted(halt) => {
+            ctx.router.close(wref, opened);
+            progressive::hold(ctx, obj, wref, halt).await
         }
         Decided::Simulate { roll } => {
             simulate(ctx, wref, base);

@@ -19,7 +19,7 @@ use crate::alerts::Alerts;
 use crate::locked;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::rules::assess::{self, Assessment, Subject};
-use crate::rules::decision::{Action as Decided, Inputs, decide};
+use crate::rules::decision::{Action as Decided, Change, Inputs, Wave, decide};
 use crate::rules::digest::{Recorded, SecretKey};
 use crate::rules::optin::{self};
 use crate::rules::ratelimit::TokenBucket;
@@ -512,7 +512,13 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         .get(written::RELOADED_AT)
         .and_then(|t| t.parse::<Timestamp>().ok())
         .map(SystemTime::from);
+    // A change of a config that rolls progressively: where this workload's rollout would stand.
+    let (wave, progressive_ids) = match &change {
+        Change::Roll { changed } => progressive::wave(ctx, obj.as_ref(), &wref, changed),
+        _ => (Wave::Free, Vec::new()),
+    };
     let inputs = Inputs {
+        wave,
         change,
         unconfirmed,
         window,
@@ -527,31 +533,6 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
     warn_missing(ctx, obj.as_ref(), &wref, &current, &unconfirmed);
-    // A rollout of a change of a config that rolls progressively waits for its wave, or is held.
-    let mut rolls_progressively = Vec::new();
-    if let Decided::Roll { changed } = &action {
-        let changes = progressive::changes(ctx, &wref.namespace, changed);
-        if !changes.ids.is_empty() {
-            match progressive::gate(ctx, obj.as_ref(), &wref, &changes) {
-                progressive::Verdict::Roll => rolls_progressively = changes.ids,
-                progressive::Verdict::Wait {
-                    change,
-                    wave,
-                    waves,
-                    waiting_for,
-                } => {
-                    tracing::debug!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
-                        %change, wave, waves, waiting_for = %waiting_for.join(", "),
-                        "change pending: progressive rollout, waiting for the earlier waves to complete");
-                    return Ok(Action::requeue(progressive::POLL));
-                }
-                progressive::Verdict::Hold(halt) => {
-                    ctx.router.close(&wref, opened);
-                    return progressive::hold(ctx, obj.as_ref(), &wref, halt).await;
-                }
-            }
-        }
-    }
     let up_to_date = action == Decided::UpToDate;
     let found = Found {
         obj: obj.as_ref(),
@@ -561,7 +542,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         template: template_now,
         opened,
         tracked: tracked.len(),
-        progressive: rolls_progressively,
+        progressive: progressive_ids,
     };
     let done = execute(ctx, &found, action).await?;
     if up_to_date

@@ -16,10 +16,11 @@ use kube::runtime::events::EventType;
 use crate::model::annotations::{ours, written};
 use crate::model::kinds::WorkloadRef;
 use crate::rules::assess::{self, Assessment, Subject};
-use crate::rules::decision::Change;
+use crate::rules::decision::{Change, Wave};
 use crate::rules::references::ConfigKind;
 use crate::rules::rollout::{
-    self, ChangeId, Gate, Halt, Member, Progress, Standing, hold_of, parse_mark, what_to_do,
+    self, ChangeId, Gate, Halt, Member, Progress, Standing, WAVE_POLL, hold_of, parse_mark,
+    what_to_do,
 };
 use crate::rules::template::Restart;
 use crate::state::workload::Workload;
@@ -28,21 +29,16 @@ use super::events::{publish, publish_config};
 use super::execute::{Written, annotate};
 use super::{Context, Error};
 
-/// How often a workload waiting for its wave, or a rollout being watched, is looked at again
-/// (besides the reconciles their own changes bring: a completed rollout starts the next wave at
-/// once).
-pub(super) const POLL: Duration = Duration::from_secs(3);
-
 /// The progressive changes among a rollout's `changed` objects.
 #[derive(Debug, Default)]
-pub(super) struct Changes {
-    pub(super) ids: Vec<ChangeId>,
+struct Changes {
+    ids: Vec<ChangeId>,
     /// Those released by hand (`kube-reloader.io/release-hold`).
     released: Vec<ChangeId>,
 }
 
 /// The changes among `changed` (`Kind/name`) of configs that roll progressively.
-pub(super) fn changes(ctx: &Context, namespace: &str, changed: &[String]) -> Changes {
+fn changes(ctx: &Context, namespace: &str, changed: &[String]) -> Changes {
     let mut out = Changes::default();
     for change in ctx.configs.changes(namespace, changed) {
         if !ctx.settings.progressive.applies(change.progressive) {
@@ -69,8 +65,37 @@ fn member_name(wref: &WorkloadRef) -> String {
     format!("{}/{}", wref.kind, wref.name)
 }
 
+/// Where a rollout of `changed` (a workload's changed configs) would stand: not progressive, its
+/// wave started (with the progressive changes it rolls), waiting for an earlier wave, or held.
+pub(super) fn wave(
+    ctx: &Context,
+    obj: &Workload,
+    wref: &WorkloadRef,
+    changed: &[String],
+) -> (Wave, Vec<ChangeId>) {
+    let changes = changes(ctx, &wref.namespace, changed);
+    if changes.ids.is_empty() {
+        return (Wave::Free, Vec::new());
+    }
+    match gate(ctx, obj, wref, &changes) {
+        Verdict::Roll => (Wave::Free, changes.ids),
+        Verdict::Wait {
+            change,
+            wave,
+            waves,
+            waiting_for,
+        } => {
+            tracing::debug!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+                %change, wave, waves, waiting_for = %waiting_for.join(", "),
+                "progressive rollout: in wave {wave} of {waves}, waiting for the earlier waves to complete");
+            (Wave::Waiting, Vec::new())
+        }
+        Verdict::Hold(halt) => (Wave::Held(halt), Vec::new()),
+    }
+}
+
 /// What becomes of a rollout of progressive changes.
-pub(super) enum Verdict {
+enum Verdict {
     Roll,
     Wait {
         change: ChangeId,
@@ -82,12 +107,7 @@ pub(super) enum Verdict {
 }
 
 /// Whether a workload about to roll `changes` may roll now.
-pub(super) fn gate(
-    ctx: &Context,
-    obj: &Workload,
-    wref: &WorkloadRef,
-    changes: &Changes,
-) -> Verdict {
+fn gate(ctx: &Context, obj: &Workload, wref: &WorkloadRef, changes: &Changes) -> Verdict {
     let recorded = obj.annotations().get(written::HELD).map(String::as_str);
     if let Some(halt) = hold_of(recorded, &changes.ids, &changes.released) {
         return Verdict::Hold(halt);
@@ -241,7 +261,7 @@ pub(super) async fn hold(
 }
 
 /// Watches a workload's own progressive rollout, if it made one of a change still current: a
-/// failure is recorded on it and told; one in progress is looked at again after [`POLL`]; a
+/// failure is recorded on it and told; one in progress is looked at again after [`WAVE_POLL`]; a
 /// completed one starts the workloads of the next wave.
 pub(super) async fn watch(
     ctx: &Context,
@@ -269,7 +289,7 @@ pub(super) async fn watch(
         progress = Progress::Failed(why);
     }
     match progress {
-        Progress::InProgress => Ok(Some(Action::requeue(POLL))),
+        Progress::InProgress => Ok(Some(Action::requeue(WAVE_POLL))),
         Progress::Complete => {
             wake_pending(ctx, wref, &id);
             Ok(None)
@@ -375,5 +395,10 @@ async fn crash_loop(ctx: &Context, obj: &Workload, wref: &WorkloadRef) -> Option
                 == Some(revision)
         })
         .collect();
-    rollout::crash_loop(&new)
+    let looping = rollout::crash_loop(&new);
+    if looping.is_none() {
+        tracing::debug!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+            new_pods = new.len(), "progressive rollout under way: no new pod crash-loops");
+    }
+    looping
 }

@@ -17,6 +17,11 @@ use serde_json::Value;
 use crate::model::annotations::ours::RELEASE_HOLD;
 use crate::model::kinds::WorkloadKind;
 
+/// How often a workload waiting for its wave, or a rollout being watched, is looked at again
+/// (besides the reconciles their own changes bring: a completed rollout starts the next wave at
+/// once).
+pub const WAVE_POLL: Duration = Duration::from_secs(3);
+
 /// How progressive rollouts are made, as the command line says.
 #[derive(Debug, Clone)]
 pub struct Progressive {

@@ -260,7 +260,8 @@ pub(super) async fn hold(
     Ok(Action::await_change())
 }
 
-/// Watches a workload's own progressive rollout, if it made one of a change still current: a
+/// Watches a workload's own progressive rollout, if it made one of a change still current and
+/// not released by hand: a
 /// failure is recorded on it and told; one in progress is looked at again after [`WAVE_POLL`]; a
 /// completed one starts the workloads of the next wave.
 pub(super) async fn watch(
@@ -270,11 +271,12 @@ pub(super) async fn watch(
     restart: Restart,
 ) -> Result<Option<Action>, Error> {
     let marked = parse_mark(obj.annotations().get(written::ROLLOUT).map(String::as_str));
-    let current = marked.into_iter().find(|id| {
-        let info = config_key(&id.config)
-            .and_then(|(kind, name)| ctx.configs.rollout_info(&wref.namespace, kind, name));
-        info.is_some_and(|i| i.digest == id.digest)
-    });
+    let configs: Vec<String> = marked.iter().map(|id| id.config.clone()).collect();
+    let now = ctx.configs.changes(&wref.namespace, &configs);
+    // A change still current, and not released by hand (whose failures halt nothing).
+    let current = marked
+        .into_iter()
+        .find(|id| now.iter().any(|c| c.id == *id && !c.released));
     let Some(id) = current else {
         return Ok(None);
     };
@@ -397,8 +399,21 @@ async fn crash_loop(ctx: &Context, obj: &Workload, wref: &WorkloadRef) -> Option
         .collect();
     let looping = rollout::crash_loop(&new);
     if looping.is_none() {
+        let states: Vec<String> = new
+            .iter()
+            .flat_map(|p| {
+                p.status
+                    .iter()
+                    .flat_map(|s| s.container_statuses.iter().flatten())
+            })
+            .map(|c| {
+                let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+                let reason = waiting.and_then(|w| w.reason.as_deref()).unwrap_or("-");
+                format!("{}:{reason}/{}", c.name, c.restart_count)
+            })
+            .collect();
         tracing::debug!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
-            new_pods = new.len(), "progressive rollout under way: no new pod crash-loops");
+            new_pods = new.len(), containers = %states.join(","), "progressive rollout under way: no new pod crash-loops");
     }
     looping
 }

@@ -443,26 +443,34 @@ pub fn progress(
     }
 }
 
-/// The first of these pods (those of the new revision) with a container crash-looping, said in
-/// a sentence.
+/// Restarts after which a container whose last run failed counts as crash-looping even when its
+/// status is not caught in `CrashLoopBackOff` (a kubelet whose back-off starts at a second shows
+/// that state briefly).
+pub const CRASH_RESTARTS: i32 = 2;
+
+/// The first of these pods (those of the new revision) with a container crash-looping (waiting
+/// in `CrashLoopBackOff`, or restarted [`CRASH_RESTARTS`] times, its last run failed), said in a
+/// sentence.
 pub fn crash_loop(pods: &[Pod]) -> Option<String> {
     pods.iter().find_map(|pod| {
         let status = pod.status.as_ref()?;
         let containers = status.init_container_statuses.iter().flatten();
         let containers = containers.chain(status.container_statuses.iter().flatten());
+        let exit_code = |c: &k8s_openapi::api::core::v1::ContainerStatus| {
+            let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+            last.map(|t| t.exit_code)
+        };
         let looping = containers.into_iter().find(|c| {
             let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
             waiting.and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff")
+                || (c.restart_count >= CRASH_RESTARTS && exit_code(c).is_some_and(|e| e != 0))
         })?;
-        let exit = looping
-            .last_state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-            .map(|t| format!(", exit code {}", t.exit_code))
+        let exit = exit_code(looping)
+            .map(|e| format!(", exit code {e}"))
             .unwrap_or_default();
         let pod = pod.metadata.name.as_deref().unwrap_or_default();
         Some(format!(
-            "its new pods crash-loop (pod {pod}, container {}: CrashLoopBackOff, {} restarts{exit})",
+            "its new pods crash-loop (pod {pod}, container {}: {} restarts{exit})",
             looping.name, looping.restart_count
         ))
     })
@@ -773,22 +781,29 @@ mod tests {
 
     #[test]
     fn crash_looping_new_pods_fail_the_rollout() {
-        let pod = |reason: &str| -> Pod {
+        let pod = |reason: &str, restarts: i32, exit: i32| -> Pod {
             serde_json::from_value(json!({
                 "metadata": {"name": "web-0-abc"},
                 "status": {"containerStatuses": [{"name": "app", "image": "busybox", "imageID": "",
-                    "ready": false, "restartCount": 2,
+                    "ready": false, "restartCount": restarts,
                     "state": {"waiting": {"reason": reason}},
-                    "lastState": {"terminated": {"exitCode": 3}}}]},
+                    "lastState": {"terminated": {"exitCode": exit}}}]},
             }))
             .expect("a pod")
         };
-        assert_eq!(crash_loop(&[pod("ContainerCreating")]), None);
+        assert_eq!(crash_loop(&[pod("ContainerCreating", 0, 0)]), None);
         assert_eq!(
-            crash_loop(&[pod("ContainerCreating"), pod("CrashLoopBackOff")]).as_deref(),
-            Some(
-                "its new pods crash-loop (pod web-0-abc, container app: CrashLoopBackOff, 2 restarts, exit code 3)"
-            )
+            crash_loop(&[
+                pod("ContainerCreating", 0, 0),
+                pod("CrashLoopBackOff", 1, 3)
+            ])
+            .as_deref(),
+            Some("its new pods crash-loop (pod web-0-abc, container app: 1 restarts, exit code 3)")
         );
+        // Not caught waiting, but restarted twice after failing: crash-looping all the same.
+        assert!(crash_loop(&[pod("ContainerCreating", 2, 1)]).is_some());
+        // Once, or after runs that ended well (a job-like container restarted by its policy): not.
+        assert_eq!(crash_loop(&[pod("ContainerCreating", 1, 1)]), None);
+        assert_eq!(crash_loop(&[pod("ContainerCreating", 5, 0)]), None);
     }
 }

@@ -186,8 +186,13 @@ async fn hashes(ns: &TestNs) -> BTreeMap<String, Option<String>> {
 
 /// Pod-template revisions (ReplicaSets beyond the first) of each of the ten.
 async fn rollouts(ns: &TestNs) -> BTreeMap<String, u64> {
+    rollouts_of(ns, APPS).await
+}
+
+/// Pod-template revisions of each of the first `n`.
+async fn rollouts_of(ns: &TestNs, n: usize) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for i in 0..APPS {
+    for i in 0..n {
         out.insert(
             name(i),
             workloads::rollouts(ns, Kind::Deployment, &name(i)).await,
@@ -399,5 +404,63 @@ async fn a_bad_config_stops_at_the_canary_and_the_fix_rolls_all_in_waves() {
     let mut three: BTreeMap<String, u64> = (0..APPS).map(|i| (name(i), 3)).collect();
     three.insert(CANARY.into(), 4);
     assert_eq!(rollouts(&ns).await, three, "each change rolled each once");
+    drop(reloader);
+}
+
+/// A hold released by hand: `kube-reloader.io/release-hold` naming the halted change's digest
+/// lets it go on, bad as it is, to every workload.
+#[tokio::test]
+async fn a_hold_released_by_hand_lets_the_change_go_on() {
+    let ns = TestNs::on(with_node(), "progressive-release").await;
+    config(&ns, "one", true).await;
+    for i in 0..3 {
+        workloads::create(&ns, Kind::Deployment, app(&name(i))).await;
+    }
+    let reloader = Reloader::start(&ns, &[]);
+    for i in 0..3 {
+        workloads::baseline(&ns, Kind::Deployment, &name(i)).await;
+    }
+    config(&ns, "bad", true).await;
+    let failure = wait_for("the first one's failure", TIMEOUT, || async {
+        workloads::annotation(&ns, Kind::Deployment, "app-0", FAILED, false).await
+    })
+    .await;
+    wait_for("the two others held", TIMEOUT, || async {
+        let all = snapshot(&ns).await;
+        let held = all
+            .values()
+            .filter(|d| annotation(d, HELD).is_some())
+            .count();
+        (held == 2).then_some(())
+    })
+    .await;
+    let first_only = BTreeMap::from([(name(0), 1), (name(1), 0), (name(2), 0)]);
+    assert_eq!(rollouts_of(&ns, 3).await, first_only);
+
+    // The digest the hold names, on the ConfigMap: the change goes on.
+    let digest = failure
+        .split("; ")
+        .next()
+        .and_then(|c| c.rsplit_once('@'))
+        .map(|(_, d)| d.to_string())
+        .expect("a digest");
+    let annotations =
+        json!({"kube-reloader.io/progressive": "true", "kube-reloader.io/release-hold": digest});
+    configmap(&ns, CM, &[("greeting", "bad")], annotations).await;
+    wait_for("the two others rolled", TIMEOUT, || async {
+        let all = snapshot(&ns).await;
+        let rolled = all
+            .values()
+            .filter(|d| annotation(d, HELD).is_none())
+            .count();
+        (rolled == 3).then_some(())
+    })
+    .await;
+    let all_once = BTreeMap::from([(name(0), 1), (name(1), 1), (name(2), 1)]);
+    assert_eq!(
+        rollouts_of(&ns, 3).await,
+        all_once,
+        "released: each rolled once"
+    );
     drop(reloader);
 }

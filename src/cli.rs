@@ -701,6 +701,21 @@ mod tests {
         assert!(a.namespaces.is_empty());
         assert_eq!(a.max_concurrent_reconciles, 16);
         assert_eq!(a.kinds(), WorkloadKind::BUILT_IN);
+        // Progressive rollouts: off, with a canary, a tenth and the rest, 10 minutes.
+        assert!(!a.progressive);
+        assert_eq!(a.rollout_waves, Waves::default());
+        assert_eq!(a.rollout_timeout, Duration::from_secs(600));
+        let p = Args::try_parse_from([
+            "kube-reloader",
+            "--progressive",
+            "--rollout-waves=2,25%,50%",
+            "--rollout-timeout=5m",
+        ])
+        .unwrap();
+        assert!(p.progressive && p.rollout_timeout == Duration::from_secs(300));
+        assert_eq!(p.rollout_waves, "2,25%,50%".parse().unwrap());
+        assert!(Args::try_parse_from(["kube-reloader", "--rollout-waves=0"]).is_err());
+        assert!(Args::try_parse_from(["kube-reloader", "--rollout-waves=150%"]).is_err());
         assert_eq!(
             a.timeouts(),
             Timeouts {

@@ -177,6 +177,25 @@ async fn watch_rollout(
     }
 }
 
+/// Waits until exactly `n` Deployments carry a hold.
+async fn wait_held(ns: &TestNs, n: usize) {
+    wait_for(&format!("{n} Deployments held"), TIMEOUT, || async {
+        let all = snapshot(ns).await;
+        let held = all.values().filter(|d| annotation(d, HELD).is_some());
+        (held.count() == n).then_some(())
+    })
+    .await;
+}
+
+/// Changes the ConfigMap to `value` (rolled progressively or not) and watches the ten roll it
+/// ([`watch_rollout`]).
+async fn change_and_watch(ns: &TestNs, value: &str, progressive: bool) -> BTreeMap<String, Timing> {
+    let before = hashes(ns).await;
+    let start = Instant::now();
+    config(ns, value, progressive).await;
+    watch_rollout(ns, &before, start, progressive).await
+}
+
 async fn hashes(ns: &TestNs) -> BTreeMap<String, Option<String>> {
     let all = snapshot(ns).await;
     all.iter()
@@ -275,15 +294,7 @@ async fn a_bad_config_stops_at_the_canary_and_the_fix_rolls_all_in_waves() {
         "{failure}"
     );
     let change = failure.split("; ").next().expect("the change").to_string();
-    wait_for("the nine held", TIMEOUT, || async {
-        let all = snapshot(&ns).await;
-        let held = all
-            .values()
-            .filter(|d| annotation(d, HELD).is_some())
-            .count();
-        (held == APPS - 1).then_some(())
-    })
-    .await;
+    wait_held(&ns, APPS - 1).await;
     for (n, d) in snapshot(&ns).await {
         if n == CANARY {
             continue;
@@ -370,10 +381,7 @@ async fn a_bad_config_stops_at_the_canary_and_the_fix_rolls_all_in_waves() {
     assert_eq!(reloader.count(&["rolled out"]), 0, "{}", reloader.logs());
 
     // The fix: all ten roll once, in waves.
-    let before = hashes(&ns).await;
-    let start = Instant::now();
-    config(&ns, "two", true).await;
-    let fixed = watch_rollout(&ns, &before, start, true).await;
+    let fixed = change_and_watch(&ns, "two", true).await;
     report("the fix", &fixed);
     let mut all_once: BTreeMap<String, u64> = (0..APPS).map(|i| (name(i), 1)).collect();
     all_once.insert(CANARY.into(), 2);
@@ -384,20 +392,10 @@ async fn a_bad_config_stops_at_the_canary_and_the_fix_rolls_all_in_waves() {
     }
 
     // A good change: the waves timed; then the same change all at once, timed beside it.
-    let before = hashes(&ns).await;
-    let start = Instant::now();
-    config(&ns, "three", true).await;
-    let progressive = report(
-        "a good change, progressively",
-        &watch_rollout(&ns, &before, start, true).await,
-    );
-    let before = hashes(&ns).await;
-    let start = Instant::now();
-    config(&ns, "four", false).await;
-    let at_once = report(
-        "the same, all at once",
-        &watch_rollout(&ns, &before, start, false).await,
-    );
+    let good = change_and_watch(&ns, "three", true).await;
+    let progressive = report("a good change, progressively", &good);
+    let at_once = change_and_watch(&ns, "four", false).await;
+    let at_once = report("the same, all at once", &at_once);
     eprintln!(
         "progressive: 10 Deployments, 1 replica each: progressive {progressive:.1} s, all at once {at_once:.1} s"
     );
@@ -425,15 +423,7 @@ async fn a_hold_released_by_hand_lets_the_change_go_on() {
         workloads::annotation(&ns, Kind::Deployment, "app-0", FAILED, false).await
     })
     .await;
-    wait_for("the two others held", TIMEOUT, || async {
-        let all = snapshot(&ns).await;
-        let held = all
-            .values()
-            .filter(|d| annotation(d, HELD).is_some())
-            .count();
-        (held == 2).then_some(())
-    })
-    .await;
+    wait_held(&ns, 2).await;
     let first_only = BTreeMap::from([(name(0), 1), (name(1), 0), (name(2), 0)]);
     assert_eq!(rollouts_of(&ns, 3).await, first_only);
 
@@ -447,15 +437,7 @@ async fn a_hold_released_by_hand_lets_the_change_go_on() {
     let annotations =
         json!({"kube-reloader.io/progressive": "true", "kube-reloader.io/release-hold": digest});
     configmap(&ns, CM, &[("greeting", "bad")], annotations).await;
-    wait_for("the two others rolled", TIMEOUT, || async {
-        let all = snapshot(&ns).await;
-        let rolled = all
-            .values()
-            .filter(|d| annotation(d, HELD).is_none())
-            .count();
-        (rolled == 3).then_some(())
-    })
-    .await;
+    wait_held(&ns, 0).await;
     let all_once = BTreeMap::from([(name(0), 1), (name(1), 1), (name(2), 1)]);
     assert_eq!(
         rollouts_of(&ns, 3).await,

@@ -18,6 +18,7 @@ mod kinds;
 mod migrate;
 mod operate;
 mod pods;
+mod progressive;
 mod reload;
 mod scope;
 mod selection;

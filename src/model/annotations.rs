@@ -5,6 +5,8 @@ pub mod ours {
     pub const AUTO: &str = "kube-reloader.io/auto";
     pub const CONFIGMAPS: &str = "kube-reloader.io/configmaps";
     pub const SECRETS: &str = "kube-reloader.io/secrets";
+    /// SecretProviderClasses by name (with `--enable-csi-integration`).
+    pub const SECRET_PROVIDER_CLASSES: &str = "kube-reloader.io/secretproviderclasses";
     pub const IGNORE: &str = "kube-reloader.io/ignore";
     /// The workload's own debounce window.
     pub const DEBOUNCE: &str = "kube-reloader.io/debounce";
@@ -19,11 +21,15 @@ pub mod reloader {
     pub const SECRET_AUTO: &str = "secret.reloader.stakater.com/auto";
     pub const CONFIGMAP_RELOAD: &str = "configmap.reloader.stakater.com/reload";
     pub const SECRET_RELOAD: &str = "secret.reloader.stakater.com/reload";
+    /// The Secrets Store CSI driver's SecretProviderClasses (with `--enable-csi-integration`).
+    pub const SPC_AUTO: &str = "secretproviderclass.reloader.stakater.com/auto";
+    pub const SPC_RELOAD: &str = "secretproviderclass.reloader.stakater.com/reload";
     pub const SEARCH: &str = "reloader.stakater.com/search";
     pub const MATCH: &str = "reloader.stakater.com/match";
     pub const IGNORE: &str = "reloader.stakater.com/ignore";
     pub const CONFIGMAPS_EXCLUDE: &str = "configmaps.exclude.reloader.stakater.com/reload";
     pub const SECRETS_EXCLUDE: &str = "secrets.exclude.reloader.stakater.com/reload";
+    pub const SPCS_EXCLUDE: &str = "secretproviderclasses.exclude.reloader.stakater.com/reload";
     /// Reloader pauses a Deployment this long to gather changes; kube-reloader takes it as the
     /// workload's debounce window (and never pauses anything).
     pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
@@ -39,6 +45,16 @@ pub mod reloader {
         match kind {
             ConfigKind::ConfigMap => [AUTO, CONFIGMAP_AUTO, CONFIGMAP_RELOAD, SEARCH],
             ConfigKind::Secret => [AUTO, SECRET_AUTO, SECRET_RELOAD, SEARCH],
+            ConfigKind::SecretProviderClass => [AUTO, SPC_AUTO, SPC_RELOAD, SEARCH],
+        }
+    }
+
+    /// The exclude list of each kind, read from the workload's metadata only.
+    pub fn exclude(kind: ConfigKind) -> &'static str {
+        match kind {
+            ConfigKind::ConfigMap => CONFIGMAPS_EXCLUDE,
+            ConfigKind::Secret => SECRETS_EXCLUDE,
+            ConfigKind::SecretProviderClass => SPCS_EXCLUDE,
         }
     }
 }

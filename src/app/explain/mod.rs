@@ -361,6 +361,13 @@ pub fn explain(
                 removed.join(", ")
             ),
         ),
+        Change::Reported { changed } => (
+            State::UpToDate,
+            format!(
+                "up to date; the versions its pods report for {} came or went with pods starting or stopping (no rotation): the controller records them, without a rollout",
+                changed.join(", ")
+            ),
+        ),
         Change::Template => (
             State::UpToDate,
             "up to date; the pod template changed since the baseline (someone else's rollout): the controller records it, without a rollout of its own".into(),

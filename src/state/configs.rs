@@ -216,15 +216,22 @@ impl ConfigStore {
         tracked: &[Tracked],
         key_id: &str,
     ) -> WorkloadDigest {
-        let entries = tracked
+        WorkloadDigest::new(self.entries(namespace, tracked), key_id)
+    }
+
+    /// The digest entries of the tracked ConfigMaps and Secrets of a workload in `namespace`.
+    /// SecretProviderClasses have none here: what a workload digests of one is what its own pods
+    /// report ([`crate::state::csi::WorkloadView`]).
+    pub fn entries(&self, namespace: &str, tracked: &[Tracked]) -> Vec<Entry> {
+        tracked
             .iter()
+            .filter(|t| t.kind != ConfigKind::SecretProviderClass)
             .map(|t| Entry {
                 kind: t.kind,
                 name: t.name.clone(),
                 digest: self.with(namespace, t.kind, &t.name, |s| s.digest.select(&t.keys)),
             })
-            .collect();
-        WorkloadDigest::new(entries, key_id)
+            .collect()
     }
 
     /// Puts a listed object in (for one-shot uses such as `explain`, outside any watch).

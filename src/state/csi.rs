@@ -335,6 +335,9 @@ pub struct Owners {
     client: Client,
     kinds: Vec<WorkloadKind>,
     replica_sets: HashMap<(String, String), Owned>,
+    /// Whether a failed read was warned about since the last one that succeeded: once, not for
+    /// every pod every [`RETRY`].
+    warned: bool,
 }
 
 /// ReplicaSets remembered at most: each rollout makes one, so the memory is bounded by
@@ -358,6 +361,7 @@ impl Owners {
             client,
             kinds,
             replica_sets: HashMap::new(),
+            warned: false,
         }
     }
 
@@ -405,11 +409,18 @@ impl Owners {
             return;
         }
         r.owner = match self.of_pod(&key.0, &r.pod).await {
-            Ok(owned) => owned,
+            Ok(owned) => {
+                self.warned = false;
+                owned
+            }
             Err(e) => {
                 let cause = Cause::of_client(&e);
-                tracing::warn!(target: "kube_reloader::csi", namespace = %key.0, pod = %r.pod, cause = cause.as_str(), error = %e,
-                    "cannot read the Pod a SecretProviderClassPodStatus is about (kube-reloader needs get on pods and replicasets with --enable-csi-integration); asking again in {}s", RETRY.as_secs());
+                let what = "cannot read the Pod a SecretProviderClassPodStatus is about (kube-reloader needs get on pods and replicasets with --enable-csi-integration); asking again every";
+                if std::mem::replace(&mut self.warned, true) {
+                    tracing::debug!(target: "kube_reloader::csi", namespace = %key.0, pod = %r.pod, cause = cause.as_str(), error = %e, "{what} {}s", RETRY.as_secs());
+                } else {
+                    tracing::warn!(target: "kube_reloader::csi", namespace = %key.0, pod = %r.pod, cause = cause.as_str(), error = %e, "{what} {}s", RETRY.as_secs());
+                }
                 Owned::Pending
             }
         };

@@ -361,10 +361,12 @@ pub fn explain(
                 removed.join(", ")
             ),
         ),
+        // explain does not read what pods report to the CSI driver: the versions the baseline
+        // records look gone to it.
         Change::Reported { changed } => (
             State::UpToDate,
             format!(
-                "up to date; the versions its pods report for {} came or went with pods starting or stopping (no rotation): the controller records them, without a rollout",
+                "up to date as far as ConfigMaps and Secrets go; explain does not read the versions the pods report to the Secrets Store CSI driver for {} (the controller does)",
                 changed.join(", ")
             ),
         ),

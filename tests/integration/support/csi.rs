@@ -15,7 +15,7 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 
-use super::{ControlPlane, TestNs, from_json, kubectl_command, repo_root, shared, wait_for};
+use super::{ControlPlane, TestNs, from_json, repo_root, shared, wait_for};
 
 pub const GROUP: &str = "secrets-store.csi.x-k8s.io";
 pub const DRIVER: &str = "secrets-store.csi.k8s.io";
@@ -36,26 +36,7 @@ pub fn install_crds(cp: &ControlPlane) {
             &["apply", "--server-side", "--force-conflicts", "-f", "-"],
             &yaml,
         );
-        let crd = format!("crd/{plural}.{GROUP}");
-        cp.kubectl(&["wait", "--for=condition=established", "--timeout=60s", &crd]);
-        let start = std::time::Instant::now();
-        loop {
-            let out = kubectl_command()
-                .args(["get", "--raw", &format!("/apis/{GROUP}/v1")])
-                .env("KUBECONFIG", &cp.kubeconfig)
-                .output()
-                .expect("run kubectl");
-            let served = out.status.success()
-                && serde_json::from_slice::<Value>(&out.stdout)
-                    .ok()
-                    .and_then(|v| v["resources"].as_array().cloned())
-                    .is_some_and(|r| r.iter().any(|r| r["name"] == plural));
-            if served {
-                break;
-            }
-            assert!(start.elapsed() < TIMEOUT, "{plural} not served");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        super::kinds::wait_served(cp, GROUP, &format!("{GROUP}/v1"), plural);
     }
 }
 

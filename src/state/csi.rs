@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
+use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -334,10 +335,10 @@ impl ConfigDigests for WorkloadView<'_> {
 pub struct Owners {
     client: Client,
     kinds: Vec<WorkloadKind>,
-    replica_sets: HashMap<(String, String), Owned>,
+    replica_sets: std::sync::Mutex<HashMap<(String, String), Owned>>,
     /// Whether a failed read was warned about since the last one that succeeded: once, not for
     /// every pod every [`RETRY`].
-    warned: bool,
+    warned: std::sync::atomic::AtomicBool,
 }
 
 /// ReplicaSets remembered at most: each rollout makes one, so the memory is bounded by
@@ -360,13 +361,13 @@ impl Owners {
         Self {
             client,
             kinds,
-            replica_sets: HashMap::new(),
-            warned: false,
+            replica_sets: Default::default(),
+            warned: Default::default(),
         }
     }
 
     /// The workload Pod `pod` of `namespace` belongs to; `Err` when it could not be read.
-    pub async fn of_pod(&mut self, namespace: &str, pod: &str) -> Result<Owned, kube::Error> {
+    pub async fn of_pod(&self, namespace: &str, pod: &str) -> Result<Owned, kube::Error> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let Some(meta) = pods.get_metadata_opt(pod).await? else {
             return Ok(Owned::Nothing);
@@ -378,9 +379,9 @@ impl Owners {
         }
     }
 
-    async fn of_replica_set(&mut self, namespace: &str, rs: String) -> Result<Owned, kube::Error> {
+    async fn of_replica_set(&self, namespace: &str, rs: String) -> Result<Owned, kube::Error> {
         let key = (namespace.to_string(), rs);
-        if let Some(owned) = self.replica_sets.get(&key) {
+        if let Some(owned) = crate::locked(&self.replica_sets).get(&key) {
             return Ok(owned.clone());
         }
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
@@ -394,29 +395,30 @@ impl Owners {
                 }
             }
         };
-        if self.replica_sets.len() >= REPLICA_SETS_KEPT {
-            self.replica_sets.clear();
+        let mut replica_sets = crate::locked(&self.replica_sets);
+        if replica_sets.len() >= REPLICA_SETS_KEPT {
+            replica_sets.clear();
         }
-        self.replica_sets.insert(key, owned.clone());
+        replica_sets.insert(key, owned.clone());
         Ok(owned)
     }
 
     /// The owner of a status object: the one known, or read now. A Pod that cannot be read is
     /// [`Owned::Pending`], asked again later.
-    async fn resolve(&mut self, store: &CsiStore, key: &StatusKey, r: &mut Reported) {
+    async fn resolve(&self, store: &CsiStore, key: &StatusKey, r: &mut Reported) {
         if let Some(known) = store.owner(key) {
             r.owner = known;
             return;
         }
         r.owner = match self.of_pod(&key.0, &r.pod).await {
             Ok(owned) => {
-                self.warned = false;
+                self.warned.store(false, Ordering::Relaxed);
                 owned
             }
             Err(e) => {
                 let cause = Cause::of_client(&e);
                 let what = "cannot read the Pod a SecretProviderClassPodStatus is about (kube-reloader needs get on pods and replicasets with --enable-csi-integration); asking again every";
-                if std::mem::replace(&mut self.warned, true) {
+                if self.warned.swap(true, Ordering::Relaxed) {
                     tracing::debug!(target: "kube_reloader::csi", namespace = %key.0, pod = %r.pod, cause = cause.as_str(), error = %e, "{what} {}s", RETRY.as_secs());
                 } else {
                     tracing::warn!(target: "kube_reloader::csi", namespace = %key.0, pod = %r.pod, cause = cause.as_str(), error = %e, "{what} {}s", RETRY.as_secs());
@@ -426,6 +428,9 @@ impl Owners {
         };
     }
 }
+
+/// Pods read at once when a list of status objects arrives.
+const RESOLVED_AT_ONCE: usize = 8;
 
 /// How often status objects whose Pod could not be read are looked at again.
 pub const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -447,7 +452,7 @@ pub async fn watch(
     config: watcher::Config,
     scope: Option<String>,
     store: std::sync::Arc<CsiStore>,
-    mut owners: Owners,
+    owners: Owners,
     hooks: StatusHooks<impl Fn(Vec<ConfigKey>), impl Fn(Cause), impl FnOnce()>,
 ) {
     let mut stream = make_watcher(api, config).default_backoff().boxed();
@@ -482,9 +487,13 @@ pub async fn watch(
             }
             Ok(Event::InitDone) => {
                 let mut listed = listing.take().unwrap_or_default();
-                for (key, r) in listed.iter_mut() {
-                    owners.resolve(&store, key, r).await;
-                }
+                // A few Pods read at once: at start, every status object's Pod is read.
+                let (owners, store) = (&owners, &*store);
+                futures::stream::iter(listed.iter_mut())
+                    .for_each_concurrent(RESOLVED_AT_ONCE, |(key, r)| async move {
+                        owners.resolve(store, key, r).await
+                    })
+                    .await;
                 let n = listed.len();
                 store.replace(scope.as_deref(), listed, &hooks.changed);
                 tracing::debug!(target: "kube_reloader::csi", scope = %where_, statuses = n, "listed");

@@ -743,14 +743,20 @@ async fn update_gauges(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
-            let n = ctx.configs.count(kind) as i64;
+        let set = |kind: &'static str, n: usize| {
+            let labels = KindLabels { kind };
             ctx.metrics
                 .watched_objects
-                .get_or_create(&KindLabels {
-                    kind: kind.as_str(),
-                })
-                .set(n);
+                .get_or_create(&labels)
+                .set(n as i64);
+        };
+        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+            set(kind.as_str(), ctx.configs.count(kind));
+        }
+        if ctx.settings.scope.csi() {
+            let spc = ConfigKind::SecretProviderClass;
+            set(spc.as_str(), ctx.configs.count(spc));
+            set("SecretProviderClassPodStatus", ctx.csi.len());
         }
         ctx.metrics.tracked_workloads.set(ctx.index.len() as i64);
     }

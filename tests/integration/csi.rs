@@ -10,7 +10,7 @@ use crate::support::csi::{self, TestPod};
 use crate::support::objects::{self, configmap};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, from_json, wait_for};
+use crate::support::{TestNs, from_json, http_get, wait_for};
 
 const TRACKED: &str = "kube-reloader.io/tracked";
 const CLASS: &str = "vault";
@@ -108,6 +108,18 @@ async fn a_rotation_reported_by_three_pods_rolls_the_deployment_once() {
     }
     reloader.wait_count(&["came or went", "name=web"], 1).await;
     reloader.wait_up_to_date("web", 2).await;
+    // What the controller holds: the new pods' status objects, the class.
+    let addr = reloader.http_addr().await;
+    let want = format!(
+        "kube_reloader_watched_objects{{kind=\"SecretProviderClassPodStatus\"}} {}",
+        new_pods.len()
+    );
+    wait_for(&want, TIMEOUT, || async {
+        let (_, text) = http_get(addr, "/metrics").await;
+        let class = "kube_reloader_watched_objects{kind=\"SecretProviderClass\"} 1";
+        (text.lines().any(|l| l == want) && text.lines().any(|l| l == class)).then_some(())
+    })
+    .await;
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 1);
     assert_eq!(reloader.count(&["rolled out", "name=web"]), 1);
 

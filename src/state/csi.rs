@@ -177,7 +177,16 @@ pub struct CsiStore {
     statuses: RwLock<BTreeMap<StatusKey, Reported>>,
 }
 
+/// A store that holds nothing, for readers without the CSI integration.
+pub static NONE: CsiStore = CsiStore::new();
+
 impl CsiStore {
+    pub const fn new() -> Self {
+        Self {
+            statuses: RwLock::new(BTreeMap::new()),
+        }
+    }
+
     /// The key a change of a status object is announced under: its class's.
     fn announced(ns: &str, r: &Reported) -> ConfigKey {
         (
@@ -405,7 +414,7 @@ impl Owners {
 
     /// The owner of a status object: the one known, or read now. A Pod that cannot be read is
     /// [`Owned::Pending`], asked again later.
-    async fn resolve(&self, store: &CsiStore, key: &StatusKey, r: &mut Reported) {
+    pub async fn resolve(&self, store: &CsiStore, key: &StatusKey, r: &mut Reported) {
         if let Some(known) = store.owner(key) {
             r.owner = known;
             return;

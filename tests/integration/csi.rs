@@ -24,6 +24,24 @@ fn versions(db: &str) -> [(&'static str, String); 2] {
     ]
 }
 
+/// `kube-reloader FLAGS explain deploy/web -n NS -o json`, as JSON.
+fn explain(ns: &TestNs, flags: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-reloader"))
+        .arg(format!("--controller-namespace={}", ns.name))
+        .args(flags)
+        .args(["explain", "deploy/web", "-n", &ns.name, "-o", "json"])
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .output()
+        .expect("run explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
 async fn report(ns: &TestNs, pod: &TestPod, db: &str) {
     let v = versions(db);
     let objects: Vec<(&str, &str)> = v.iter().map(|(i, v)| (*i, v.as_str())).collect();
@@ -122,6 +140,23 @@ async fn a_rotation_reported_by_three_pods_rolls_the_deployment_once() {
     .await;
     assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 1);
     assert_eq!(reloader.count(&["rolled out", "name=web"]), 1);
+
+    // explain reads what the pods report as the controller does: up to date, the class tracked;
+    // without the flag it says what it does not read.
+    let e = explain(&ns, &["--enable-csi-integration"]);
+    assert_eq!(e["state"], "up-to-date", "{e:#}");
+    let vault = e["objects"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == CLASS))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&vault["kind"], &vault["exists"], &vault["tracked"]),
+        (&json!("SecretProviderClass"), &json!(true), &json!(true)),
+        "{e:#}"
+    );
+    let without = explain(&ns, &[]);
+    assert_eq!(without["state"], "not-opted-in", "{without:#}");
 
     // A restart: reconciled, nothing written.
     reloader.kill();

@@ -34,7 +34,9 @@ use crate::state::metrics::Metrics;
 /// The body an alert is POSTed as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// kube-reloader's own JSON document (docs/alerts.md lists its fields).
+    /// kube-reloader's own JSON document (docs/alerts.md lists its fields). Reloader's sinks
+    /// `webhook` and `raw` are taken as this.
+    #[value(alias = "webhook", alias = "raw")]
     Json,
     /// A Slack incoming webhook message: `text`, and `blocks` of mrkdwn sections.
     Slack,

@@ -34,7 +34,7 @@ use crate::state::configs::{self, ConfigObject, ConfigStore, WatchHooks};
 use crate::state::csi::{self, CsiStore, SecretProviderClass, StatusHooks};
 use crate::state::metrics::{KindLabels, Metrics};
 use crate::state::router::{Senders, Trigger, TriggerRouter};
-use crate::state::workload::Workload;
+use crate::state::workload::{Reading, Workload};
 
 /// Page size of the ConfigMap and Secret watches until their first page sizes them
 /// ([`configs::page_size`]): bounds the transient memory of listing large objects.
@@ -93,8 +93,9 @@ struct ControllerParts {
 fn slim_event(
     event: watcher::Event<DynamicObject>,
     kind: WorkloadKind,
+    reading: &Reading,
 ) -> watcher::Event<Workload> {
-    let slim = |o| Workload::from_dynamic(o, kind);
+    let slim = |o| Workload::from_dynamic_with(o, kind, reading);
     match event {
         watcher::Event::Apply(o) => watcher::Event::Apply(slim(o)),
         watcher::Event::Delete(o) => watcher::Event::Delete(slim(o)),
@@ -133,7 +134,10 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
     let store = writer.as_reader();
     ctx.register_store(kind, scope.clone(), resource.clone(), store.clone());
     let stream = watcher(api, config)
-        .map_ok(move |event| slim_event(event, kind))
+        .map_ok({
+            let reading = ctx.settings.reading();
+            move |event| slim_event(event, kind, &reading)
+        })
         .reflect(writer)
         .touched_objects();
     let concurrency = ctx.settings.max_concurrent_reconciles;
@@ -271,7 +275,7 @@ fn spawn_config_watch<K: ConfigObject>(
     let (store, key, compat) = (
         Arc::clone(&ctx.configs),
         ctx.key.clone(),
-        ctx.settings.policy.reloader_compat,
+        ctx.settings.policy.reloader().copied(),
     );
     let ctx = Arc::clone(ctx);
     let scope = scope.clone();
@@ -337,6 +341,8 @@ pub struct Config {
     pub alerts: Option<alerts::Config>,
     /// How long the client waits on the API server.
     pub timeouts: client::Timeouts,
+    /// `--initial-list`: how watches read what exists.
+    pub initial_list: client::InitialList,
     /// Leader election, with `--leader-elect`.
     pub lease: Option<lease::Config>,
     /// `--debounce`.
@@ -355,6 +361,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         settings,
         alerts: alert_config,
         timeouts,
+        initial_list,
         lease: lease_config,
         debounce,
         metrics_addr,
@@ -377,7 +384,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let connector = client::Connector::new(kube_config);
     let client = connector.client(timeouts).map_err(RunError::Client)?;
     // Every watch is asked to end before the client would take it for dead.
-    let watch = watcher::Config::default().timeout(timeouts.watch_server_seconds());
+    let watch = initial_list.watch_config(timeouts);
     let controller_ns = key_secret.namespace.clone();
     // With the CSI integration, one more stream per scope: the driver's status objects.
     let streams = config_kinds.len() + usize::from(watched.csi());
@@ -398,7 +405,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     });
     // Read after the listener is up: while the API server cannot be reached, the key is retried,
     // and the probes must say "alive, not ready" meanwhile, or the kubelet would restart the Pod.
-    let key = key::load_or_create(client.clone(), &controller_ns, &key_secret.name).await?;
+    let key = key::load_or_create(
+        client.clone(),
+        &controller_ns,
+        &key_secret.name,
+        settings.field_manager,
+    )
+    .await?;
     tracing::info!(target: "kube_reloader::controller",
         namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
         ignored = ?watched.ignored_namespaces,
@@ -512,10 +525,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let lease_client = connector.client(lease_timeouts).map_err(RunError::Client)?;
     let lease_metrics = Arc::clone(&metrics);
     let failed = move |cause| lease_metrics.watch_restart("Lease", cause);
-    let mut lease =
-        lease::Elector::start(lease_client, &controller_ns, &lease_config, watch, failed)
-            .await
-            .map_err(RunError::Lease)?;
+    let mut lease = lease::Elector::start(
+        lease_client,
+        &lease_config.namespace,
+        &lease_config,
+        watch,
+        failed,
+    )
+    .await
+    .map_err(RunError::Lease)?;
     let mut workers: Option<Workers> = None;
     loop {
         tokio::select! {

@@ -18,7 +18,7 @@ use crate::rules::template::Restart;
 use crate::state::metrics::Outcome;
 use crate::state::workload::Workload;
 
-use crate::model::annotations::{FIELD_MANAGER, written};
+use crate::model::annotations::written;
 
 use super::events::publish;
 use super::{Context, Error};
@@ -325,12 +325,12 @@ async fn write(
         Api::namespaced_with(ctx.client.clone(), &wref.namespace, &resource);
     let (params, patch) = if wref.kind.spec().apply {
         (
-            PatchParams::apply(FIELD_MANAGER).force(),
+            PatchParams::apply(ctx.settings.field_manager).force(),
             Patch::Apply(patch),
         )
     } else {
         let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
+            field_manager: Some(ctx.settings.field_manager.to_string()),
             ..PatchParams::default()
         };
         (params, Patch::Merge(patch))

@@ -31,7 +31,7 @@ use crate::state::index::Index;
 use crate::state::metrics::{KindLabels, Metrics};
 use crate::state::namespaces::{Changed, NamespaceFilter};
 use crate::state::router::TriggerRouter;
-use crate::state::workload::Workload;
+use crate::state::workload::{Reading, Workload};
 
 pub use crate::model::annotations::{FIELD_MANAGER, REPORTER, written};
 
@@ -59,6 +59,18 @@ pub struct Settings {
     /// The global token bucket of rollouts: its rate per second and burst.
     pub max_rollouts_per_second: f64,
     pub rollout_burst: u32,
+    /// The field manager of every write (`--field-manager`).
+    pub field_manager: &'static str,
+}
+
+impl Settings {
+    /// How workloads are read into their slim copies.
+    pub fn reading(&self) -> Reading {
+        Reading {
+            names: self.policy.names,
+            field_manager: self.field_manager,
+        }
+    }
 }
 
 /// A running controller's workload cache: its kind, scope, where it is served, and the cache.
@@ -562,8 +574,8 @@ fn leave_alone(ctx: &Context, wref: &WorkloadRef) -> Action {
 /// Gives the workload its own debounce window if it asks for one (`kube-reloader.io/debounce`,
 /// Reloader's pause-period). An invalid one is reported once, and `--debounce` used instead.
 fn set_debounce(ctx: &Context, obj: &Workload, wref: &WorkloadRef) {
-    let compat = ctx.settings.policy.reloader_compat;
-    let (length, invalid) = match optin::debounce(obj.annotations(), compat) {
+    let (length, invalid) = match optin::debounce(obj.annotations(), ctx.settings.policy.reloader())
+    {
         Ok(length) => (length, None),
         Err(invalid) => (None, Some(invalid)),
     };

@@ -9,5 +9,6 @@ pub mod faults;
 pub mod optin;
 pub mod ratelimit;
 pub mod references;
+pub mod reloaded_from;
 pub mod scope;
 pub mod template;

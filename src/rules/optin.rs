@@ -113,15 +113,15 @@ impl OptIn {
 
 /// The workload's own debounce window: ours, `kube-reloader.io/debounce`, or Reloader's
 /// `deployment.reloader.stakater.com/pause-period` (read from the workload's metadata only, as
-/// Reloader reads it, and on every kind). A duration like `30s`, `5m` or `1m30s`.
+/// Reloader reads it, and on every kind), under the names of `reloader` when Reloader's
+/// annotations are honoured. A duration like `30s`, `5m` or `1m30s`.
 pub fn debounce(
     metadata: &Annotations,
-    reloader_compat: bool,
+    reloader: Option<&reloader::Names>,
 ) -> Result<Option<std::time::Duration>, InvalidAnnotation> {
-    let key = if metadata.contains_key(ours::DEBOUNCE) || !reloader_compat {
-        ours::DEBOUNCE
-    } else {
-        reloader::PAUSE_PERIOD
+    let key = match reloader {
+        Some(names) if !metadata.contains_key(ours::DEBOUNCE) => names.pause_period,
+        _ => ours::DEBOUNCE,
     };
     let Some(value) = metadata.get(key) else {
         return Ok(None);
@@ -212,9 +212,16 @@ pub struct Policy {
     /// `--resources-to-ignore`: kinds of objects never tracked (SecretProviderClasses too,
     /// unless `--enable-csi-integration`).
     pub ignored: Vec<ConfigKind>,
+    /// The names Reloader's annotations are read under (Reloader's `--*-annotation` flags).
+    pub names: reloader::Names,
 }
 
 impl Policy {
+    /// Reloader's annotation names, when they are honoured.
+    pub fn reloader(&self) -> Option<&reloader::Names> {
+        self.reloader_compat.then_some(&self.names)
+    }
+
     /// The kinds whose annotations are read: a kind ignored is not even parsed, but for
     /// ConfigMaps and Secrets, whose annotations have always been checked.
     fn parsed_kinds(&self) -> Vec<ConfigKind> {
@@ -248,12 +255,12 @@ pub fn parse_with(
     policy: &Policy,
 ) -> Result<Option<OptIn>, InvalidAnnotation> {
     let kinds = policy.parsed_kinds();
-    let mut opt = annotated(metadata, template, policy.reloader_compat, &kinds)?;
+    let mut opt = annotated(metadata, template, policy.reloader(), &kinds)?;
     if policy.auto_reload_all {
         for kind in kinds {
             let mut keys = vec![ours::AUTO];
-            if policy.reloader_compat {
-                let [auto, typed_auto, ..] = reloader::workload_level(kind);
+            if let Some(names) = policy.reloader() {
+                let [auto, typed_auto, ..] = names.workload_level(kind);
                 keys.extend([auto, typed_auto]);
             }
             let sets_its_own = keys
@@ -278,7 +285,7 @@ pub fn parse_with(
 fn annotated(
     metadata: &Annotations,
     template: &Annotations,
-    reloader_compat: bool,
+    reloader: Option<&reloader::Names>,
     kinds: &[ConfigKind],
 ) -> Result<OptIn, InvalidAnnotation> {
     let mut opt = OptIn::default();
@@ -304,11 +311,10 @@ fn annotated(
         }
     }
 
-    if reloader_compat {
-        use reloader::*;
+    if let Some(names) = reloader {
         for &kind in kinds {
             // Decided for each kind, as Reloader decides it for each changed object.
-            let keys = workload_level(kind);
+            let keys = names.workload_level(kind);
             let on_metadata = keys.iter().any(|k| metadata.contains_key(*k));
             let a = if on_metadata { metadata } else { template };
             let [auto, typed_auto, reload, search] = keys;
@@ -325,7 +331,7 @@ fn annotated(
         }
         // The exclude lists are read from the workload's metadata only, as Reloader does.
         for &kind in kinds {
-            for p in parse_list(metadata, exclude(kind), false)? {
+            for p in parse_list(metadata, names.exclude(kind), false)? {
                 if let NamePattern::Exact(name) = p {
                     opt.excluded.push((kind, name));
                 }
@@ -349,13 +355,14 @@ pub struct ConfigFlags {
 }
 
 impl ConfigFlags {
-    /// Reads the flags from an object's annotations.
-    pub fn from_annotations(annotations: &Annotations, reloader_compat: bool) -> Self {
+    /// Reads the flags from an object's annotations, Reloader's under the names of `reloader`
+    /// when they are honoured.
+    pub fn from_annotations(annotations: &Annotations, reloader: Option<&reloader::Names>) -> Self {
         let is_true = |k: &str| annotations.get(k).map(String::as_str) == Some("true");
         let read = [
             Some(ours::IGNORE),
-            reloader_compat.then_some(reloader::IGNORE),
-            reloader_compat.then_some(reloader::MATCH),
+            reloader.map(|n| n.ignore),
+            reloader.map(|n| n.match_),
         ];
         let invalid = read.into_iter().flatten().find(|k| {
             annotations
@@ -363,8 +370,8 @@ impl ConfigFlags {
                 .is_some_and(|v| v != "true" && v != "false")
         });
         Self {
-            ignored: is_true(ours::IGNORE) || (reloader_compat && is_true(reloader::IGNORE)),
-            matched: reloader_compat && is_true(reloader::MATCH),
+            ignored: is_true(ours::IGNORE) || reloader.is_some_and(|n| is_true(n.ignore)),
+            matched: reloader.is_some_and(|n| is_true(n.match_)),
             invalid,
         }
     }
@@ -707,16 +714,16 @@ mod tests {
         assert_eq!(run(&[(ours::AUTO, "true")], &[]), want(&all));
         assert_eq!(run(&[(reloader::AUTO, "true")], &[]), want(&all));
         assert_eq!(
-            run(&[(reloader::SPC_AUTO, "true")], &[]),
+            run(&[(reloader::SECRETPROVIDERCLASS_AUTO, "true")], &[]),
             want(&["SecretProviderClass/aws", "SecretProviderClass/vault"])
         );
         // Read from the pod template when the workload's metadata says nothing of them.
         assert_eq!(
-            run(&[], &[(reloader::SPC_AUTO, "true")]),
+            run(&[], &[(reloader::SECRETPROVIDERCLASS_AUTO, "true")]),
             want(&["SecretProviderClass/aws", "SecretProviderClass/vault"])
         );
         assert_eq!(
-            run(&[(reloader::SPC_RELOAD, "vault.*")], &[]),
+            run(&[(reloader::SECRETPROVIDERCLASS_RELOAD, "vault.*")], &[]),
             want(&[
                 "SecretProviderClass/vault",
                 "SecretProviderClass/vault-extra"
@@ -729,7 +736,10 @@ mod tests {
         );
         assert_eq!(
             run(
-                &[(reloader::AUTO, "true"), (reloader::SPCS_EXCLUDE, "vault")],
+                &[
+                    (reloader::AUTO, "true"),
+                    (reloader::SECRETPROVIDERCLASSES_EXCLUDE, "vault")
+                ],
                 &[]
             ),
             want(&["ConfigMap/app", "SecretProviderClass/aws"])
@@ -738,21 +748,99 @@ mod tests {
             run(&[(reloader::SEARCH, "true")], &[]),
             want(&["SecretProviderClass/aws"])
         );
-        let bad = parse(&ann(&[(reloader::SPC_AUTO, "yes")]), &ann(&[]), true);
-        assert_eq!(bad.expect_err("invalid").annotation, reloader::SPC_AUTO);
+        let bad = parse(
+            &ann(&[(reloader::SECRETPROVIDERCLASS_AUTO, "yes")]),
+            &ann(&[]),
+            true,
+        );
+        assert_eq!(
+            bad.expect_err("invalid").annotation,
+            reloader::SECRETPROVIDERCLASS_AUTO
+        );
         // Without --enable-csi-integration they are not read at all, malformed or not.
         let off = Policy {
             reloader_compat: true,
             ignored: vec![SPC],
             ..Policy::default()
         };
-        let meta = ann(&[(reloader::SPC_AUTO, "yes"), (ours::AUTO, "true")]);
+        let meta = ann(&[
+            (reloader::SECRETPROVIDERCLASS_AUTO, "yes"),
+            (ours::AUTO, "true"),
+        ]);
         let opt = parse_with(&meta, &ann(&[]), &off)
             .expect("valid")
             .expect("opted in");
         assert_eq!(names(&tracked(&opt, &refs, &view)), ["ConfigMap/app"]);
         let only = ann(&[(ours::SECRET_PROVIDER_CLASSES, "vault")]);
         assert!(parse_with(&only, &ann(&[]), &off).expect("valid").is_none());
+    }
+
+    /// Reloader's `--secretproviderclass-*-annotation` flags rename the SecretProviderClass
+    /// annotations as the others: read under the new names (on the metadata, or the pod template
+    /// as Reloader falls back to), and Reloader's own names no longer opt in nor exclude.
+    #[test]
+    fn renamed_secret_provider_class_annotations_are_read_under_their_new_names() {
+        use ConfigKind::SecretProviderClass as SPC;
+        let refs = refs(&[(SPC, "vault", Keys::All), (SPC, "aws", Keys::All)]);
+        let view = View::default()
+            .with(SPC, "vault", ConfigFlags::default())
+            .with(SPC, "aws", ConfigFlags::default())
+            .with(SPC, "gcp", ConfigFlags::default());
+        let policy = Policy {
+            reloader_compat: true,
+            names: reloader::Names {
+                secretproviderclass_auto: "example.com/spc-auto",
+                secretproviderclass_reload: "example.com/spc",
+                secretproviderclasses_exclude: "example.com/skip-spc",
+                ..reloader::Names::STAKATER
+            },
+            ..Policy::default()
+        };
+        let run = |meta: &[(&str, &str)], tmpl: &[(&str, &str)]| {
+            parse_with(&ann(meta), &ann(tmpl), &policy)
+                .expect("valid")
+                .map(|o| names(&tracked(&o, &refs, &view)))
+        };
+        let want = |w: &[&str]| Some(w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let both = ["SecretProviderClass/aws", "SecretProviderClass/vault"];
+        assert_eq!(run(&[("example.com/spc-auto", "true")], &[]), want(&both));
+        assert_eq!(run(&[], &[("example.com/spc-auto", "true")]), want(&both));
+        assert_eq!(
+            run(&[("example.com/spc", "gcp")], &[]),
+            want(&["SecretProviderClass/gcp"])
+        );
+        assert_eq!(
+            run(
+                &[
+                    ("example.com/spc-auto", "true"),
+                    ("example.com/skip-spc", "vault")
+                ],
+                &[]
+            ),
+            want(&["SecretProviderClass/aws"])
+        );
+        // Reloader's own names are plain annotations now.
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_AUTO, "true")], &[]),
+            None
+        );
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_RELOAD, "gcp")], &[]),
+            None
+        );
+        assert_eq!(
+            run(
+                &[
+                    ("example.com/spc-auto", "true"),
+                    (reloader::SECRETPROVIDERCLASSES_EXCLUDE, "vault")
+                ],
+                &[]
+            ),
+            want(&both)
+        );
+        let err = parse_with(&ann(&[("example.com/spc-auto", "yes")]), &ann(&[]), &policy)
+            .expect_err("invalid");
+        assert_eq!(err.annotation, "example.com/spc-auto");
     }
 
     #[test]
@@ -831,7 +919,7 @@ mod tests {
             ),
         ];
         for (what, annotations, compat, invalid, ignored) in cases {
-            let flags = ConfigFlags::from_annotations(&ann(annotations), *compat);
+            let flags = ConfigFlags::from_annotations(&ann(annotations), compat_names(*compat));
             assert_eq!(flags.invalid, *invalid, "{what}");
             assert_eq!(flags.ignored, *ignored, "{what}");
         }
@@ -896,9 +984,11 @@ mod tests {
         // Not even a malformed one is looked at.
         let meta = ann(&[(reloader::AUTO, "maybe")]);
         assert!(parse(&meta, &ann(&[]), false).unwrap().is_none());
-        let flags = ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), false);
+        let flags =
+            ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), compat_names(false));
         assert!(!flags.ignored);
-        let flags = ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), true);
+        let flags =
+            ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), compat_names(true));
         assert!(flags.ignored);
     }
 
@@ -965,10 +1055,76 @@ mod tests {
         );
     }
 
+    /// Reloader's names when its annotations are honoured.
+    fn compat_names(compat: bool) -> Option<&'static reloader::Names> {
+        compat.then_some(&reloader::Names::STAKATER)
+    }
+
+    /// Reloader's `--*-annotation` flags rename what is read; the default names are then plain
+    /// annotations.
+    #[test]
+    fn renamed_reloader_annotations_are_read_under_their_new_names() {
+        let renamed = reloader::Names {
+            auto: "example.com/auto",
+            configmaps_exclude: "example.com/skip-configmaps",
+            secret_reload: "example.com/secrets",
+            ignore: "example.com/ignore",
+            pause_period: "example.com/pause",
+            ..reloader::Names::STAKATER
+        };
+        let policy = Policy {
+            reloader_compat: true,
+            names: renamed,
+            ..Policy::default()
+        };
+        let run = |m: &[(&str, &str)]| {
+            parse_with(&ann(m), &ann(&[]), &policy)
+                .unwrap()
+                .map(|o| names(&tracked(&o, &sample_refs(), &View::default())))
+        };
+        assert_eq!(run(&[(reloader::AUTO, "true")]), None);
+        assert_eq!(
+            run(&[
+                ("example.com/auto", "true"),
+                ("example.com/skip-configmaps", "app")
+            ]),
+            Some(vec!["Secret/db".to_string()])
+        );
+        // Reloader's own exclude name is no longer one.
+        assert_eq!(
+            run(&[
+                ("example.com/auto", "true"),
+                (reloader::CONFIGMAPS_EXCLUDE, "app")
+            ]),
+            Some(vec!["ConfigMap/app".to_string(), "Secret/db".to_string()])
+        );
+        assert_eq!(
+            run(&[("example.com/secrets", "other")]),
+            Some(vec!["Secret/other".to_string()])
+        );
+        let err = parse_with(&ann(&[("example.com/auto", "1")]), &ann(&[]), &policy)
+            .expect_err("invalid");
+        assert_eq!(err.annotation, "example.com/auto");
+        let flags =
+            ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), policy.reloader());
+        assert!(!flags.ignored);
+        let flags = ConfigFlags::from_annotations(
+            &ann(&[("example.com/ignore", "true")]),
+            policy.reloader(),
+        );
+        assert!(flags.ignored);
+        let pause = debounce(&ann(&[("example.com/pause", "1m")]), policy.reloader());
+        assert_eq!(pause, Ok(Some(std::time::Duration::from_secs(60))));
+        assert_eq!(
+            debounce(&ann(&[(reloader::PAUSE_PERIOD, "1m")]), policy.reloader()),
+            Ok(None)
+        );
+    }
+
     #[test]
     fn a_workload_may_set_its_own_debounce_window() {
         use std::time::Duration;
-        let d = |pairs: &[(&str, &str)], compat: bool| debounce(&ann(pairs), compat);
+        let d = |pairs: &[(&str, &str)], compat: bool| debounce(&ann(pairs), compat_names(compat));
         assert_eq!(d(&[], true), Ok(None));
         assert_eq!(
             d(&[(ours::DEBOUNCE, "30s")], true),

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::rules::assess::ConfigDigests;
 use crate::rules::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest};
 use crate::rules::faults::Cause;
-use crate::rules::optin::{ConfigFlags, ConfigView, Tracked};
+use crate::rules::optin::{ConfigFlags, ConfigView, Tracked, reloader};
 use crate::rules::references::ConfigKind;
 
 /// (namespace, kind, name) of a ConfigMap or Secret.
@@ -280,12 +280,12 @@ impl ConfigDigests for NamespaceView<'_> {
 pub fn summarize<K: ConfigObject>(
     obj: &K,
     key: &SecretKey,
-    reloader_compat: bool,
+    reloader: Option<&reloader::Names>,
 ) -> ConfigSummary {
     let secret_key = (K::KIND == ConfigKind::Secret).then_some(key);
     ConfigSummary {
         digest: ContentDigest::new(secret_key, obj.entries()),
-        flags: ConfigFlags::from_annotations(obj.annotations(), reloader_compat),
+        flags: ConfigFlags::from_annotations(obj.annotations(), reloader),
     }
 }
 
@@ -345,12 +345,17 @@ pub async fn watch<K: ConfigObject>(
     scope: Option<String>,
     store: std::sync::Arc<ConfigStore>,
     key: SecretKey,
-    reloader_compat: bool,
+    reloader: Option<reloader::Names>,
     hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(), impl Fn(Cause)>,
 ) {
-    let page = sample_page_size(&api, &config).await;
-    tracing::debug!(target: "kube_reloader::configs", kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
-    let config = config.page_size(page);
+    // A streaming list has no pages to size.
+    let config = if config.initial_list_strategy == watcher::InitialListStrategy::ListWatch {
+        let page = sample_page_size(&api, &config).await;
+        tracing::debug!(target: "kube_reloader::configs", kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
+        config.page_size(page)
+    } else {
+        config
+    };
     let mut stream = make_watcher(api, config).default_backoff().boxed();
     let mut listing: Option<BTreeMap<ConfigKey, ConfigSummary>> = None;
     let mut synced_once = false;
@@ -359,7 +364,7 @@ pub async fn watch<K: ConfigObject>(
             Ok(Event::Init) => listing = Some(BTreeMap::new()),
             Ok(Event::InitApply(obj)) => {
                 if let Some(l) = listing.as_mut() {
-                    l.insert(key_of(&obj), summarize(&obj, &key, reloader_compat));
+                    l.insert(key_of(&obj), summarize(&obj, &key, reloader.as_ref()));
                 }
             }
             Ok(Event::InitDone) => {
@@ -374,7 +379,7 @@ pub async fn watch<K: ConfigObject>(
                 (hooks.listed)();
             }
             Ok(Event::Apply(obj)) => {
-                let summary = summarize(&obj, &key, reloader_compat);
+                let summary = summarize(&obj, &key, reloader.as_ref());
                 store.upsert(key_of(&obj), summary, &hooks.changed);
             }
             Ok(Event::Delete(obj)) => {

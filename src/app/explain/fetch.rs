@@ -13,12 +13,13 @@ use crate::adapters::api::serves;
 use crate::model::kinds::WorkloadKind;
 use crate::reconcile::REPORTER;
 use crate::rules::digest::SecretKey;
+use crate::rules::optin::reloader;
 use crate::rules::references::ConfigKind;
 use crate::state::configs::{ConfigObject, ConfigStore, summarize};
 use crate::state::csi::{
     self, CsiStore, Owners, Reported, SecretProviderClass, SecretProviderClassPodStatus,
 };
-use crate::state::workload::Workload;
+use crate::state::workload::{Reading, Workload};
 
 use super::render::{render_inventory, render_text};
 use super::{Config, Configs, Found, Watched, explain, inventory};
@@ -91,7 +92,7 @@ async fn list_into<K: ConfigObject>(
     lp: ListParams,
     store: &ConfigStore,
     key: &SecretKey,
-    compat: bool,
+    compat: Option<&reloader::Names>,
 ) -> Result<(), ExplainError> {
     let api: Api<K> = api_in(client, namespace);
     let mut lp = lp.limit(100);
@@ -129,7 +130,7 @@ async fn load_configs(
         .clone()
         .unwrap_or_else(|| SecretKey::new(vec![0; SecretKey::MIN_LEN]));
     let store = ConfigStore::new(0);
-    let compat = config.policy.reloader_compat;
+    let compat = config.policy.reloader();
     let mut lp = ListParams::default();
     if let Some(labels) = &config.scope.resource_label_selector {
         lp = lp.labels(labels);
@@ -173,7 +174,7 @@ async fn load_csi(
     // As the controller: no --resource-label-selector on the driver's kinds.
     let (key, compat) = (
         SecretKey::new(vec![0; SecretKey::MIN_LEN]),
-        config.policy.reloader_compat,
+        config.policy.reloader(),
     );
     list_into::<SecretProviderClass>(
         client,
@@ -244,6 +245,7 @@ async fn fetch(
     kind: WorkloadKind,
     ns: &str,
     name: &str,
+    reading: &Reading,
 ) -> Result<Workload, ExplainError> {
     let read = |source| ExplainError::Read {
         what: format!("{kind} {name}"),
@@ -255,7 +257,7 @@ async fn fetch(
         .ok_or_else(|| ExplainError::NotServed(kind.describe()))?;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
     let obj = api.get(name).await.map_err(read)?;
-    Ok(Workload::from_dynamic(obj, kind))
+    Ok(Workload::from_dynamic_with(obj, kind, reading))
 }
 
 /// Runs `explain` against the cluster and returns the rendered output.
@@ -278,11 +280,18 @@ pub async fn run(
     };
 
     let ns = namespace.as_str();
-    let obj = fetch(&client, kind, ns, &name).await?;
+    let obj = fetch(&client, kind, ns, &name, &config.reading()).await?;
     let source = match &obj.template_ref {
-        Some(r) if obj.kind.spec().argo && r.kind == "Deployment" => {
-            Some(fetch(&client, WorkloadKind::DEPLOYMENT, ns, &r.name).await?)
-        }
+        Some(r) if obj.kind.spec().argo && r.kind == "Deployment" => Some(
+            fetch(
+                &client,
+                WorkloadKind::DEPLOYMENT,
+                ns,
+                &r.name,
+                &config.reading(),
+            )
+            .await?,
+        ),
         _ => None,
     };
     let mut e = explain(&obj, source.as_ref(), configs, key.as_ref(), &config.policy);
@@ -301,6 +310,7 @@ async fn list_workloads(
     resource: &kube::api::ApiResource,
     kind: WorkloadKind,
     namespace: Option<&str>,
+    reading: &Reading,
 ) -> Result<Vec<Workload>, ExplainError> {
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
@@ -316,7 +326,7 @@ async fn list_workloads(
         out.extend(
             list.items
                 .into_iter()
-                .map(|o| Workload::from_dynamic(o, kind)),
+                .map(|o| Workload::from_dynamic_with(o, kind, reading)),
         );
         match list.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
@@ -356,7 +366,9 @@ pub async fn run_all(
             })?;
         match resource {
             Some(resource) => {
-                listed.extend(list_workloads(&client, &resource, kind, scope).await?);
+                listed.extend(
+                    list_workloads(&client, &resource, kind, scope, &config.reading()).await?,
+                );
             }
             None => not_served.push(format!("{}/{}", kind.api_version(), kind)),
         }
@@ -375,15 +387,21 @@ pub async fn run_all(
                 let ns = obj.namespace().unwrap_or_default();
                 match deployments.get(&(ns.clone(), r.name.clone())) {
                     Some(d) => Ok(Some((*d).clone())),
-                    None => fetch(&client, WorkloadKind::DEPLOYMENT, &ns, &r.name)
-                        .await
-                        .map(Some)
-                        .map_err(|e| {
-                            format!(
-                                "the Deployment {} its spec.workloadRef names cannot be read: {e}",
-                                r.name
-                            )
-                        }),
+                    None => fetch(
+                        &client,
+                        WorkloadKind::DEPLOYMENT,
+                        &ns,
+                        &r.name,
+                        &config.reading(),
+                    )
+                    .await
+                    .map(Some)
+                    .map_err(|e| {
+                        format!(
+                            "the Deployment {} its spec.workloadRef names cannot be read: {e}",
+                            r.name
+                        )
+                    }),
                 }
             }
             _ => Ok(None),

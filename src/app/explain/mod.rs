@@ -15,6 +15,7 @@ use crate::rules::decision::Change;
 use crate::rules::digest::SecretKey;
 use crate::rules::optin::{self, ConfigView, Policy};
 use crate::rules::references::{ConfigKind, Keys};
+use crate::rules::reloaded_from::{self, LastReloadedFrom};
 use crate::rules::scope::WatchScope;
 use crate::rules::template::{self, Restart};
 use crate::state::configs::ConfigStore;
@@ -34,6 +35,18 @@ pub struct Config {
     pub scope: WatchScope,
     pub policy: Policy,
     pub key: KeySecret,
+    /// The controller's field manager (`--field-manager`), to tell its writes from others'.
+    pub field_manager: &'static str,
+}
+
+impl Config {
+    /// How workloads are read into their slim copies, as the controller reads them.
+    pub fn reading(&self) -> crate::state::workload::Reading {
+        crate::state::workload::Reading {
+            names: self.policy.names,
+            field_manager: self.field_manager,
+        }
+    }
 }
 
 /// The objects explain reads a workload against: the ConfigMaps, Secrets and
@@ -144,6 +157,11 @@ pub struct Explanation {
     /// last and why (a rollout, a change a template change covered, a missing object). `None`
     /// when there is none, or the Events could not be read.
     pub last_event: Option<String>,
+    /// stakater Reloader's last rollout of the workload, as its `last-reloaded-from` pod-template
+    /// annotation records it (either of Reloader's formats), or why it cannot be read; left out
+    /// when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reloader_last_reloaded_from: Option<Result<LastReloadedFrom, String>>,
 }
 
 impl Serialize for ConfigKind {
@@ -169,8 +187,9 @@ fn keys_text(k: &Keys) -> String {
 const FROM_TEMPLATE: &str = " (pod template)";
 
 /// Whether an annotation says how a workload opts in or is rolled: ours but those kube-reloader
-/// writes, and Reloader's (when honoured) but those Reloader writes.
-fn is_opt_in(key: &str, reloader_compat: bool) -> bool {
+/// writes, and Reloader's (when honoured, under the names they are read by) but those Reloader
+/// writes.
+fn is_opt_in(key: &str, reloader: Option<&optin::reloader::Names>) -> bool {
     let ours_written = [
         written::CONFIG_HASH,
         written::TRACKED,
@@ -180,9 +199,12 @@ fn is_opt_in(key: &str, reloader_compat: bool) -> bool {
     if key.starts_with("kube-reloader.io/") {
         return !ours_written.contains(&key);
     }
-    reloader_compat
-        && key.contains("reloader.stakater.com/")
-        && !optin::reloader::WRITTEN.contains(&key)
+    reloader.is_some_and(|names| {
+        names.on_workloads(key)
+            || (key.contains("reloader.stakater.com/")
+                && !optin::reloader::WRITTEN.contains(&key)
+                && key != names.paused_at)
+    })
 }
 
 /// The explanation of one workload against the objects in `store`. `key` is the installation's
@@ -198,7 +220,7 @@ pub fn explain<'a>(
     policy: &Policy,
 ) -> Explanation {
     let Configs { store, csi } = configs.into();
-    let reloader_compat = policy.reloader_compat;
+    let reloader_names = policy.reloader();
     let namespace = obj.namespace().unwrap_or_default();
     let template = match source {
         Some(deployment) => deployment.template.as_ref(),
@@ -238,6 +260,9 @@ pub fn explain<'a>(
         changed: Vec::new(),
         status: String::new(),
         last_event: None,
+        reloader_last_reloaded_from: template::template_annotations(template)
+            .get(optin::reloader::LAST_RELOADED_FROM)
+            .map(|v| reloaded_from::parse(v)),
     };
     let not_opted_in = "not opted in: add kube-reloader.io/auto: \"true\" (or a Reloader annotation) to the workload's metadata";
     let key_id = key.map(SecretKey::id).unwrap_or("unknown");
@@ -281,13 +306,13 @@ pub fn explain<'a>(
     let template_annotations = template::template_annotations(template);
     let mut opt_in_keys: Vec<String> = annotations
         .iter()
-        .filter(|(k, _)| is_opt_in(k, reloader_compat))
+        .filter(|(k, _)| is_opt_in(k, reloader_names))
         .map(|(k, v)| format!("{k}={v}"))
         .chain(
             template_annotations
                 .iter()
                 .filter(|(k, _)| {
-                    !k.starts_with("kube-reloader.io/") && is_opt_in(k, reloader_compat)
+                    !k.starts_with("kube-reloader.io/") && is_opt_in(k, reloader_names)
                 })
                 .map(|(k, v)| format!("{k}={v}{FROM_TEMPLATE}")),
         )
@@ -592,6 +617,96 @@ mod tests {
         Workload::from_dynamic(obj, WorkloadKind::DEPLOYMENT)
     }
 
+    /// A Deployment rolled by Reloader's annotations strategy, with this `last-reloaded-from`.
+    fn rolled_by_reloader(metadata: Value, last_reloaded_from: &str) -> Workload {
+        let obj = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns", "annotations": metadata},
+            "spec": {"selector": {}, "template": {
+                "metadata": {"annotations": {
+                    "reloader.stakater.com/last-reloaded-from": last_reloaded_from}},
+                "spec": {"containers": [{"name": "app",
+                    "envFrom": [{"configMapRef": {"name": "app"}}]}]}}}
+        }))
+        .unwrap();
+        Workload::from_dynamic(obj, WorkloadKind::DEPLOYMENT)
+    }
+
+    #[test]
+    fn reloaders_last_rollout_is_read_in_either_format() {
+        let compat = Policy {
+            reloader_compat: true,
+            ..Policy::default()
+        };
+        let store = ConfigStore::new(0);
+        let auto = json!({"reloader.stakater.com/auto": "true"});
+        let v1 = json!({"type": "CONFIGMAP", "name": "app", "namespace": "ns",
+            "hash": "b1d5781111d84f7b3fe45a0852e59758cd7a87e5", "containerRefs": ["app"],
+            "observedAt": 1_700_000_000});
+        let v2 = json!({"kind": "configmap", "name": "app", "namespace": "ns",
+            "hash": "53048e2681941ef99b2e29b76b4c7dabe4c2d0c634fc6d46e0e2f13107e7af23",
+            "containers": ["app"], "reloadedAt": "2023-11-14T22:13:20Z"});
+        for (doc, format) in [(v1, "v1"), (v2, "v2")] {
+            let w = rolled_by_reloader(auto.clone(), &doc.to_string());
+            let e = explain(&w, None, &store, None, &compat);
+            let from = e.reloader_last_reloaded_from.clone().unwrap().unwrap();
+            assert_eq!(from.object(), "ConfigMap/app");
+            assert_eq!(from.format.as_str(), format);
+            let text = render_text(&e);
+            assert!(
+                text.contains(&format!(
+                    "Reloader:      last rolled it for ConfigMap/app, at 2023-11-14T22:13:20Z (its last-reloaded-from, {format} format)"
+                )),
+                "{text}"
+            );
+            // What Reloader writes is no opt-in, and the same either way.
+            assert_eq!(
+                e.opt_in,
+                Ok(vec!["reloader.stakater.com/auto=true".to_string()])
+            );
+            assert_eq!(e.state, State::NoBaseline);
+        }
+        let w = rolled_by_reloader(auto.clone(), "{\"name\":\"app\"}");
+        let e = explain(&w, None, &store, None, &compat);
+        assert!(render_text(&e).contains("its last-reloaded-from cannot be read: it has neither"));
+        let w = deployment(auto, json!({"containers": []}));
+        let e = explain(&w, None, &store, None, &compat);
+        assert!(e.reloader_last_reloaded_from.is_none());
+        let json = serde_json::to_value(&e).unwrap();
+        assert!(json.get("reloader_last_reloaded_from").is_none());
+    }
+
+    /// Under Reloader's `--*-annotation` flags, the renamed annotations are the opt-in shown.
+    #[test]
+    fn renamed_reloader_annotations_are_shown_as_the_opt_in() {
+        let renamed = Policy {
+            reloader_compat: true,
+            names: optin::reloader::Names {
+                auto: "example.com/auto",
+                paused_at: "example.com/paused-at",
+                ..optin::reloader::Names::STAKATER
+            },
+            ..Policy::default()
+        };
+        let store = ConfigStore::new(0);
+        let obj = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns", "annotations": {
+                "example.com/auto": "true", "example.com/paused-at": "2023-11-14T22:13:20Z"}},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "c", "envFrom": [{"configMapRef": {"name": "app"}}]}]}}}
+        }))
+        .unwrap();
+        let reading = crate::state::workload::Reading {
+            names: renamed.names,
+            ..Default::default()
+        };
+        let w = Workload::from_dynamic_with(obj, WorkloadKind::DEPLOYMENT, &reading);
+        let e = explain(&w, None, &store, None, &renamed);
+        assert_eq!(e.opt_in, Ok(vec!["example.com/auto=true".to_string()]));
+        assert_eq!(e.state, State::NoBaseline);
+    }
+
     #[test]
     fn explains_tracked_missing_ignored_and_pending() {
         let compat = Policy {
@@ -608,7 +723,7 @@ mod tests {
             .unwrap();
             store.insert(
                 ("ns".into(), ConfigKind::ConfigMap, name.into()),
-                summarize(&cm, &key, true),
+                summarize(&cm, &key, Some(&optin::reloader::Names::STAKATER)),
             );
         };
         put("app", serde_json::json!({}), serde_json::json!({"k": "v"}));
@@ -751,7 +866,7 @@ mod tests {
             .unwrap();
             store.insert(
                 ("ns".into(), ConfigKind::ConfigMap, name.into()),
-                summarize(&cm, &key, true),
+                summarize(&cm, &key, Some(&optin::reloader::Names::STAKATER)),
             );
         };
         put("app", "1");

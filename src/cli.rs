@@ -17,6 +17,7 @@ use crate::model::kinds::{self, WorkloadKind};
 use crate::reconcile::Settings;
 use crate::rules::optin;
 use crate::rules::references::ConfigKind;
+use crate::rules::rollout::{Progressive, Waves};
 use crate::rules::scope::{SKIPPED_SECRET_TYPES, WatchScope};
 
 mod reloader;
@@ -123,6 +124,23 @@ pub struct Args {
     /// Rollouts that may happen at once before the rate limit applies (token bucket size).
     #[arg(long, env = "KUBE_RELOADER_ROLLOUT_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub rollout_burst: u32,
+
+    /// Roll each config change in waves (a canary, then growing waves, each after the previous
+    /// one completed) and halt it when a rollout fails. Off by default; a ConfigMap or Secret
+    /// annotated kube-reloader.io/progressive: "true" (or "false") decides for itself.
+    #[arg(long, env = "KUBE_RELOADER_PROGRESSIVE")]
+    pub progressive: bool,
+
+    /// Sizes of the waves of a progressive rollout before the last, which takes the rest: a
+    /// number of workloads or a share of those the change concerns (1,10%: a canary, a tenth,
+    /// the rest). Workloads annotated kube-reloader.io/canary: "true" go in the first.
+    #[arg(long, env = "KUBE_RELOADER_ROLLOUT_WAVES", default_value = "1,10%", value_parser = clap::value_parser!(Waves))]
+    pub rollout_waves: Waves,
+
+    /// A progressive rollout of a StatefulSet, DaemonSet or Argo Rollout that has not completed
+    /// in this long has failed (a Deployment fails at its own progressDeadlineSeconds).
+    #[arg(long, env = "KUBE_RELOADER_ROLLOUT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub rollout_timeout: Duration,
 
     /// Reconciles in flight at once, per workload kind and watched namespace (each holds an API
     /// connection while it writes, so this also bounds the connections kept open after a burst,
@@ -478,6 +496,11 @@ impl Args {
                 max_rollouts_per_second: self.max_rollouts_per_second,
                 rollout_burst: self.rollout_burst,
                 field_manager: self.field_manager(),
+                progressive: Progressive {
+                    default: self.progressive,
+                    waves: self.rollout_waves.clone(),
+                    timeout: self.rollout_timeout,
+                },
             },
             alerts,
             timeouts: self.timeouts(),
@@ -1137,6 +1160,21 @@ mod tests {
         assert!(a.namespaces.is_empty());
         assert_eq!(a.max_concurrent_reconciles, 16);
         assert_eq!(a.kinds(), WorkloadKind::BUILT_IN);
+        // Progressive rollouts: off, with a canary, a tenth and the rest, 10 minutes.
+        assert!(!a.progressive);
+        assert_eq!(a.rollout_waves, Waves::default());
+        assert_eq!(a.rollout_timeout, Duration::from_secs(600));
+        let p = Args::try_parse_from([
+            "kube-reloader",
+            "--progressive",
+            "--rollout-waves=2,25%,50%",
+            "--rollout-timeout=5m",
+        ])
+        .unwrap();
+        assert!(p.progressive && p.rollout_timeout == Duration::from_secs(300));
+        assert_eq!(p.rollout_waves, "2,25%,50%".parse().unwrap());
+        assert!(Args::try_parse_from(["kube-reloader", "--rollout-waves=0"]).is_err());
+        assert!(Args::try_parse_from(["kube-reloader", "--rollout-waves=150%"]).is_err());
         assert_eq!(
             a.timeouts(),
             Timeouts {

@@ -10,6 +10,14 @@ pub mod ours {
     pub const IGNORE: &str = "kube-reloader.io/ignore";
     /// The workload's own debounce window.
     pub const DEBOUNCE: &str = "kube-reloader.io/debounce";
+    /// On a workload: "true" puts it in the first wave of a progressive rollout.
+    pub const CANARY: &str = "kube-reloader.io/canary";
+    /// On a ConfigMap or Secret: "true" rolls its changes progressively (in waves, halting on a
+    /// failure), "false" all at once whatever `--progressive` says.
+    pub const PROGRESSIVE: &str = "kube-reloader.io/progressive";
+    /// On a ConfigMap or Secret: the digest of a change whose halted rollout is to go on anyway
+    /// (as a hold names it: `ConfigMap/app@<digest>`, or the digest alone).
+    pub const RELEASE_HOLD: &str = "kube-reloader.io/release-hold";
 }
 
 /// stakater Reloader's annotations.
@@ -156,6 +164,17 @@ pub mod written {
     /// On the workload's metadata: the digest of the pod template (all of it but our own
     /// annotation) when the baseline was recorded, to tell someone else's template change.
     pub const TEMPLATE_HASH: &str = "kube-reloader.io/template-hash";
+    /// On the workload's metadata: the config changes (`ConfigMap/app@<digest>`, comma-separated)
+    /// its last progressive rollout rolled, so that its peers know it rolled them.
+    pub const ROLLOUT: &str = "kube-reloader.io/rollout";
+    /// On the workload's metadata: its rollout of a change failed, and why
+    /// (`ConfigMap/app@<digest>; Deployment/web-0: why`).
+    pub const ROLLOUT_FAILED: &str = "kube-reloader.io/rollout-failed";
+    /// On the workload's metadata: the change it has not rolled because another workload's
+    /// rollout of it failed (same form as [`ROLLOUT_FAILED`]).
+    pub const HELD: &str = "kube-reloader.io/held";
+    /// The progressive rollout's annotations, kept as they are by every other write.
+    pub const PROGRESSIVE: [&str; 3] = [ROLLOUT, ROLLOUT_FAILED, HELD];
 }
 
 /// The field manager of every write.

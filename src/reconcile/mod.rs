@@ -19,11 +19,12 @@ use crate::alerts::Alerts;
 use crate::locked;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::rules::assess::{self, Assessment, Subject};
-use crate::rules::decision::{Action as Decided, Inputs, decide};
+use crate::rules::decision::{Action as Decided, Change, Inputs, Wave, decide};
 use crate::rules::digest::{Recorded, SecretKey};
 use crate::rules::optin::{self};
 use crate::rules::ratelimit::TokenBucket;
 use crate::rules::references::ConfigKind;
+use crate::rules::rollout::Progressive;
 use crate::rules::scope::WatchScope;
 use crate::state::configs::{ConfigObject, ConfigStore};
 use crate::state::csi::{CsiStore, WorkloadView};
@@ -37,6 +38,7 @@ pub use crate::model::annotations::{FIELD_MANAGER, REPORTER, written};
 
 mod events;
 mod execute;
+mod progressive;
 
 pub use events::error_policy;
 use events::{EVENTS_AT_ONCE, publish, warn_invalid_flags, warn_missing};
@@ -61,6 +63,8 @@ pub struct Settings {
     pub rollout_burst: u32,
     /// The field manager of every write (`--field-manager`).
     pub field_manager: &'static str,
+    /// Progressive rollouts: `--progressive`, the waves, `--rollout-timeout`.
+    pub progressive: Progressive,
 }
 
 impl Settings {
@@ -537,7 +541,13 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         .get(written::RELOADED_AT)
         .and_then(|t| t.parse::<Timestamp>().ok())
         .map(SystemTime::from);
+    // A change of a config that rolls progressively: where this workload's rollout would stand.
+    let (wave, progressive_ids) = match &change {
+        Change::Roll { changed } => progressive::wave(ctx, obj.as_ref(), &wref, changed),
+        _ => (Wave::Free, Vec::new()),
+    };
     let inputs = Inputs {
+        wave,
         change,
         unconfirmed,
         window,
@@ -552,16 +562,24 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
     warn_missing(ctx, obj.as_ref(), &wref, &current, &unconfirmed);
+    let up_to_date = action == Decided::UpToDate;
     let found = Found {
         obj: obj.as_ref(),
-        wref,
+        wref: wref.clone(),
         restart,
         current,
         template: template_now,
         opened,
         tracked: tracked.len(),
+        progressive: progressive_ids,
     };
-    execute(ctx, &found, action).await
+    let done = execute(ctx, &found, action).await?;
+    if up_to_date
+        && let Some(watching) = progressive::watch(ctx, obj.as_ref(), &wref, restart).await?
+    {
+        return Ok(watching);
+    }
+    Ok(done)
 }
 
 /// Forgets what a workload that is not (or no longer) opted in had indexed or pending.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::rules::csi;
 use crate::rules::digest::{ABSENT, Recorded, WorkloadDigest};
 use crate::rules::ratelimit::{TokenBucket, cooldown};
+use crate::rules::rollout::{Halt, WAVE_POLL};
 
 /// What changed since the baseline a workload records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +171,21 @@ pub enum WaitReason {
     Cooldown,
     /// The global token bucket (`--max-rollouts-per-second`).
     RateLimit,
+    /// A progressive rollout's earlier waves have not completed.
+    Wave,
+}
+
+/// Where a rollout would stand in the progressive rollout of its change
+/// ([`crate::rules::rollout::gate`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Wave {
+    /// Not progressive, or its wave has started.
+    #[default]
+    Free,
+    /// An earlier wave has not completed.
+    Waiting,
+    /// A rollout of the change failed: held.
+    Held(Halt),
 }
 
 /// Why a baseline is recorded without a rollout.
@@ -203,6 +219,8 @@ pub enum Action {
     Record(Record),
     /// Write the new baseline and the digest into the pod template: a rollout.
     Roll { changed: Vec<String> },
+    /// A progressive rollout of the change failed elsewhere: record the hold, roll nothing.
+    Halted(Halt),
     /// `--dry-run`: report what would be done (`roll` names what changed, `None` for a
     /// baseline) and remember the baseline in memory; write nothing.
     Simulate { roll: Option<Vec<String>> },
@@ -220,6 +238,8 @@ pub struct Inputs {
     pub now: SystemTime,
     pub min_rollout_interval: Duration,
     pub dry_run: bool,
+    /// Where a rollout would stand in a progressive rollout of its change.
+    pub wave: Wave,
 }
 
 /// The one decision: what to do about `inputs`. A token is taken from `bucket` only when the
@@ -238,6 +258,7 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
         now: wall_now,
         min_rollout_interval,
         dry_run,
+        wave,
     } = inputs;
     let (then, windowed) = match change {
         Change::None => return Action::UpToDate,
@@ -274,6 +295,13 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
         Then::Record(record) => return Action::Record(record),
         Then::Roll(changed) => changed,
     };
+    // Held: recorded at once, whatever the cooldown (it rolls nothing).
+    if let Wave::Held(halt) = wave {
+        if dry_run {
+            return Action::Simulate { roll: None };
+        }
+        return Action::Halted(halt);
+    }
     if let Some(delay) = cooldown(last_rollout, wall_now, min_rollout_interval) {
         return Action::Wait {
             delay,
@@ -283,6 +311,13 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
     if dry_run {
         return Action::Simulate {
             roll: Some(changed),
+        };
+    }
+    // Before the bucket: waiting for a wave takes no token.
+    if wave == Wave::Waiting {
+        return Action::Wait {
+            delay: WAVE_POLL,
+            why: WaitReason::Wave,
         };
     }
     match bucket.try_take(now) {
@@ -578,6 +613,7 @@ mod tests {
         since_rollout: Option<u64>,
         dry_run: bool,
         tokens: bool,
+        wave: Wave,
         want: Action,
     }
 
@@ -590,8 +626,15 @@ mod tests {
             since_rollout: None,
             dry_run: false,
             tokens: true,
+            wave: Wave::Free,
             want,
         }
+    }
+
+    fn halt() -> Halt {
+        "ConfigMap/app@aaa; Deployment/web-0: its new pods crash-loop"
+            .parse()
+            .expect("a halt")
     }
 
     fn changed(names: &[&str]) -> Vec<String> {
@@ -811,6 +854,71 @@ mod tests {
                     }),
                 )
             },
+            Case {
+                wave: Wave::Waiting,
+                ..case(
+                    "progressive: an earlier wave not complete: wait, no token taken",
+                    cm(),
+                    Passed,
+                    Action::Wait {
+                        delay: WAVE_POLL,
+                        why: WaitReason::Wave,
+                    },
+                )
+            },
+            Case {
+                wave: Wave::Waiting,
+                tokens: false,
+                ..case(
+                    "progressive: waiting for a wave goes before the rate limit",
+                    cm(),
+                    Passed,
+                    Action::Wait {
+                        delay: WAVE_POLL,
+                        why: WaitReason::Wave,
+                    },
+                )
+            },
+            Case {
+                wave: Wave::Waiting,
+                ..case(
+                    "progressive: the debounce window first",
+                    cm(),
+                    Open,
+                    Action::Debounce { open: false },
+                )
+            },
+            Case {
+                wave: Wave::Held(halt()),
+                since_rollout: Some(3),
+                ..case(
+                    "progressive: held, recorded whatever the cooldown",
+                    cm(),
+                    Passed,
+                    Action::Halted(halt()),
+                )
+            },
+            Case {
+                wave: Wave::Held(halt()),
+                dry_run: true,
+                ..case(
+                    "progressive: held in a dry run: nothing would roll",
+                    cm(),
+                    Passed,
+                    Action::Simulate { roll: None },
+                )
+            },
+            Case {
+                wave: Wave::Held(halt()),
+                ..case(
+                    "progressive: a hold concerns rollouts only",
+                    covered(),
+                    Passed,
+                    Action::Record(Record::Covered {
+                        changed: changed(&["ConfigMap/app"]),
+                    }),
+                )
+            },
         ];
         let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         for c in cases {
@@ -827,6 +935,7 @@ mod tests {
                 now: epoch,
                 min_rollout_interval: Duration::from_secs(10),
                 dry_run: c.dry_run,
+                wave: c.wave,
             };
             assert_eq!(decide(inputs, &mut bucket, start), c.want, "{}", c.name);
         }

@@ -10,5 +10,6 @@ pub mod optin;
 pub mod ratelimit;
 pub mod references;
 pub mod reloaded_from;
+pub mod rollout;
 pub mod scope;
 pub mod template;

@@ -352,6 +352,9 @@ pub struct ConfigFlags {
     /// The first of those annotations whose value is neither "true" nor "false": it counts as
     /// not set, and workloads using the object get a Warning saying so.
     pub invalid: Option<&'static str>,
+    /// `kube-reloader.io/progressive`: its changes roll in waves ("true") or at once ("false");
+    /// `None` leaves it to `--progressive`.
+    pub progressive: Option<bool>,
 }
 
 impl ConfigFlags {
@@ -361,6 +364,7 @@ impl ConfigFlags {
         let is_true = |k: &str| annotations.get(k).map(String::as_str) == Some("true");
         let read = [
             Some(ours::IGNORE),
+            Some(ours::PROGRESSIVE),
             reloader.map(|n| n.ignore),
             reloader.map(|n| n.match_),
         ];
@@ -373,6 +377,11 @@ impl ConfigFlags {
             ignored: is_true(ours::IGNORE) || reloader.is_some_and(|n| is_true(n.ignore)),
             matched: reloader.is_some_and(|n| is_true(n.match_)),
             invalid,
+            progressive: match annotations.get(ours::PROGRESSIVE).map(String::as_str) {
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                _ => None,
+            },
         }
     }
 }

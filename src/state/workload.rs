@@ -13,6 +13,7 @@ use crate::model::annotations::reloader::Names;
 use crate::model::annotations::{FIELD_MANAGER, written::CONFIG_HASH};
 use crate::model::kinds::WorkloadKind;
 use crate::rules::digest;
+use crate::rules::rollout::Status;
 use crate::rules::template::Template;
 
 /// Where a workload's pod template lives when it is not its own: Argo Rollouts'
@@ -45,6 +46,10 @@ pub struct Workload {
     /// apply (whose next write makes the field kube-reloader's again; a merge patch of the same
     /// value would not).
     pub baseline_by_others: bool,
+    /// What the rules read of its status, to tell when a rollout completed or failed.
+    pub status: Status,
+    /// `spec.selector.matchLabels` as a label selector (`a=b,c=d`), to find its pods.
+    pub selector: Option<String>,
 }
 
 impl Workload {
@@ -59,6 +64,18 @@ impl Workload {
     /// writes by its field manager. A pod template that does not parse counts as none (a
     /// workload without one is never rolled).
     pub fn from_dynamic_with(obj: DynamicObject, kind: WorkloadKind, reading: &Reading) -> Self {
+        let status = Status::of(kind, &obj.data, obj.metadata.generation);
+        let selector = obj
+            .data
+            .pointer("/spec/selector/matchLabels")
+            .and_then(serde_json::Value::as_object)
+            .filter(|labels| !labels.is_empty())
+            .map(|labels| {
+                let pairs = labels
+                    .iter()
+                    .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)));
+                pairs.collect::<Vec<_>>().join(",")
+            });
         let DynamicObject {
             metadata, mut data, ..
         } = obj;
@@ -91,6 +108,8 @@ impl Workload {
             template_ref,
             restart_at,
             baseline_by_others,
+            status,
+            selector,
         }
     }
 

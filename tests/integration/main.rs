@@ -19,6 +19,7 @@ mod kinds;
 mod migrate;
 mod operate;
 mod pods;
+mod progressive;
 mod reload;
 mod scope;
 mod selection;

@@ -16,6 +16,7 @@ use crate::rules::digest::SecretKey;
 use crate::rules::optin::{self, ConfigView, Policy};
 use crate::rules::references::{ConfigKind, Keys};
 use crate::rules::reloaded_from::{self, LastReloadedFrom};
+use crate::rules::rollout::{ChangeId, Halt, hold_of, what_to_do};
 use crate::rules::scope::WatchScope;
 use crate::rules::template::{self, Restart};
 use crate::state::configs::ConfigStore;
@@ -89,6 +90,9 @@ pub enum State {
     Held,
     /// Configs changed: the controller rolls it.
     RolloutPending,
+    /// A progressive rollout of a change it has to roll failed elsewhere: held until the config
+    /// changes again or the hold is released.
+    Halted,
 }
 
 impl State {
@@ -104,6 +108,7 @@ impl State {
             State::Covered => "no rollout needed",
             State::Held => "holding",
             State::RolloutPending => "rollout pending",
+            State::Halted => "held: progressive rollout halted",
         }
     }
 }
@@ -459,19 +464,61 @@ pub fn explain<'a>(
             out.changed = deleted;
             (State::Held, status)
         }
-        Change::Roll { changed } => {
-            out.rollout_pending = true;
-            let status = format!(
-                "rollout pending: {} changed since the baseline (the controller rolls it after the debounce window and --min-rollout-interval; if this persists, check the controller's log and the workload's Events)",
-                changed_text(&changed)
-            );
-            out.changed = changed;
-            (State::RolloutPending, status)
-        }
+        Change::Roll { changed } => match halt(obj, store, &namespace, &changed) {
+            Some(halt) => {
+                let status = format!(
+                    "held: {} changed, but the progressive rollout of that change ({}) failed at {}: {}. The controller does not roll this workload. {}",
+                    changed_text(&changed),
+                    halt.change,
+                    halt.failed,
+                    halt.reason,
+                    what_to_do(&halt.change)
+                );
+                out.changed = changed;
+                (State::Halted, status)
+            }
+            None => {
+                out.rollout_pending = true;
+                let status = format!(
+                    "rollout pending: {} changed since the baseline (the controller rolls it after the debounce window and --min-rollout-interval, and in its wave when the config rolls progressively; if this persists, check the controller's log and the workload's Events)",
+                    changed_text(&changed)
+                );
+                out.changed = changed;
+                (State::RolloutPending, status)
+            }
+        },
     };
     out.state = state;
     out.status = status;
+    // The workload whose own rollout failed and halted a change still current: said as well.
+    let failed = annotations.get(written::ROLLOUT_FAILED);
+    if let Some(f) = failed.and_then(|f| f.parse::<Halt>().ok())
+        && store
+            .changes(&namespace, std::slice::from_ref(&f.change.config))
+            .iter()
+            .any(|c| c.id == f.change && !c.released)
+    {
+        out.status.push_str(&format!(
+            ". Its progressive rollout of {} failed ({}), which holds the workloads still to roll it. {}",
+            f.change,
+            f.reason,
+            what_to_do(&f.change)
+        ));
+    }
     out
+}
+
+/// The hold in force on a workload with these `changed` configs to roll.
+fn halt(obj: &Workload, store: &ConfigStore, namespace: &str, changed: &[String]) -> Option<Halt> {
+    let changes = store.changes(namespace, changed);
+    let ids: Vec<ChangeId> = changes.iter().map(|c| c.id.clone()).collect();
+    let released: Vec<ChangeId> = changes
+        .into_iter()
+        .filter(|c| c.released)
+        .map(|c| c.id)
+        .collect();
+    let recorded = obj.annotations().get(written::HELD).map(String::as_str);
+    hold_of(recorded, &ids, &released)
 }
 
 /// The state of a workload whose changed configs someone else's rollout covers: they are listed,
@@ -772,6 +819,31 @@ mod tests {
         let text = render_text(&e);
         assert!(text.contains("rollout pending"), "{text}");
         assert!(text.contains("ConfigMap  app"), "{text}");
+
+        // Held: a progressive rollout of this very change failed at another workload.
+        let digest = store
+            .rollout_info("ns", ConfigKind::ConfigMap, "app")
+            .unwrap()
+            .digest;
+        let held = format!("ConfigMap/app@{digest}; Deployment/web-0: its new pods crash-loop");
+        let w = deployment(
+            serde_json::json!({"kube-reloader.io/auto": "true", "kube-reloader.io/config-hash": current,
+                "kube-reloader.io/held": held}),
+            spec.clone(),
+        );
+        let e = explain(&w, None, &store, Some(&key), &compat);
+        assert_eq!(e.state, State::Halted, "{}", e.status);
+        assert!(!e.rollout_pending);
+        for part in [
+            "failed at Deployment/web-0: its new pods crash-loop",
+            "kubectl annotate configmap app kube-reloader.io/release-hold=",
+        ] {
+            assert!(e.status.contains(part), "{part} in {}", e.status);
+        }
+        // The fix (another change) ends the hold: pending again.
+        put("app", serde_json::json!({}), serde_json::json!({"k": "v3"}));
+        let e = explain(&w, None, &store, Some(&key), &compat);
+        assert_eq!(e.state, State::RolloutPending, "{}", e.status);
 
         // Not opted in, and invalid.
         let e = explain(

@@ -155,6 +155,7 @@ fn state_text(e: &Explanation) -> String {
             format!("no rollout needed: {about} changed with the pod template")
         }
         (State::Held, _) => format!("holding: {about} deleted"),
+        (State::Halted, _) => format!("held: the progressive rollout of {about} halted"),
         (State::Unknown, _) => e.status.clone(),
         (state, _) => state.label().to_string(),
     }

@@ -86,6 +86,14 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_RESOURCES_TO_IGNORE", value_delimiter = ',', value_parser = parse_config_kind)]
     pub resources_to_ignore: Vec<ConfigKind>,
 
+    /// Roll workloads when the Secrets Store CSI driver rotates what their pods mount: track the
+    /// SecretProviderClasses their CSI volumes name, through the SecretProviderClassPodStatuses
+    /// the driver writes per pod (secrets-store.csi.x-k8s.io/v1). Needs list and watch on both,
+    /// and get on pods and replicasets (to find a pod's workload). Reloader's flag.
+    #[arg(long, env = "KUBE_RELOADER_ENABLE_CSI_INTEGRATION", num_args = 0..=1, default_value_t = false,
+        default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
+    pub enable_csi_integration: bool,
+
     /// Namespace of the controller itself, where its digest key Secret lives.
     /// Default: $POD_NAMESPACE, else `kube-reloader`.
     #[arg(long, env = "KUBE_RELOADER_CONTROLLER_NAMESPACE")]
@@ -431,7 +439,7 @@ impl Args {
             ignored_namespaces: self.ignore_namespaces.clone(),
             namespace_selector: self.namespace_selector.clone(),
             resource_label_selector: self.resource_label_selector.clone(),
-            ignored_kinds: self.resources_to_ignore.clone(),
+            ignored_kinds: self.ignored_kinds(),
             skipped_secret_types: if self.watch_all_secret_types {
                 &[]
             } else {
@@ -528,9 +536,19 @@ impl Args {
         optin::Policy {
             reloader_compat: self.reloader_compat,
             auto_reload_all: self.auto_reload_all,
-            ignored: self.resources_to_ignore.clone(),
+            ignored: self.ignored_kinds(),
             names: self.reloader_names.names(),
         }
+    }
+
+    /// The kinds of config object not watched: `--resources-to-ignore`, and
+    /// SecretProviderClasses unless `--enable-csi-integration`.
+    pub fn ignored_kinds(&self) -> Vec<ConfigKind> {
+        let mut ignored = self.resources_to_ignore.clone();
+        if !self.enable_csi_integration {
+            ignored.push(ConfigKind::SecretProviderClass);
+        }
+        ignored
     }
 
     /// The controller's own namespace.
@@ -1093,6 +1111,44 @@ mod tests {
         .unwrap();
         let policy = a.policy();
         assert!(!policy.reloader_compat && policy.auto_reload_all);
+    }
+
+    /// `--enable-csi-integration` (Reloader's flag, its forms): SecretProviderClasses are a kind
+    /// watched and tracked only with it.
+    #[test]
+    fn csi_integration_is_off_unless_asked_for() {
+        let spc = ConfigKind::SecretProviderClass;
+        let off = Args::try_parse_from(["kube-reloader"]).unwrap();
+        assert!(!off.scope().csi() && off.policy().ignored.contains(&spc));
+        assert!(!off.scope().config_kinds().contains(&spc));
+        for on in [
+            &["kube-reloader", "--enable-csi-integration"][..],
+            &["kube-reloader", "--enable-csi-integration=true"],
+        ] {
+            let a = Args::try_parse_from(on).unwrap();
+            assert!(a.scope().csi(), "{on:?}");
+            assert!(!a.policy().ignored.contains(&spc));
+            assert_eq!(a.scope().config_kinds(), ConfigKind::ALL);
+        }
+        let a = Args::try_parse_from([
+            "kube-reloader",
+            "--enable-csi-integration",
+            "--resources-to-ignore=secrets",
+        ])
+        .unwrap();
+        let kinds = [ConfigKind::ConfigMap, spc];
+        assert_eq!(a.scope().config_kinds(), kinds);
+        assert!(Args::try_parse_from(["kube-reloader", "--enable-csi-integration=yes"]).is_err());
+        // Reloader's renaming flags reach the SecretProviderClass opt-in, only with the flag.
+        let renamed = "--secretproviderclass-auto-annotation=example.com/spc-auto";
+        let meta = [("example.com/spc-auto".to_string(), "true".to_string())].into();
+        let read = |args: &[&str]| {
+            let policy = Args::try_parse_from(args).unwrap().policy();
+            optin::parse_with(&meta, &Default::default(), &policy).unwrap()
+        };
+        let on = read(&["kube-reloader", "--enable-csi-integration", renamed]);
+        assert!(on.is_some_and(|o| o.auto_secret_provider_classes));
+        assert!(read(&["kube-reloader", renamed]).is_none());
     }
 
     #[test]

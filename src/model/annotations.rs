@@ -5,6 +5,8 @@ pub mod ours {
     pub const AUTO: &str = "kube-reloader.io/auto";
     pub const CONFIGMAPS: &str = "kube-reloader.io/configmaps";
     pub const SECRETS: &str = "kube-reloader.io/secrets";
+    /// SecretProviderClasses by name (with `--enable-csi-integration`).
+    pub const SECRET_PROVIDER_CLASSES: &str = "kube-reloader.io/secretproviderclasses";
     pub const IGNORE: &str = "kube-reloader.io/ignore";
     /// The workload's own debounce window.
     pub const DEBOUNCE: &str = "kube-reloader.io/debounce";
@@ -27,11 +29,17 @@ pub mod reloader {
     pub const SECRET_AUTO: &str = "secret.reloader.stakater.com/auto";
     pub const CONFIGMAP_RELOAD: &str = "configmap.reloader.stakater.com/reload";
     pub const SECRET_RELOAD: &str = "secret.reloader.stakater.com/reload";
+    /// The Secrets Store CSI driver's SecretProviderClasses (with `--enable-csi-integration`),
+    /// as Reloader v1.4.13 and later read them.
+    pub const SECRETPROVIDERCLASS_AUTO: &str = "secretproviderclass.reloader.stakater.com/auto";
+    pub const SECRETPROVIDERCLASS_RELOAD: &str = "secretproviderclass.reloader.stakater.com/reload";
     pub const SEARCH: &str = "reloader.stakater.com/search";
     pub const MATCH: &str = "reloader.stakater.com/match";
     pub const IGNORE: &str = "reloader.stakater.com/ignore";
     pub const CONFIGMAPS_EXCLUDE: &str = "configmaps.exclude.reloader.stakater.com/reload";
     pub const SECRETS_EXCLUDE: &str = "secrets.exclude.reloader.stakater.com/reload";
+    pub const SECRETPROVIDERCLASSES_EXCLUDE: &str =
+        "secretproviderclasses.exclude.reloader.stakater.com/reload";
     /// Reloader pauses a Deployment this long to gather changes; kube-reloader takes it as the
     /// workload's debounce window (and never pauses anything).
     pub const PAUSE_PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
@@ -40,12 +48,6 @@ pub mod reloader {
     pub const LAST_RELOADED_FROM: &str = "reloader.stakater.com/last-reloaded-from";
     pub const PAUSED_AT: &str = "deployment.reloader.stakater.com/paused-at";
     pub const WRITTEN: [&str; 2] = [LAST_RELOADED_FROM, PAUSED_AT];
-
-    /// SecretProviderClass (CSI) opt-in, as Reloader v1.4.13 and later read it.
-    pub const SECRETPROVIDERCLASS_AUTO: &str = "secretproviderclass.reloader.stakater.com/auto";
-    pub const SECRETPROVIDERCLASS_RELOAD: &str = "secretproviderclass.reloader.stakater.com/reload";
-    pub const SECRETPROVIDERCLASSES_EXCLUDE: &str =
-        "secretproviderclasses.exclude.reloader.stakater.com/reload";
 
     /// The names of Reloader's annotations that its `--*-annotation` flags rename (v1.4.22 has
     /// flags for eleven of them, its v2 branch for the exclude and SecretProviderClass ones too).
@@ -104,6 +106,12 @@ pub mod reloader {
                 ConfigKind::Secret => {
                     [self.auto, self.secret_auto, self.secret_reload, self.search]
                 }
+                ConfigKind::SecretProviderClass => [
+                    self.auto,
+                    self.secretproviderclass_auto,
+                    self.secretproviderclass_reload,
+                    self.search,
+                ],
             }
         }
 
@@ -112,6 +120,7 @@ pub mod reloader {
             match kind {
                 ConfigKind::ConfigMap => self.configmaps_exclude,
                 ConfigKind::Secret => self.secrets_exclude,
+                ConfigKind::SecretProviderClass => self.secretproviderclasses_exclude,
             }
         }
 

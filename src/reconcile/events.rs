@@ -13,7 +13,6 @@ use crate::model::kinds::WorkloadRef;
 use crate::rules::digest::{ABSENT, WorkloadDigest};
 use crate::rules::optin::ConfigView;
 use crate::rules::references::ConfigKind;
-use crate::state::configs::NamespaceView;
 use crate::state::metrics::Outcome;
 use crate::state::workload::Workload;
 
@@ -54,7 +53,7 @@ pub(super) fn warn_invalid_flags(
     obj: &Workload,
     wref: &WorkloadRef,
     used: &BTreeSet<(ConfigKind, String)>,
-    view: &NamespaceView<'_>,
+    view: &dyn ConfigView,
 ) {
     let newly_invalid: Vec<(&(ConfigKind, String), &'static str)> = used
         .iter()

@@ -131,9 +131,10 @@ pub(super) async fn execute(
             ctx.router.close(wref, opened);
             let outcome = match &why {
                 Record::FirstSight => Outcome::baseline,
-                Record::KeyRotated | Record::Backfill | Record::Untracked { .. } => {
-                    Outcome::rebaseline
-                }
+                Record::KeyRotated
+                | Record::Backfill
+                | Record::Untracked { .. }
+                | Record::Reported { .. } => Outcome::rebaseline,
                 Record::Template => Outcome::template_changed,
                 Record::Covered { .. } => Outcome::covered,
                 Record::Restored { .. } => Outcome::restored,
@@ -151,6 +152,11 @@ pub(super) async fn execute(
                     tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace,
                     name = %wref.name, removed = %removed.join(", "),
                     "recorded a new baseline: objects no longer tracked need no rollout (nothing rolled)")
+                }
+                Record::Reported { changed } => {
+                    tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace,
+                    name = %wref.name, changed = %changed.join(", "),
+                    "recorded a new baseline: the versions its pods report to the CSI driver came or went with pods starting or stopping, no rotation (nothing rolled)")
                 }
                 Record::Template => log(
                     "recorded the pod template's change (someone else's rollout; configs unchanged, nothing rolled)",

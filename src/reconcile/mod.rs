@@ -27,6 +27,7 @@ use crate::rules::references::ConfigKind;
 use crate::rules::rollout::Progressive;
 use crate::rules::scope::WatchScope;
 use crate::state::configs::{ConfigObject, ConfigStore};
+use crate::state::csi::{CsiStore, WorkloadView};
 use crate::state::index::Index;
 use crate::state::metrics::{KindLabels, Metrics};
 use crate::state::namespaces::{Changed, NamespaceFilter};
@@ -83,6 +84,9 @@ type Cache = (WorkloadKind, Option<String>, ApiResource, Store<Workload>);
 pub struct Context {
     pub client: Client,
     pub configs: Arc<ConfigStore>,
+    /// What the Secrets Store CSI driver's pods report (empty without
+    /// `--enable-csi-integration`).
+    pub csi: Arc<CsiStore>,
     pub index: Index,
     pub key: SecretKey,
     pub recorder: Recorder,
@@ -141,6 +145,7 @@ impl Context {
         Self {
             client,
             configs,
+            csi: Arc::default(),
             index: Index::default(),
             key,
             recorder,
@@ -164,6 +169,12 @@ impl Context {
 }
 
 impl Context {
+    /// Reads what the CSI driver's pods report from this store.
+    pub fn with_csi(mut self, csi: Arc<CsiStore>) -> Self {
+        self.csi = csi;
+        self
+    }
+
     /// Sends an alert for every rollout to this queue.
     pub fn with_alerts(mut self, alerts: Option<Alerts>) -> Self {
         self.alerts = alerts;
@@ -482,7 +493,13 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
     } else {
         None
     };
-    let view = ctx.configs.view(&wref.namespace);
+    let view = WorkloadView {
+        configs: &ctx.configs,
+        csi: &ctx.csi,
+        namespace: &wref.namespace,
+        kind: wref.kind,
+        name: &wref.name,
+    };
     let assessed = match assess::assess(&subject, &view, &settings, simulated) {
         Assessment::OptedIn(assessed) => assessed,
         // Not opted in, or auto only by --auto-reload-all with nothing to track: no baseline to

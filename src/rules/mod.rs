@@ -2,6 +2,7 @@
 //! is unit-tested on its own; the layers above gather their inputs and carry out what they decide.
 
 pub mod assess;
+pub mod csi;
 pub mod decision;
 pub mod digest;
 pub mod faults;

@@ -1,4 +1,4 @@
-//! Opt-in: which ConfigMaps and Secrets a workload asked to be rolled for, parsed from its
+//! Opt-in: which ConfigMaps, Secrets and SecretProviderClasses a workload asked to be rolled for, parsed from its
 //! annotations (ours and, unless turned off, stakater Reloader's). See docs/annotations.md.
 
 use std::collections::BTreeMap;
@@ -51,6 +51,10 @@ pub struct OptIn {
     pub search_configmaps: bool,
     /// The same for Secrets.
     pub search_secrets: bool,
+    /// Track every SecretProviderClass the pod template's CSI volumes name.
+    pub auto_secret_provider_classes: bool,
+    /// Search mode for SecretProviderClasses.
+    pub search_secret_provider_classes: bool,
     /// Track objects with these names, referenced or not, with all their keys.
     pub named: Vec<(ConfigKind, NamePattern)>,
     /// Never track these (Reloader's exclude lists).
@@ -63,10 +67,9 @@ pub struct OptIn {
 impl OptIn {
     /// Whether anything can be tracked at all.
     pub fn is_empty(&self) -> bool {
-        !self.auto_configmaps
-            && !self.auto_secrets
-            && !self.search_configmaps
-            && !self.search_secrets
+        ConfigKind::ALL
+            .iter()
+            .all(|k| !self.auto(*k) && !self.search(*k))
             && self.named.is_empty()
     }
 
@@ -74,6 +77,15 @@ impl OptIn {
         match kind {
             ConfigKind::ConfigMap => self.auto_configmaps,
             ConfigKind::Secret => self.auto_secrets,
+            ConfigKind::SecretProviderClass => self.auto_secret_provider_classes,
+        }
+    }
+
+    fn auto_mut(&mut self, kind: ConfigKind) -> &mut bool {
+        match kind {
+            ConfigKind::ConfigMap => &mut self.auto_configmaps,
+            ConfigKind::Secret => &mut self.auto_secrets,
+            ConfigKind::SecretProviderClass => &mut self.auto_secret_provider_classes,
         }
     }
 
@@ -82,6 +94,15 @@ impl OptIn {
         match kind {
             ConfigKind::ConfigMap => self.search_configmaps,
             ConfigKind::Secret => self.search_secrets,
+            ConfigKind::SecretProviderClass => self.search_secret_provider_classes,
+        }
+    }
+
+    fn search_mut(&mut self, kind: ConfigKind) -> &mut bool {
+        match kind {
+            ConfigKind::ConfigMap => &mut self.search_configmaps,
+            ConfigKind::Secret => &mut self.search_secrets,
+            ConfigKind::SecretProviderClass => &mut self.search_secret_provider_classes,
         }
     }
 
@@ -188,7 +209,8 @@ pub struct Policy {
     /// `--auto-reload-all`: a workload that sets no auto annotation itself (whatever the value,
     /// "false" included) counts as `auto: "true"`.
     pub auto_reload_all: bool,
-    /// `--resources-to-ignore`: kinds of objects never tracked.
+    /// `--resources-to-ignore`: kinds of objects never tracked (SecretProviderClasses too,
+    /// unless `--enable-csi-integration`).
     pub ignored: Vec<ConfigKind>,
     /// The names Reloader's annotations are read under (Reloader's `--*-annotation` flags).
     pub names: reloader::Names,
@@ -198,6 +220,17 @@ impl Policy {
     /// Reloader's annotation names, when they are honoured.
     pub fn reloader(&self) -> Option<&reloader::Names> {
         self.reloader_compat.then_some(&self.names)
+    }
+
+    /// The kinds whose annotations are read: a kind ignored is not even parsed, but for
+    /// ConfigMaps and Secrets, whose annotations have always been checked.
+    fn parsed_kinds(&self) -> Vec<ConfigKind> {
+        let spc = ConfigKind::SecretProviderClass;
+        let mut kinds = vec![ConfigKind::ConfigMap, ConfigKind::Secret];
+        if !self.ignored.contains(&spc) {
+            kinds.push(spc);
+        }
+        kinds
     }
 }
 
@@ -221,9 +254,10 @@ pub fn parse_with(
     template: &Annotations,
     policy: &Policy,
 ) -> Result<Option<OptIn>, InvalidAnnotation> {
-    let mut opt = annotated(metadata, template, policy.reloader())?;
+    let kinds = policy.parsed_kinds();
+    let mut opt = annotated(metadata, template, policy.reloader(), &kinds)?;
     if policy.auto_reload_all {
-        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+        for kind in kinds {
             let mut keys = vec![ours::AUTO];
             if let Some(names) = policy.reloader() {
                 let [auto, typed_auto, ..] = names.workload_level(kind);
@@ -234,24 +268,13 @@ pub fn parse_with(
                 .any(|k| metadata.contains_key(*k) || template.contains_key(*k));
             if !sets_its_own && !opt.auto(kind) {
                 opt.implicit = true;
-                match kind {
-                    ConfigKind::ConfigMap => opt.auto_configmaps = true,
-                    ConfigKind::Secret => opt.auto_secrets = true,
-                }
+                *opt.auto_mut(kind) = true;
             }
         }
     }
     for kind in &policy.ignored {
-        match kind {
-            ConfigKind::ConfigMap => {
-                opt.auto_configmaps = false;
-                opt.search_configmaps = false;
-            }
-            ConfigKind::Secret => {
-                opt.auto_secrets = false;
-                opt.search_secrets = false;
-            }
-        }
+        *opt.auto_mut(*kind) = false;
+        *opt.search_mut(*kind) = false;
         opt.named.retain(|(k, _)| k != kind);
         opt.excluded.retain(|(k, _)| k != kind);
     }
@@ -263,24 +286,33 @@ fn annotated(
     metadata: &Annotations,
     template: &Annotations,
     reloader: Option<&reloader::Names>,
+    kinds: &[ConfigKind],
 ) -> Result<OptIn, InvalidAnnotation> {
     let mut opt = OptIn::default();
 
     if parse_bool(metadata, ours::AUTO)? == Some(true) {
-        opt.auto_configmaps = true;
-        opt.auto_secrets = true;
+        for kind in kinds {
+            *opt.auto_mut(*kind) = true;
+        }
     }
     for (key, kind) in [
         (ours::CONFIGMAPS, ConfigKind::ConfigMap),
         (ours::SECRETS, ConfigKind::Secret),
+        (
+            ours::SECRET_PROVIDER_CLASSES,
+            ConfigKind::SecretProviderClass,
+        ),
     ] {
+        if !kinds.contains(&kind) {
+            continue;
+        }
         for p in parse_list(metadata, key, false)? {
             opt.named.push((kind, p));
         }
     }
 
     if let Some(names) = reloader {
-        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+        for &kind in kinds {
             // Decided for each kind, as Reloader decides it for each changed object.
             let keys = names.workload_level(kind);
             let on_metadata = keys.iter().any(|k| metadata.contains_key(*k));
@@ -288,23 +320,17 @@ fn annotated(
             let [auto, typed_auto, reload, search] = keys;
             let auto = parse_bool(a, auto)? == Some(true);
             if parse_bool(a, typed_auto)? == Some(true) || auto {
-                match kind {
-                    ConfigKind::ConfigMap => opt.auto_configmaps = true,
-                    ConfigKind::Secret => opt.auto_secrets = true,
-                }
+                *opt.auto_mut(kind) = true;
             }
             if parse_bool(a, search)? == Some(true) {
-                match kind {
-                    ConfigKind::ConfigMap => opt.search_configmaps = true,
-                    ConfigKind::Secret => opt.search_secrets = true,
-                }
+                *opt.search_mut(kind) = true;
             }
             for p in parse_list(a, reload, true)? {
                 opt.named.push((kind, p));
             }
         }
         // The exclude lists are read from the workload's metadata only, as Reloader does.
-        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+        for &kind in kinds {
             for p in parse_list(metadata, names.exclude(kind), false)? {
                 if let NamePattern::Exact(name) = p {
                     opt.excluded.push((kind, name));
@@ -659,6 +685,171 @@ mod tests {
             let want = want.map(|w| w.into_iter().map(String::from).collect::<Vec<_>>());
             assert_eq!(got, want, "{what}");
         }
+    }
+
+    /// SecretProviderClasses follow the rules of ConfigMaps and Secrets: auto, typed auto, named
+    /// lists (ours exact, Reloader's patterns), exclude, ignore, search.
+    #[test]
+    fn secret_provider_classes_opt_in_as_configmaps_and_secrets_do() {
+        use ConfigKind::SecretProviderClass as SPC;
+        let refs = refs(&[
+            (CM, "app", Keys::All),
+            (SPC, "vault", Keys::All),
+            (SPC, "aws", Keys::All),
+        ]);
+        let ignored = ConfigFlags {
+            ignored: true,
+            ..Default::default()
+        };
+        let matched = ConfigFlags {
+            matched: true,
+            ..Default::default()
+        };
+        let view = View::default()
+            .with(SPC, "vault", ConfigFlags::default())
+            .with(SPC, "aws", matched)
+            .with(SPC, "vault-extra", ConfigFlags::default())
+            .with(SPC, "quiet", ignored);
+        let run = |meta: &[(&str, &str)], tmpl: &[(&str, &str)]| {
+            let opt = parse(&ann(meta), &ann(tmpl), true).expect("valid");
+            opt.map(|o| names(&tracked(&o, &refs, &view)))
+        };
+        let want = |w: &[&str]| Some(w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let all = [
+            "ConfigMap/app",
+            "SecretProviderClass/aws",
+            "SecretProviderClass/vault",
+        ];
+        assert_eq!(run(&[(ours::AUTO, "true")], &[]), want(&all));
+        assert_eq!(run(&[(reloader::AUTO, "true")], &[]), want(&all));
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_AUTO, "true")], &[]),
+            want(&["SecretProviderClass/aws", "SecretProviderClass/vault"])
+        );
+        // Read from the pod template when the workload's metadata says nothing of them.
+        assert_eq!(
+            run(&[], &[(reloader::SECRETPROVIDERCLASS_AUTO, "true")]),
+            want(&["SecretProviderClass/aws", "SecretProviderClass/vault"])
+        );
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_RELOAD, "vault.*")], &[]),
+            want(&[
+                "SecretProviderClass/vault",
+                "SecretProviderClass/vault-extra"
+            ])
+        );
+        assert_eq!(
+            run(&[(ours::SECRET_PROVIDER_CLASSES, "vault, quiet")], &[]),
+            want(&["SecretProviderClass/vault"]),
+            "an ignored class is never tracked, even named"
+        );
+        assert_eq!(
+            run(
+                &[
+                    (reloader::AUTO, "true"),
+                    (reloader::SECRETPROVIDERCLASSES_EXCLUDE, "vault")
+                ],
+                &[]
+            ),
+            want(&["ConfigMap/app", "SecretProviderClass/aws"])
+        );
+        assert_eq!(
+            run(&[(reloader::SEARCH, "true")], &[]),
+            want(&["SecretProviderClass/aws"])
+        );
+        let bad = parse(
+            &ann(&[(reloader::SECRETPROVIDERCLASS_AUTO, "yes")]),
+            &ann(&[]),
+            true,
+        );
+        assert_eq!(
+            bad.expect_err("invalid").annotation,
+            reloader::SECRETPROVIDERCLASS_AUTO
+        );
+        // Without --enable-csi-integration they are not read at all, malformed or not.
+        let off = Policy {
+            reloader_compat: true,
+            ignored: vec![SPC],
+            ..Policy::default()
+        };
+        let meta = ann(&[
+            (reloader::SECRETPROVIDERCLASS_AUTO, "yes"),
+            (ours::AUTO, "true"),
+        ]);
+        let opt = parse_with(&meta, &ann(&[]), &off)
+            .expect("valid")
+            .expect("opted in");
+        assert_eq!(names(&tracked(&opt, &refs, &view)), ["ConfigMap/app"]);
+        let only = ann(&[(ours::SECRET_PROVIDER_CLASSES, "vault")]);
+        assert!(parse_with(&only, &ann(&[]), &off).expect("valid").is_none());
+    }
+
+    /// Reloader's `--secretproviderclass-*-annotation` flags rename the SecretProviderClass
+    /// annotations as the others: read under the new names (on the metadata, or the pod template
+    /// as Reloader falls back to), and Reloader's own names no longer opt in nor exclude.
+    #[test]
+    fn renamed_secret_provider_class_annotations_are_read_under_their_new_names() {
+        use ConfigKind::SecretProviderClass as SPC;
+        let refs = refs(&[(SPC, "vault", Keys::All), (SPC, "aws", Keys::All)]);
+        let view = View::default()
+            .with(SPC, "vault", ConfigFlags::default())
+            .with(SPC, "aws", ConfigFlags::default())
+            .with(SPC, "gcp", ConfigFlags::default());
+        let policy = Policy {
+            reloader_compat: true,
+            names: reloader::Names {
+                secretproviderclass_auto: "example.com/spc-auto",
+                secretproviderclass_reload: "example.com/spc",
+                secretproviderclasses_exclude: "example.com/skip-spc",
+                ..reloader::Names::STAKATER
+            },
+            ..Policy::default()
+        };
+        let run = |meta: &[(&str, &str)], tmpl: &[(&str, &str)]| {
+            parse_with(&ann(meta), &ann(tmpl), &policy)
+                .expect("valid")
+                .map(|o| names(&tracked(&o, &refs, &view)))
+        };
+        let want = |w: &[&str]| Some(w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let both = ["SecretProviderClass/aws", "SecretProviderClass/vault"];
+        assert_eq!(run(&[("example.com/spc-auto", "true")], &[]), want(&both));
+        assert_eq!(run(&[], &[("example.com/spc-auto", "true")]), want(&both));
+        assert_eq!(
+            run(&[("example.com/spc", "gcp")], &[]),
+            want(&["SecretProviderClass/gcp"])
+        );
+        assert_eq!(
+            run(
+                &[
+                    ("example.com/spc-auto", "true"),
+                    ("example.com/skip-spc", "vault")
+                ],
+                &[]
+            ),
+            want(&["SecretProviderClass/aws"])
+        );
+        // Reloader's own names are plain annotations now.
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_AUTO, "true")], &[]),
+            None
+        );
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_RELOAD, "gcp")], &[]),
+            None
+        );
+        assert_eq!(
+            run(
+                &[
+                    ("example.com/spc-auto", "true"),
+                    (reloader::SECRETPROVIDERCLASSES_EXCLUDE, "vault")
+                ],
+                &[]
+            ),
+            want(&both)
+        );
+        let err = parse_with(&ann(&[("example.com/spc-auto", "yes")]), &ann(&[]), &policy)
+            .expect_err("invalid");
+        assert_eq!(err.annotation, "example.com/spc-auto");
     }
 
     #[test]

@@ -244,15 +244,22 @@ impl ConfigStore {
         tracked: &[Tracked],
         key_id: &str,
     ) -> WorkloadDigest {
-        let entries = tracked
+        WorkloadDigest::new(self.entries(namespace, tracked), key_id)
+    }
+
+    /// The digest entries of the tracked ConfigMaps and Secrets of a workload in `namespace`.
+    /// SecretProviderClasses have none here: what a workload digests of one is what its own pods
+    /// report ([`crate::state::csi::WorkloadView`]).
+    pub fn entries(&self, namespace: &str, tracked: &[Tracked]) -> Vec<Entry> {
+        tracked
             .iter()
+            .filter(|t| t.kind != ConfigKind::SecretProviderClass)
             .map(|t| Entry {
                 kind: t.kind,
                 name: t.name.clone(),
                 digest: self.with(namespace, t.kind, &t.name, |s| s.digest.select(&t.keys)),
             })
-            .collect();
-        WorkloadDigest::new(entries, key_id)
+            .collect()
     }
 
     /// What a progressive rollout reads of one object, `None` when it does not exist.
@@ -270,12 +277,15 @@ impl ConfigStore {
     }
 
     /// The changes among `changed` (`Kind/name`, objects of `namespace`) that exist, with what
-    /// a progressive rollout reads of their configs.
+    /// a progressive rollout reads of their configs. Only ConfigMaps and Secrets: a
+    /// SecretProviderClass rotation is what each workload's own pods report to the CSI driver,
+    /// no one change the workloads of a wave share, so it is rolled at once, never in waves.
     pub fn changes(&self, namespace: &str, changed: &[String]) -> Vec<ConfigChange> {
         let known = changed.iter().filter_map(|config| {
             let kind = match config.split_once('/')? {
                 ("ConfigMap", _) => ConfigKind::ConfigMap,
                 ("Secret", _) => ConfigKind::Secret,
+                ("SecretProviderClass", _) => return None,
                 _ => return None,
             };
             let name = config.split_once('/')?.1;
@@ -532,6 +542,31 @@ mod tests {
         );
         assert_eq!(store.view("a").names(ConfigKind::ConfigMap), ["x", "y"]);
         assert_eq!(store.view("a").names(ConfigKind::Secret), ["s"]);
+    }
+
+    /// A progressive rollout reads ConfigMaps and Secrets; a SecretProviderClass rotation rolls
+    /// at once, whatever the class's own annotation says.
+    #[test]
+    fn progressive_changes_are_of_configmaps_and_secrets_only() {
+        let store = ConfigStore::new(0);
+        let progressive = |v: &str| ConfigSummary {
+            flags: ConfigFlags {
+                progressive: Some(true),
+                ..ConfigFlags::default()
+            },
+            ..summary(v)
+        };
+        store.upsert(key("a", "app"), progressive("1"), |_| {});
+        let spc = ("a".into(), ConfigKind::SecretProviderClass, "vault".into());
+        store.upsert(spc, progressive("1"), |_| {});
+        let changed = [
+            "ConfigMap/app".to_string(),
+            "SecretProviderClass/vault".into(),
+        ];
+        let changes = store.changes("a", &changed);
+        let configs: Vec<&str> = changes.iter().map(|c| c.id.config.as_str()).collect();
+        assert_eq!(configs, ["ConfigMap/app"]);
+        assert_eq!(changes[0].progressive, Some(true));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod support;
 mod alerts;
 mod chart;
 mod connections;
+mod csi;
 mod delivery;
 mod environment;
 mod explain;

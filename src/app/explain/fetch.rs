@@ -9,16 +9,20 @@ use kube::{Client, ResourceExt};
 use thiserror::Error;
 
 use crate::adapters::api::discover;
+use crate::adapters::api::serves;
 use crate::model::kinds::WorkloadKind;
 use crate::reconcile::REPORTER;
 use crate::rules::digest::SecretKey;
 use crate::rules::optin::reloader;
 use crate::rules::references::ConfigKind;
 use crate::state::configs::{ConfigObject, ConfigStore, summarize};
+use crate::state::csi::{
+    self, CsiStore, Owners, Reported, SecretProviderClass, SecretProviderClassPodStatus,
+};
 use crate::state::workload::{Reading, Workload};
 
 use super::render::{render_inventory, render_text};
-use super::{Config, Found, Watched, explain, inventory};
+use super::{Config, Configs, Found, Watched, explain, inventory};
 
 #[derive(Debug, Error)]
 pub enum ExplainError {
@@ -144,6 +148,64 @@ async fn load_configs(
     Ok((store, key))
 }
 
+/// With `--enable-csi-integration`, the SecretProviderClasses of `namespace` (of all, for `None`)
+/// into `store`, and what the pods there report to the Secrets Store CSI driver, each status
+/// object's Pod read to find its workload, as the controller does. Nothing when the driver's API
+/// is not served. A Pod the caller may not read counts for no workload.
+async fn load_csi(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &Config,
+    store: &ConfigStore,
+) -> Result<CsiStore, ExplainError> {
+    let reported = CsiStore::new();
+    let group_version = format!("{}/{}", csi::GROUP, csi::VERSION);
+    let read = |what: &str| {
+        let what = format!("{what} in {}", scope_text(namespace));
+        move |source| ExplainError::Read { what, source }
+    };
+    if !config.scope.csi()
+        || !serves(client, &group_version, "secretproviderclasspodstatuses")
+            .await
+            .map_err(read("the API of the Secrets Store CSI driver"))?
+    {
+        return Ok(reported);
+    }
+    // As the controller: no --resource-label-selector on the driver's kinds.
+    let (key, compat) = (
+        SecretKey::new(vec![0; SecretKey::MIN_LEN]),
+        config.policy.reloader(),
+    );
+    list_into::<SecretProviderClass>(
+        client,
+        namespace,
+        ListParams::default(),
+        store,
+        &key,
+        compat,
+    )
+    .await?;
+    let api: Api<SecretProviderClassPodStatus> = api_in(client, namespace);
+    let owners = Owners::new(client.clone(), config.scope.kinds.clone());
+    let mut lp = ListParams::default().limit(500);
+    loop {
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(read("SecretProviderClassPodStatuses"))?;
+        for obj in &list.items {
+            let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+            let mut r = Reported::of(obj);
+            owners.resolve(&reported, &key, &mut r).await;
+            reported.upsert(key, r, |_| {});
+        }
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => return Ok(reported),
+        }
+    }
+}
+
 /// kube-reloader's latest Event about a workload, as `Reason: note`. Read with the caller's own
 /// credentials; if they may not list Events, explain goes without.
 async fn last_event(
@@ -211,6 +273,11 @@ pub async fn run(
         .map(str::to_string)
         .unwrap_or_else(|| client.default_namespace().to_string());
     let (store, key) = load_configs(&client, Some(&namespace), config).await?;
+    let csi = load_csi(&client, Some(&namespace), config, &store).await?;
+    let configs = Configs {
+        store: &store,
+        csi: &csi,
+    };
 
     let ns = namespace.as_str();
     let obj = fetch(&client, kind, ns, &name, &config.reading()).await?;
@@ -227,7 +294,7 @@ pub async fn run(
         ),
         _ => None,
     };
-    let mut e = explain(&obj, source.as_ref(), &store, key.as_ref(), &config.policy);
+    let mut e = explain(&obj, source.as_ref(), configs, key.as_ref(), &config.policy);
     e.last_event = last_event(client, ns, kind, &name).await;
     if json {
         Ok(serde_json::to_string_pretty(&e).unwrap_or_default() + "\n")
@@ -286,6 +353,7 @@ pub async fn run_all(
     });
     let scope = namespace.as_deref();
     let (store, key) = load_configs(&client, scope, config).await?;
+    let csi = load_csi(&client, scope, config, &store).await?;
 
     let mut listed = Vec::new();
     let mut not_served = Vec::new();
@@ -360,10 +428,14 @@ pub async fn run_all(
         ignored: config.scope.ignored_namespaces.clone(),
         matching,
     };
+    let configs = Configs {
+        store: &store,
+        csi: &csi,
+    };
     let inv = inventory(
         namespace,
         &found,
-        &store,
+        configs,
         key.as_ref(),
         &config.policy,
         &watched,

@@ -20,6 +20,7 @@ use crate::rules::rollout::{ChangeId, Halt, hold_of, what_to_do};
 use crate::rules::scope::WatchScope;
 use crate::rules::template::{self, Restart};
 use crate::state::configs::ConfigStore;
+use crate::state::csi::{self, CsiStore, WorkloadView};
 use crate::state::workload::Workload;
 
 mod fetch;
@@ -45,6 +46,24 @@ impl Config {
         crate::state::workload::Reading {
             names: self.policy.names,
             field_manager: self.field_manager,
+        }
+    }
+}
+
+/// The objects explain reads a workload against: the ConfigMaps, Secrets and
+/// SecretProviderClasses, and what pods report to the Secrets Store CSI driver (nothing without
+/// `--enable-csi-integration`).
+#[derive(Clone, Copy)]
+pub struct Configs<'a> {
+    pub store: &'a ConfigStore,
+    pub csi: &'a CsiStore,
+}
+
+impl<'a> From<&'a ConfigStore> for Configs<'a> {
+    fn from(store: &'a ConfigStore) -> Self {
+        Configs {
+            store,
+            csi: &csi::NONE,
         }
     }
 }
@@ -198,13 +217,14 @@ fn is_opt_in(key: &str, reloader: Option<&optin::reloader::Names>) -> bool {
 /// `source` is the Deployment holding its pod template, for an Argo Rollout with a
 /// `spec.workloadRef`. `policy` is the command line's say on opt-in (`--reloader-compat`,
 /// `--auto-reload-all`, `--resources-to-ignore`).
-pub fn explain(
+pub fn explain<'a>(
     obj: &Workload,
     source: Option<&Workload>,
-    store: &ConfigStore,
+    configs: impl Into<Configs<'a>>,
     key: Option<&SecretKey>,
     policy: &Policy,
 ) -> Explanation {
+    let Configs { store, csi } = configs.into();
     let reloader_names = policy.reloader();
     let namespace = obj.namespace().unwrap_or_default();
     let template = match source {
@@ -256,7 +276,14 @@ pub fn explain(
         key_id,
         dry_run: false,
     };
-    let view = store.view(&namespace);
+    let name = obj.name_any();
+    let view = WorkloadView {
+        configs: store,
+        csi,
+        namespace: &namespace,
+        kind: obj.kind,
+        name: &name,
+    };
     let assessed = match assess::assess(&subject, &view, &settings, None) {
         Assessment::Invalid(e) => {
             out.opt_in = Err(e.to_string());
@@ -389,6 +416,22 @@ pub fn explain(
             format!(
                 "up to date; {} no longer tracked: the controller records a new baseline, without a rollout",
                 removed.join(", ")
+            ),
+        ),
+        // Without --enable-csi-integration explain reads no versions, and those the baseline
+        // records look gone.
+        Change::Reported { changed } if policy.ignored.contains(&ConfigKind::SecretProviderClass) => (
+            State::UpToDate,
+            format!(
+                "up to date as far as ConfigMaps and Secrets go; its baseline records versions its pods report to the Secrets Store CSI driver for {}, which explain reads only with --enable-csi-integration",
+                changed.join(", ")
+            ),
+        ),
+        Change::Reported { changed } => (
+            State::UpToDate,
+            format!(
+                "up to date; the versions its pods report for {} came or went with pods starting or stopping (no rotation): the controller records them, without a rollout",
+                changed.join(", ")
             ),
         ),
         Change::Template => (
@@ -526,22 +569,23 @@ impl Watched {
 
 /// Explains every workload found (each with [`explain`], against one `store`) and keeps those
 /// that opt in, in namespaces the controller watches.
-pub fn inventory(
+pub fn inventory<'a>(
     namespace: Option<String>,
     found: &[Found],
-    store: &ConfigStore,
+    configs: impl Into<Configs<'a>>,
     key: Option<&SecretKey>,
     policy: &Policy,
     watched: &Watched,
     not_served: Vec<String>,
 ) -> Inventory {
+    let configs = configs.into();
     let mut workloads = Vec::new();
     let (mut not_opted_in, mut unwatched) = (0, 0);
     for (obj, source) in found {
         let mut e = explain(
             obj,
             source.as_ref().ok().and_then(Option::as_ref),
-            store,
+            configs,
             key,
             policy,
         );

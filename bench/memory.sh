@@ -5,10 +5,13 @@
 #
 #   bench/memory.sh [PATH-TO-kube-reloader]      (default: target/release/kube-reloader)
 #   COUNTS="200" SIZES="1024 65536 524288" bench/memory.sh
+#   ARGS="--initial-list streaming" bench/memory.sh     (extra controller flags)
 #
 # For each size: a fresh control plane, COUNT ConfigMaps and COUNT Secrets of one key of SIZE
 # bytes each, one opted-in Deployment per ConfigMap; then the controller starts, lists
-# everything, records baselines; RSS is read from /proc once it is idle. Prints a Markdown table.
+# everything, records baselines; RSS is read from /proc once it is idle. The API server's peak
+# RSS is reset (/proc/PID/clear_refs) just before the controller starts, so its column is the
+# peak while the controller lists and records. Prints a Markdown table.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,8 +22,9 @@ sizes=${SIZES:-1024 65536 524288}
 # shellcheck source=bench/lib.sh
 . "$here/bench/lib.sh"
 
-echo "| objects (ConfigMaps + Secrets) | bytes each | data watched | RSS after sync | peak RSS |"
-echo "|---|---|---|---|---|"
+read -ra extra <<< "${ARGS:-}"
+echo "| objects (ConfigMaps + Secrets) | bytes each | data watched | RSS after sync | peak RSS | API server peak RSS |"
+echo "|---|---|---|---|---|---|"
 for count in $counts; do
   for size in $sizes; do
     export KUBECONFIG
@@ -53,13 +57,17 @@ EOF
     } > "$work/objects.yaml"
     kubectl create -f "$work/objects.yaml" >/dev/null
     kubectl create namespace kube-reloader >/dev/null
-    "$bin" --namespace bench --controller-namespace kube-reloader --log-level info > "$work/log" 2>&1 &
+    apiserver=$(cat "$work/cluster/kube-apiserver.pid")
+    echo 5 > "/proc/$apiserver/clear_refs"
+    "$bin" --namespace bench --controller-namespace kube-reloader --log-level info "${extra[@]}" > "$work/log" 2>&1 &
     controller_pid=$!
     wait_baselines "$count"
     sleep 2
     rss=$(kib VmRSS); hwm=$(kib VmHWM)
+    server_hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$apiserver/status")
     total=$(( 2 * count * size / 1024 / 1024 ))
-    printf '| %d + %d | %d | %d MiB | %d MiB | %d MiB |\n' "$count" "$count" "$size" "$total" $((rss / 1024)) $((hwm / 1024))
+    printf '| %d + %d | %d | %d MiB | %d MiB | %d MiB | %d MiB |\n' "$count" "$count" "$size" "$total" \
+      $((rss / 1024)) $((hwm / 1024)) $((server_hwm / 1024))
     stop_run
   done
 done

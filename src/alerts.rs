@@ -34,7 +34,9 @@ use crate::state::metrics::Metrics;
 /// The body an alert is POSTed as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// kube-reloader's own JSON document (docs/alerts.md lists its fields).
+    /// kube-reloader's own JSON document (docs/alerts.md lists its fields). Reloader's sinks
+    /// `webhook` and `raw` are taken as this.
+    #[value(alias = "webhook", alias = "raw")]
     Json,
     /// A Slack incoming webhook message: `text`, and `blocks` of mrkdwn sections.
     Slack,
@@ -70,6 +72,9 @@ pub struct Alert {
     pub changed: Vec<String>,
     /// When the rollout was written.
     pub time: Timestamp,
+    /// An alert about a halted progressive rollout (`RolloutHalted`): why this workload's
+    /// rollout of the change named in `changed` failed. The workloads still to roll it are held.
+    pub halted: Option<String>,
 }
 
 /// How many characters of object names a chat message lists before it says "and N more": the
@@ -99,10 +104,24 @@ fn sentence(a: &Alert) -> String {
         format!(" in cluster {}", a.cluster)
     };
     let changed = listed(&a.changed, &|n| n.to_string());
-    format!(
-        "kube-reloader rolled out {}{cluster} because {changed} changed.",
-        workload(a)
-    )
+    match &a.halted {
+        Some(why) => format!(
+            "kube-reloader halted the rollout of {changed}{cluster}: the rollout of {} failed ({why}). The workloads still to roll it are held until the config changes again.",
+            workload(a)
+        ),
+        None => format!(
+            "kube-reloader rolled out {}{cluster} because {changed} changed.",
+            workload(a)
+        ),
+    }
+}
+
+/// The title of an alert: what happened to which workload.
+fn title(a: &Alert) -> String {
+    match a.halted {
+        Some(_) => format!("Rollout halted: {} failed", workload(a)),
+        None => format!("Rolled out {}", workload(a)),
+    }
 }
 
 /// The changed objects, each shown by `show`, as many as fit in [`LIST_BUDGET`] characters,
@@ -135,8 +154,8 @@ fn json_document(a: &Alert) -> Value {
             None => json!({"kind": "", "name": c}),
         })
         .collect();
-    json!({
-        "reason": "Reloaded",
+    let mut doc = json!({
+        "reason": if a.halted.is_some() { "RolloutHalted" } else { "Reloaded" },
         "cluster": a.cluster,
         "apiVersion": a.api_version,
         "kind": a.kind,
@@ -145,7 +164,11 @@ fn json_document(a: &Alert) -> Value {
         "changed": changed,
         "time": a.time.to_string(),
         "message": sentence(a),
-    })
+    });
+    if let Some(why) = &a.halted {
+        doc["why"] = json!(why);
+    }
+    doc
 }
 
 /// Slack reads `&`, `<` and `>` as markup (`<!channel>` notifies everyone): escaped as it asks.
@@ -162,7 +185,7 @@ fn mrkdwn(text: String) -> Value {
 /// A Slack incoming webhook message: `text` (the notification and fallback) and `blocks`, a
 /// section with the summary and one with the details as fields.
 fn slack(a: &Alert) -> Value {
-    let summary = format!("*Rolled out {}*", slack_escape(&workload(a)));
+    let summary = format!("*{}*", slack_escape(&title(a)));
     let changed = listed(&a.changed, &|n| format!("`{}`", slack_escape(n)));
     let mut fields = vec![mrkdwn(format!("*Changed*\n{changed}"))];
     if !a.cluster.is_empty() {
@@ -199,7 +222,7 @@ fn teams(a: &Alert) -> Value {
                 "type": "AdaptiveCard",
                 "version": "1.4",
                 "body": [
-                    {"type": "TextBlock", "text": format!("Rolled out {}", workload(a)),
+                    {"type": "TextBlock", "text": title(a),
                      "weight": "Bolder", "size": "Medium", "wrap": true},
                     {"type": "FactSet", "facts": facts},
                 ],
@@ -210,7 +233,7 @@ fn teams(a: &Alert) -> Value {
 
 /// A Google Chat incoming webhook message: `text`, in Chat's own formatting.
 fn gchat(a: &Alert) -> Value {
-    let mut text = format!("*Rolled out {}*\n", workload(a));
+    let mut text = format!("*{}*\n", title(a));
     let changed = listed(&a.changed, &|n| format!("`{n}`"));
     text.push_str(&format!("Changed: {changed}\n"));
     if !a.cluster.is_empty() {
@@ -702,14 +725,39 @@ impl Alerts {
             name: workload.name.clone(),
             changed: changed.to_vec(),
             time,
+            halted: None,
         };
+        self.send(alert);
+    }
+
+    /// Queues the alert about a halted progressive rollout: `workload`'s rollout of `change`
+    /// failed, for `why`.
+    pub fn halted(&self, workload: &WorkloadRef, change: &str, why: &str, time: Timestamp) {
+        self.send(Alert {
+            cluster: self.cluster.clone(),
+            api_version: workload.kind.api_version(),
+            kind: workload.kind.as_str().to_string(),
+            namespace: workload.namespace.clone(),
+            name: workload.name.clone(),
+            changed: vec![change.to_string()],
+            time,
+            halted: Some(why.to_string()),
+        });
+    }
+
+    fn send(&self, alert: Alert) {
+        let (kind, namespace, name) = (
+            alert.kind.clone(),
+            alert.namespace.clone(),
+            alert.name.clone(),
+        );
         if let Err(e) = self.queue.try_send(alert) {
             self.metrics.alert("dropped");
             let why = match e {
                 mpsc::error::TrySendError::Full(_) => "the queue is full",
                 mpsc::error::TrySendError::Closed(_) => "the sender stopped",
             };
-            tracing::warn!(kind = %workload.kind, namespace = %workload.namespace, name = %workload.name,
+            tracing::warn!(%kind, %namespace, %name,
                 host = %self.host, "alert dropped: {why} ({QUEUE} alerts waiting for the receiver)");
         }
     }
@@ -786,7 +834,35 @@ mod tests {
             name: "web".to_string(),
             changed: changed.iter().map(|s| s.to_string()).collect(),
             time: "2026-03-01T12:30:00Z".parse().unwrap(),
+            halted: None,
         }
+    }
+
+    #[test]
+    fn a_halted_rollout_says_which_workload_failed_and_why() {
+        let a = Alert {
+            halted: Some("its new pods crash-loop".into()),
+            ..alert("", &["ConfigMap/cfg"])
+        };
+        let doc = body(Format::Json, &a);
+        assert_eq!(doc["reason"], "RolloutHalted");
+        assert_eq!(doc["why"], "its new pods crash-loop");
+        assert_eq!(
+            doc["message"],
+            "kube-reloader halted the rollout of ConfigMap/cfg: the rollout of Deployment shop/web failed (its new pods crash-loop). The workloads still to roll it are held until the config changes again."
+        );
+        let slack = body(Format::Slack, &a);
+        assert_eq!(
+            slack["blocks"][0]["text"]["text"],
+            "*Rollout halted: Deployment shop/web failed*"
+        );
+        assert!(
+            body(Format::Gchat, &a)["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("*Rollout halted")
+        );
+        assert!(body(Format::Json, &alert("", &[])).get("why").is_none());
     }
 
     #[test]

@@ -3,20 +3,24 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-use crate::adapters::client::Timeouts;
+use crate::adapters::client::{InitialList, Timeouts};
 use crate::adapters::key::KeySecret;
 use crate::adapters::lease;
 use crate::alerts::{self, SecretUrl};
 use crate::app::controller::{self, RunError};
 use crate::app::explain;
+use crate::model::annotations::FIELD_MANAGER;
 use crate::model::duration::parse_duration;
 use crate::model::kinds::{self, WorkloadKind};
 use crate::reconcile::Settings;
 use crate::rules::optin;
 use crate::rules::references::ConfigKind;
+use crate::rules::rollout::{Progressive, Waves};
 use crate::rules::scope::{SKIPPED_SECRET_TYPES, WatchScope};
+
+mod reloader;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -82,6 +86,14 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_RESOURCES_TO_IGNORE", value_delimiter = ',', value_parser = parse_config_kind)]
     pub resources_to_ignore: Vec<ConfigKind>,
 
+    /// Roll workloads when the Secrets Store CSI driver rotates what their pods mount: track the
+    /// SecretProviderClasses their CSI volumes name, through the SecretProviderClassPodStatuses
+    /// the driver writes per pod (secrets-store.csi.x-k8s.io/v1). Needs list and watch on both,
+    /// and get on pods and replicasets (to find a pod's workload). Reloader's flag.
+    #[arg(long, env = "KUBE_RELOADER_ENABLE_CSI_INTEGRATION", num_args = 0..=1, default_value_t = false,
+        default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
+    pub enable_csi_integration: bool,
+
     /// Namespace of the controller itself, where its digest key Secret lives.
     /// Default: $POD_NAMESPACE, else `kube-reloader`.
     #[arg(long, env = "KUBE_RELOADER_CONTROLLER_NAMESPACE")]
@@ -112,6 +124,23 @@ pub struct Args {
     /// Rollouts that may happen at once before the rate limit applies (token bucket size).
     #[arg(long, env = "KUBE_RELOADER_ROLLOUT_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub rollout_burst: u32,
+
+    /// Roll each config change in waves (a canary, then growing waves, each after the previous
+    /// one completed) and halt it when a rollout fails. Off by default; a ConfigMap or Secret
+    /// annotated kube-reloader.io/progressive: "true" (or "false") decides for itself.
+    #[arg(long, env = "KUBE_RELOADER_PROGRESSIVE")]
+    pub progressive: bool,
+
+    /// Sizes of the waves of a progressive rollout before the last, which takes the rest: a
+    /// number of workloads or a share of those the change concerns (1,10%: a canary, a tenth,
+    /// the rest). Workloads annotated kube-reloader.io/canary: "true" go in the first.
+    #[arg(long, env = "KUBE_RELOADER_ROLLOUT_WAVES", default_value = "1,10%", value_parser = clap::value_parser!(Waves))]
+    pub rollout_waves: Waves,
+
+    /// A progressive rollout of a StatefulSet, DaemonSet or Argo Rollout that has not completed
+    /// in this long has failed (a Deployment fails at its own progressDeadlineSeconds).
+    #[arg(long, env = "KUBE_RELOADER_ROLLOUT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub rollout_timeout: Duration,
 
     /// Reconciles in flight at once, per workload kind and watched namespace (each holds an API
     /// connection while it writes, so this also bounds the connections kept open after a burst,
@@ -163,26 +192,41 @@ pub struct Args {
         default_value_t = false, default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
 
-    /// Name of the Lease used for leader election.
+    /// Name of the Lease used for leader election. Reloader's spelling
+    /// `--leader-election-id` is accepted.
     #[arg(
         long,
+        alias = "leader-election-id",
         env = "KUBE_RELOADER_LEASE_NAME",
         default_value = "kube-reloader"
     )]
     pub lease_name: String,
 
+    /// Namespace of the Lease (default: --controller-namespace's). The controller needs get,
+    /// create, patch, list and watch on leases there. Reloader's spelling
+    /// `--leader-election-namespace` is accepted.
+    #[arg(
+        long,
+        alias = "leader-election-namespace",
+        env = "KUBE_RELOADER_LEASE_NAMESPACE"
+    )]
+    pub lease_namespace: Option<String>,
+
     /// How long a Lease is valid without renewal: the longest failover after a leader dies
-    /// without releasing it (whole seconds).
-    #[arg(long, env = "KUBE_RELOADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    /// without releasing it (whole seconds). Reloader's spelling
+    /// `--leader-election-lease-duration` is accepted.
+    #[arg(long, alias = "leader-election-lease-duration", env = "KUBE_RELOADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
 
     /// The leader renews the Lease when no more than lease-duration minus this is left
-    /// (whole seconds, less than --lease-duration).
-    #[arg(long, env = "KUBE_RELOADER_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    /// (whole seconds, less than --lease-duration). Reloader's spelling
+    /// `--leader-election-renew-deadline` is accepted.
+    #[arg(long, alias = "leader-election-renew-deadline", env = "KUBE_RELOADER_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
     pub renew_deadline: Duration,
 
-    /// Wait between attempts after a failed Lease operation.
-    #[arg(long, env = "KUBE_RELOADER_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    /// Wait between attempts after a failed Lease operation. Reloader's spelling
+    /// `--leader-election-retry-period` is accepted.
+    #[arg(long, alias = "leader-election-retry-period", env = "KUBE_RELOADER_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
     pub retry_period: Duration,
 
     /// A watch that receives nothing, no event and no bookmark, for this long is taken for dead
@@ -199,18 +243,36 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_REQUEST_TIMEOUT", default_value = "20s", value_parser = parse_request_timeout)]
     pub request_timeout: Duration,
 
+    /// How watches read the objects that exist before they watch: `paged` lists (limit and
+    /// continue; every release), or `streaming` (sendInitialEvents, the WatchList feature of the
+    /// API server, on by default since Kubernetes 1.34; the API server answers from its watch
+    /// cache instead of building list pages). docs/performance.md compares them.
+    #[arg(long, env = "KUBE_RELOADER_INITIAL_LIST", value_enum, default_value_t = InitialList::Paged)]
+    pub initial_list: InitialList,
+
     /// On SIGTERM, how long in-flight reconciles may take to finish before the process exits
     /// (keep it below the pod's terminationGracePeriodSeconds).
     #[arg(long, env = "KUBE_RELOADER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// Address of the HTTP listener serving /metrics, /healthz and /readyz.
+    /// Address of the HTTP listener serving /metrics, /healthz and /readyz (`:9090`, as
+    /// Reloader writes it, is every interface).
     #[arg(
         long,
         env = "KUBE_RELOADER_METRICS_ADDR",
-        default_value = "0.0.0.0:9090"
+        default_value = "0.0.0.0:9090",
+        value_parser = parse_listen_addr
     )]
     pub metrics_addr: SocketAddr,
+
+    /// The field manager of every write kube-reloader makes (server-side apply of its
+    /// annotations, patches, its digest key Secret; its Lease as `<NAME>-lease-<identity>`), and
+    /// the one whose entry in managedFields tells its own writes from others'. GitOps tools
+    /// ignore its fields by this name (docs/gitops.md). Changing it on a running installation
+    /// makes every existing baseline look written by someone else once: each is recorded again
+    /// under the new name, without a rollout.
+    #[arg(long, env = "KUBE_RELOADER_FIELD_MANAGER", default_value = FIELD_MANAGER, value_name = "NAME", value_parser = parse_field_manager)]
+    pub field_manager: String,
 
     /// Compute and report (log, Events) what would be rolled out, but write nothing to workloads.
     #[arg(long, env = "KUBE_RELOADER_DRY_RUN")]
@@ -227,6 +289,12 @@ pub struct Args {
     )]
     pub alert_webhook_url: Option<SecretUrl>,
 
+    /// stakater Reloader's alert switch: `false` sends no alerts even with a webhook URL, `true`
+    /// needs one. Without it, a webhook URL turns alerts on.
+    #[arg(long, env = "KUBE_RELOADER_ALERT_ON_RELOAD", num_args = 0..=1,
+        default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
+    pub alert_on_reload: Option<bool>,
+
     /// Send alerts through this http:// or https:// proxy (`http://user:password@host:port`),
     /// whatever HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY say. Without it (or empty), those
     /// variables apply to alerts as curl reads them. Only its host is ever shown.
@@ -240,11 +308,18 @@ pub struct Args {
 
     /// Body of the alerts: `json` (kube-reloader's own document), `slack` (incoming webhook),
     /// `teams` (Workflows webhook, an Adaptive Card) or `gchat` (Google Chat incoming webhook).
-    #[arg(long, env = "KUBE_RELOADER_ALERT_FORMAT", value_enum, default_value_t = alerts::Format::Json)]
+    /// Reloader's spelling `--alert-sink` is accepted, its sinks `webhook` and `raw` as `json`.
+    #[arg(long, alias = "alert-sink", env = "KUBE_RELOADER_ALERT_FORMAT", value_enum, ignore_case = true, default_value_t = alerts::Format::Json)]
     pub alert_format: alerts::Format,
 
-    /// Name of this cluster, included in alerts (empty: not mentioned).
-    #[arg(long, env = "KUBE_RELOADER_CLUSTER_NAME", default_value = "")]
+    /// Name of this cluster, included in alerts (empty: not mentioned). Reloader's
+    /// `--alert-additional-info` is accepted as this.
+    #[arg(
+        long,
+        alias = "alert-additional-info",
+        env = "KUBE_RELOADER_CLUSTER_NAME",
+        default_value = ""
+    )]
     pub cluster_name: String,
 
     /// Log format: `text` for people, `json` for log pipelines (an empty value, as Reloader
@@ -255,6 +330,37 @@ pub struct Args {
     /// Log filter when RUST_LOG is not set: error, warn, info, debug or trace.
     #[arg(long, env = "KUBE_RELOADER_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub reloader_names: reloader::AnnotationNames,
+}
+
+/// The command line from `argv` and the environment `env` reads from: kube-reloader's flags and
+/// stakater Reloader's (those with a meaning here read as kube-reloader's, the others refused with
+/// what to do instead; see docs/migrating-from-reloader.md). Also returns notes to log once
+/// logging is set up: which of Reloader's environment variables were read or ignored.
+pub fn try_parse<I, T>(
+    argv: I,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Args, Vec<String>), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = reloader::command(Args::command());
+    let matches = cmd.try_get_matches_from_mut(argv)?;
+    let invalid =
+        |cmd: &mut clap::Command, e: String| cmd.error(clap::error::ErrorKind::ValueValidation, e);
+    reloader::refused(&matches).map_err(|e| invalid(&mut cmd, e))?;
+    let mut args = Args::from_arg_matches(&matches)?;
+    let notes = reloader::apply_env(&mut args, &matches, env).map_err(|e| invalid(&mut cmd, e))?;
+    reloader::alert_switch(&mut args).map_err(|e| invalid(&mut cmd, e))?;
+    Ok((args, notes))
+}
+
+/// [`try_parse`] of the process's arguments and environment; on an error, says so and exits.
+pub fn parse() -> (Args, Vec<String>) {
+    try_parse(std::env::args_os(), &|name| std::env::var(name).ok()).unwrap_or_else(|e| e.exit())
 }
 
 /// Commands besides running the controller (the default).
@@ -315,9 +421,14 @@ impl Args {
     pub fn lease(&self) -> lease::Config {
         lease::Config {
             name: self.lease_name.clone(),
+            namespace: self
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| self.controller_namespace()),
             duration: self.lease_duration,
             renew_deadline: self.renew_deadline,
             retry_period: self.retry_period,
+            field_manager: self.field_manager(),
         }
     }
 
@@ -328,7 +439,7 @@ impl Args {
             ignored_namespaces: self.ignore_namespaces.clone(),
             namespace_selector: self.namespace_selector.clone(),
             resource_label_selector: self.resource_label_selector.clone(),
-            ignored_kinds: self.resources_to_ignore.clone(),
+            ignored_kinds: self.ignored_kinds(),
             skipped_secret_types: if self.watch_all_secret_types {
                 &[]
             } else {
@@ -353,6 +464,16 @@ impl Args {
             scope: self.scope(),
             policy: self.policy(),
             key: self.key_secret(),
+            field_manager: self.field_manager(),
+        }
+    }
+
+    /// `--field-manager`, for as long as the process runs (it is read once).
+    pub fn field_manager(&self) -> &'static str {
+        if self.field_manager == FIELD_MANAGER {
+            FIELD_MANAGER
+        } else {
+            Box::leak(self.field_manager.clone().into_boxed_str())
         }
     }
 
@@ -374,9 +495,16 @@ impl Args {
                 max_concurrent_reconciles: self.max_concurrent_reconciles,
                 max_rollouts_per_second: self.max_rollouts_per_second,
                 rollout_burst: self.rollout_burst,
+                field_manager: self.field_manager(),
+                progressive: Progressive {
+                    default: self.progressive,
+                    waves: self.rollout_waves.clone(),
+                    timeout: self.rollout_timeout,
+                },
             },
             alerts,
             timeouts: self.timeouts(),
+            initial_list: self.initial_list,
             lease: self.leader_elect.then(|| self.lease()),
             debounce: self.debounce,
             metrics_addr: self.metrics_addr,
@@ -408,8 +536,19 @@ impl Args {
         optin::Policy {
             reloader_compat: self.reloader_compat,
             auto_reload_all: self.auto_reload_all,
-            ignored: self.resources_to_ignore.clone(),
+            ignored: self.ignored_kinds(),
+            names: self.reloader_names.names(),
         }
+    }
+
+    /// The kinds of config object not watched: `--resources-to-ignore`, and
+    /// SecretProviderClasses unless `--enable-csi-integration`.
+    pub fn ignored_kinds(&self) -> Vec<ConfigKind> {
+        let mut ignored = self.resources_to_ignore.clone();
+        if !self.enable_csi_integration {
+            ignored.push(ConfigKind::SecretProviderClass);
+        }
+        ignored
     }
 
     /// The controller's own namespace.
@@ -441,6 +580,27 @@ fn at_least(s: &str, min: Duration) -> Result<Duration, String> {
         return Err(format!("{s:?} is less than {}s", min.as_secs()));
     }
     Ok(d)
+}
+
+/// A listening address: `HOST:PORT`, or `:PORT` (Reloader's and Go's way to say every
+/// interface).
+fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    full.parse()
+        .map_err(|_| format!("{s:?}: use HOST:PORT (0.0.0.0:9090) or :PORT"))
+}
+
+/// A field manager name as the API server takes it: 1 to 128 printable characters.
+fn parse_field_manager(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "{s:?}: use 1 to 128 printable characters, e.g. kube-reloader"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -570,6 +730,290 @@ mod tests {
         );
     }
 
+    /// [`try_parse`] with these flags and Reloader's environment variables.
+    fn parse_with(flags: &[&str], env: &[(&str, &str)]) -> Result<(Args, Vec<String>), String> {
+        let env: std::collections::BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let argv = std::iter::once("kube-reloader").chain(flags.iter().copied());
+        try_parse(argv, &|name| env.get(name).cloned()).map_err(|e| e.to_string())
+    }
+
+    fn parse_flags(flags: &[&str]) -> Args {
+        parse_with(flags, &[])
+            .unwrap_or_else(|e| panic!("{flags:?}: {e}"))
+            .0
+    }
+
+    #[test]
+    fn reloaders_leader_election_flags_are_ours() {
+        let a = parse_flags(&[
+            "--enable-ha",
+            "--leader-election-lease-duration=30s",
+            "--leader-election-renew-deadline=20s",
+            "--leader-election-retry-period=5s",
+            "--leader-election-id=reloader-leader-election",
+            "--leader-election-namespace=ops",
+            "--leader-election-release-on-cancel=true",
+        ]);
+        let lease = a.lease();
+        assert!(a.leader_elect);
+        assert_eq!(lease.name, "reloader-leader-election");
+        assert_eq!(lease.namespace, "ops");
+        assert_eq!(
+            (lease.duration, lease.renew_deadline, lease.retry_period),
+            (
+                Duration::from_secs(30),
+                Duration::from_secs(20),
+                Duration::from_secs(5)
+            )
+        );
+        assert_eq!(a.lease_seconds(), Ok((30, 10)));
+        // Without --lease-namespace, the controller's namespace.
+        let a = parse_flags(&["--controller-namespace=kr"]);
+        assert_eq!(a.lease().namespace, "kr");
+        assert_eq!(a.lease().name, "kube-reloader");
+        assert!(parse_with(&["--leader-election-release-on-cancel"], &[]).is_ok());
+    }
+
+    #[test]
+    fn every_write_uses_the_field_manager_given() {
+        let a = parse_flags(&[]);
+        assert_eq!(a.field_manager(), "kube-reloader");
+        let config = a.config().unwrap();
+        assert_eq!(config.settings.field_manager, "kube-reloader");
+        let a = parse_flags(&["--field-manager=platform-reloader", "--leader-elect"]);
+        let config = a.config().unwrap();
+        assert_eq!(config.settings.field_manager, "platform-reloader");
+        assert_eq!(config.settings.reading().field_manager, "platform-reloader");
+        assert_eq!(
+            config.lease.map(|l| l.field_manager),
+            Some("platform-reloader")
+        );
+        assert_eq!(a.explain_config().field_manager, "platform-reloader");
+        assert_eq!(
+            a.explain_config().reading().field_manager,
+            "platform-reloader"
+        );
+        let long = format!("--field-manager={}", "m".repeat(129));
+        for bad in ["--field-manager=", "--field-manager=a\tb", long.as_str()] {
+            assert!(parse_with(&[bad], &[]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reloaders_alert_flags_are_ours() {
+        let a = parse_flags(&[
+            "--alert-on-reload=true",
+            "--alert-webhook-url=https://hooks.example.com/T0/s3cr3t",
+            "--alert-sink=Slack",
+            "--alert-proxy=http://proxy.example.com:3128",
+            "--alert-additional-info=prod-eu",
+            "--alert-structured=true",
+        ]);
+        assert!(a.alert_webhook_url.is_some() && a.alert_proxy.is_some());
+        assert_eq!(a.alert_format, alerts::Format::Slack);
+        assert_eq!(a.cluster_name, "prod-eu");
+        for sink in ["webhook", "raw", "JSON"] {
+            let a = parse_flags(&[&format!("--alert-sink={sink}")]);
+            assert_eq!(a.alert_format, alerts::Format::Json, "{sink}");
+        }
+        // Reloader's switch: off wins over a URL; on needs one.
+        let a = parse_flags(&[
+            "--alert-on-reload=false",
+            "--alert-webhook-url=https://hooks.example.com/x",
+        ]);
+        assert_eq!(a.alert_webhook_url, None);
+        let a = parse_flags(&["--alert-webhook-url=https://hooks.example.com/x"]);
+        assert!(a.alert_webhook_url.is_some(), "a URL alone turns alerts on");
+        let e = parse_with(&["--alert-on-reload"], &[]).unwrap_err();
+        assert!(e.contains("--alert-webhook-url"), "{e}");
+        assert!(parse_with(&["--alert-sink=webex"], &[]).is_err());
+    }
+
+    #[test]
+    fn reloaders_environment_variables_are_read_when_ours_are_not_given() {
+        let reloader_env = [
+            ("ALERT_ON_RELOAD", "true"),
+            ("ALERT_WEBHOOK_URL", "https://hooks.example.com/T0/s3cr3t"),
+            ("ALERT_SINK", "teams"),
+            ("ALERT_WEBHOOK_PROXY", "http://proxy.example.com:3128"),
+            ("ALERT_ADDITIONAL_INFO", "prod-eu"),
+            ("KUBERNETES_NAMESPACE", "shop"),
+            ("RELOADER_NAMESPACE", "reloader"),
+            ("METRICS_COUNT_BY_NAMESPACE", "enabled"),
+        ];
+        let (a, notes) = parse_with(&[], &reloader_env).unwrap();
+        assert!(a.alert_webhook_url.is_some() && a.alert_proxy.is_some());
+        assert_eq!(a.alert_format, alerts::Format::Teams);
+        assert_eq!(a.cluster_name, "prod-eu");
+        assert_eq!(a.namespaces, ["shop"]);
+        assert_eq!(
+            notes,
+            [
+                "read stakater Reloader's ALERT_ON_RELOAD as --alert-on-reload",
+                "read stakater Reloader's ALERT_WEBHOOK_URL as --alert-webhook-url",
+                "read stakater Reloader's ALERT_SINK as --alert-format",
+                "read stakater Reloader's ALERT_WEBHOOK_PROXY as --alert-proxy",
+                "read stakater Reloader's ALERT_ADDITIONAL_INFO as --cluster-name",
+                "read stakater Reloader's KUBERNETES_NAMESPACE as --namespace",
+                "ignored stakater Reloader's RELOADER_NAMESPACE: kube-reloader publishes no meta-info ConfigMap",
+                "ignored stakater Reloader's METRICS_COUNT_BY_NAMESPACE: kube_reloader_rollouts_total has a namespace label already",
+            ]
+        );
+        assert!(!notes.concat().contains("s3cr3t"));
+        // Ours, given, win.
+        let (a, _) = parse_with(
+            &["--alert-format=gchat", "--namespace=a", "--cluster-name=c"],
+            &reloader_env,
+        )
+        .unwrap();
+        assert_eq!(a.alert_format, alerts::Format::Gchat);
+        assert_eq!(
+            (a.namespaces, a.cluster_name),
+            (vec!["a".into()], "c".into())
+        );
+        // As in Reloader, a URL without ALERT_ON_RELOAD=true sends nothing.
+        let url = ("ALERT_WEBHOOK_URL", "https://hooks.example.com/x");
+        for on in [None, Some("false"), Some("yes-please")] {
+            let env: Vec<_> = [url]
+                .into_iter()
+                .chain(on.map(|v| ("ALERT_ON_RELOAD", v)))
+                .collect();
+            let (a, _) = parse_with(&[], &env).unwrap();
+            assert_eq!(a.alert_webhook_url, None, "{on:?}");
+        }
+        let (a, _) = parse_with(&[], &[url, ("ALERT_ON_RELOAD", "True")]).unwrap();
+        assert!(a.alert_webhook_url.is_some());
+        // v2's ALERT_PROXY first.
+        let (a, notes) = parse_with(
+            &[],
+            &[
+                ("ALERT_PROXY", "http://a:1"),
+                ("ALERT_WEBHOOK_PROXY", "http://b:2"),
+            ],
+        )
+        .unwrap();
+        assert!(a.alert_proxy.is_some());
+        assert_eq!(
+            notes,
+            ["read stakater Reloader's ALERT_PROXY as --alert-proxy"]
+        );
+        let e = parse_with(&[], &[("ALERT_SINK", "webex")]).unwrap_err();
+        assert!(e.contains("ALERT_SINK"), "{e}");
+    }
+
+    #[test]
+    fn reloaders_annotation_names_are_read_as_given() {
+        let a = parse_flags(&[]);
+        assert_eq!(a.policy().names, optin::reloader::Names::STAKATER);
+        let a = parse_flags(&[
+            "--auto-annotation=example.com/auto",
+            "--configmap-exclude-annotation=example.com/skip-configmaps",
+            "--secret-exclude-annotation=example.com/skip-secrets",
+            "--secretproviderclass-annotation=example.com/spc",
+            "--secretproviderclass-auto-annotation=example.com/spc-auto",
+            "--secretproviderclass-exclude-annotation=example.com/skip-spc",
+            "--ignore-annotation=example.com/ignore",
+            "--pause-deployment-annotation=example.com/pause",
+            "--configmap-annotation=configmap.reloader.stakater.com/reload",
+        ]);
+        let names = a.policy().names;
+        assert_eq!(names.auto, "example.com/auto");
+        assert_eq!(names.configmaps_exclude, "example.com/skip-configmaps");
+        assert_eq!(names.secrets_exclude, "example.com/skip-secrets");
+        assert_eq!(names.secretproviderclass_reload, "example.com/spc");
+        assert_eq!(names.secretproviderclass_auto, "example.com/spc-auto");
+        assert_eq!(names.secretproviderclasses_exclude, "example.com/skip-spc");
+        assert_eq!(names.ignore, "example.com/ignore");
+        assert_eq!(names.pause_period, "example.com/pause");
+        assert_eq!(names.secret_auto, optin::reloader::SECRET_AUTO);
+        assert_eq!(names.configmap_reload, optin::reloader::CONFIGMAP_RELOAD);
+        for bad in ["", "a b", "-x", "Example.com/x", "x/", "/x", "a/b/c"] {
+            let e = parse_with(&[&format!("--auto-annotation={bad}")], &[]).unwrap_err();
+            assert!(e.contains("not an annotation name"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn reloaders_other_flags_are_accepted_when_they_ask_for_what_we_do() {
+        for flags in [
+            &["--reload-strategy=annotations"][..],
+            &["--reload-strategy", "annotations"],
+            &["--reload-on-create=true"],
+            &["--reload-on-create", "True"],
+            &["--reload-on-delete=false"],
+            &["--sync-after-restart"],
+            &["--sync-after-restart=1"],
+            &["--is-Argo-Rollouts=true"],
+            &["--ignored-workload-types=jobs"],
+            &["--is-openshift=false"],
+            &["--enable-pprof=false"],
+            &["--alert-structured"],
+            &["--alert-structured=false"],
+            &["--metrics-addr=:9090"],
+            &["--log-format=", "--log-level=debug"],
+        ] {
+            assert!(parse_with(flags, &[]).is_ok(), "{flags:?}");
+        }
+        assert_eq!(
+            parse_flags(&["--metrics-addr=:9091"]).metrics_addr,
+            "0.0.0.0:9091".parse::<SocketAddr>().unwrap()
+        );
+        // A subcommand after a boolean is not taken for its value.
+        let a = parse_flags(&["--sync-after-restart", "explain", "--all"]);
+        assert!(a.command.is_some());
+    }
+
+    #[test]
+    fn reloaders_other_flags_are_refused_naming_what_to_do_instead() {
+        let cases = [
+            ("--reload-strategy=env-vars", "kube-reloader.io/config-hash"),
+            ("--reload-on-create=false", "leave the flag out"),
+            ("--reload-on-delete=true", "never rolls for a deletion"),
+            ("--sync-after-restart=false", "catches up after a restart"),
+            (
+                "--is-Argo-Rollouts=false",
+                "--kinds=Deployment,StatefulSet,DaemonSet,CronJob",
+            ),
+            (
+                "--ignored-workload-types=jobs,cronjobs",
+                "--kinds=Deployment,StatefulSet,DaemonSet,Rollout",
+            ),
+            ("--webhook-url=http://x", "--alert-webhook-url"),
+            (
+                "--is-openshift",
+                "--workload-kind=apps.openshift.io/v1/DeploymentConfig",
+            ),
+            (
+                "--is-openshift=auto",
+                "--workload-kind=apps.openshift.io/v1/DeploymentConfig",
+            ),
+            (
+                "--is-openshift=true",
+                "apps.openshift.io/v1/DeploymentConfig",
+            ),
+            ("--enable-pprof", "no pprof"),
+            ("--pprof-addr=:6060", "no pprof"),
+            ("--health-addr=:8080", "--metrics-addr"),
+            (
+                "--leader-election-release-on-cancel=false",
+                "releases its Lease",
+            ),
+            ("--alert-structured=maybe", "true or false"),
+        ];
+        for (flag, names) in cases {
+            let e = parse_with(&[flag], &[]).expect_err(flag);
+            assert!(
+                e.contains("stakater Reloader's --") && e.contains(names),
+                "{flag}: {e}"
+            );
+        }
+        let e = parse_with(&["--is-openshift"], &[]).unwrap_err();
+        assert!(e.contains("Reloader's --is-openshift:"), "{e}");
+    }
+
     #[test]
     fn durations() {
         let ok = [
@@ -669,6 +1113,44 @@ mod tests {
         assert!(!policy.reloader_compat && policy.auto_reload_all);
     }
 
+    /// `--enable-csi-integration` (Reloader's flag, its forms): SecretProviderClasses are a kind
+    /// watched and tracked only with it.
+    #[test]
+    fn csi_integration_is_off_unless_asked_for() {
+        let spc = ConfigKind::SecretProviderClass;
+        let off = Args::try_parse_from(["kube-reloader"]).unwrap();
+        assert!(!off.scope().csi() && off.policy().ignored.contains(&spc));
+        assert!(!off.scope().config_kinds().contains(&spc));
+        for on in [
+            &["kube-reloader", "--enable-csi-integration"][..],
+            &["kube-reloader", "--enable-csi-integration=true"],
+        ] {
+            let a = Args::try_parse_from(on).unwrap();
+            assert!(a.scope().csi(), "{on:?}");
+            assert!(!a.policy().ignored.contains(&spc));
+            assert_eq!(a.scope().config_kinds(), ConfigKind::ALL);
+        }
+        let a = Args::try_parse_from([
+            "kube-reloader",
+            "--enable-csi-integration",
+            "--resources-to-ignore=secrets",
+        ])
+        .unwrap();
+        let kinds = [ConfigKind::ConfigMap, spc];
+        assert_eq!(a.scope().config_kinds(), kinds);
+        assert!(Args::try_parse_from(["kube-reloader", "--enable-csi-integration=yes"]).is_err());
+        // Reloader's renaming flags reach the SecretProviderClass opt-in, only with the flag.
+        let renamed = "--secretproviderclass-auto-annotation=example.com/spc-auto";
+        let meta = [("example.com/spc-auto".to_string(), "true".to_string())].into();
+        let read = |args: &[&str]| {
+            let policy = Args::try_parse_from(args).unwrap().policy();
+            optin::parse_with(&meta, &Default::default(), &policy).unwrap()
+        };
+        let on = read(&["kube-reloader", "--enable-csi-integration", renamed]);
+        assert!(on.is_some_and(|o| o.auto_secret_provider_classes));
+        assert!(read(&["kube-reloader", renamed]).is_none());
+    }
+
     #[test]
     fn defaults_and_env_twins() {
         let a = Args::try_parse_from(["kube-reloader"]).unwrap();
@@ -678,6 +1160,21 @@ mod tests {
         assert!(a.namespaces.is_empty());
         assert_eq!(a.max_concurrent_reconciles, 16);
         assert_eq!(a.kinds(), WorkloadKind::BUILT_IN);
+        // Progressive rollouts: off, with a canary, a tenth and the rest, 10 minutes.
+        assert!(!a.progressive);
+        assert_eq!(a.rollout_waves, Waves::default());
+        assert_eq!(a.rollout_timeout, Duration::from_secs(600));
+        let p = Args::try_parse_from([
+            "kube-reloader",
+            "--progressive",
+            "--rollout-waves=2,25%,50%",
+            "--rollout-timeout=5m",
+        ])
+        .unwrap();
+        assert!(p.progressive && p.rollout_timeout == Duration::from_secs(300));
+        assert_eq!(p.rollout_waves, "2,25%,50%".parse().unwrap());
+        assert!(Args::try_parse_from(["kube-reloader", "--rollout-waves=0"]).is_err());
+        assert!(Args::try_parse_from(["kube-reloader", "--rollout-waves=150%"]).is_err());
         assert_eq!(
             a.timeouts(),
             Timeouts {

@@ -2,13 +2,12 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
-use kube_reloader::cli::{Args, Command, LogFormat, Output};
+use kube_reloader::cli::{Command, LogFormat, Output};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let (args, notes) = kube_reloader::cli::parse();
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&args.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -18,6 +17,9 @@ async fn main() {
     match args.log_format {
         LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
+    for note in &notes {
+        tracing::info!("{note}");
     }
 
     if let Some(Command::Explain {

@@ -31,3 +31,17 @@ pub async fn discover(
         Err(e) => Err(e),
     }
 }
+
+/// Whether the API server serves `plural` in `group_version` (`group/version`): false while it
+/// does not (the CRD is not installed).
+pub async fn serves(
+    client: &Client,
+    group_version: &str,
+    plural: &str,
+) -> Result<bool, kube::Error> {
+    match client.list_api_group_resources(group_version).await {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -65,6 +65,31 @@ impl Timeouts {
     }
 }
 
+/// How a watch reads what exists before it watches (`--initial-list`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitialList {
+    /// Paged lists (`limit` and `continue`), then a watch from the list's resourceVersion: every
+    /// release serves them.
+    #[default]
+    Paged,
+    /// One watch that first streams every object (`sendInitialEvents`, the WatchList feature,
+    /// on by default since Kubernetes 1.34's API server) and closes the list with a bookmark.
+    /// The API server serves it from its watch cache instead of building list pages.
+    Streaming,
+}
+
+impl InitialList {
+    /// A watch configuration that reads its initial state this way.
+    pub fn watch_config(self, timeouts: Timeouts) -> kube::runtime::watcher::Config {
+        let config =
+            kube::runtime::watcher::Config::default().timeout(timeouts.watch_server_seconds());
+        match self {
+            Self::Paged => config,
+            Self::Streaming => config.streaming_lists(),
+        }
+    }
+}
+
 /// Makes the clients of one API server. A dead connection found by any of them drops the idle
 /// connections of all: they reach the API server by the same path.
 #[derive(Clone)]

@@ -142,8 +142,9 @@ pub async fn load_or_create(
     client: Client,
     namespace: &str,
     name: &str,
+    field_manager: &str,
 ) -> Result<SecretKey, KeyError> {
-    (|| try_load_or_create(client.clone(), namespace, name))
+    (|| try_load_or_create(client.clone(), namespace, name, field_manager))
         .retry(RETRY)
         .sleep(tokio::time::sleep)
         .when(KeyError::transient)
@@ -159,6 +160,7 @@ async fn try_load_or_create(
     client: Client,
     namespace: &str,
     name: &str,
+    field_manager: &str,
 ) -> Result<SecretKey, KeyError> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     let api_err = |source| KeyError::api(namespace, name, source);
@@ -186,7 +188,7 @@ async fn try_load_or_create(
             ..Default::default()
         };
         let pp = PostParams {
-            field_manager: Some("kube-reloader".to_string()),
+            field_manager: Some(field_manager.to_string()),
             ..Default::default()
         };
         match api.create(&pp, &secret).await {

@@ -1,4 +1,5 @@
-//! Leader election on a coordination.k8s.io/v1 Lease in the controller's namespace, through
+//! Leader election on a coordination.k8s.io/v1 Lease (in the controller's namespace unless
+//! `--lease-namespace` says otherwise), through
 //! kube-lease-manager (kept for kube 5, server-side apply on the Lease, tolerant of clock skew).
 
 use std::time::Duration;
@@ -13,11 +14,15 @@ use thiserror::Error;
 
 use crate::rules::faults::Cause;
 
-/// Leader election's settings (`--lease-name`, `--lease-duration`, `--renew-deadline`,
-/// `--retry-period`).
+/// Leader election's settings (`--lease-name`, `--lease-namespace`, `--lease-duration`,
+/// `--renew-deadline`, `--retry-period`).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub name: String,
+    /// Where the Lease is: `--lease-namespace`, by default the controller's own namespace.
+    pub namespace: String,
+    /// `--field-manager`: the Lease is written as `<it>-lease-<identity>`.
+    pub field_manager: &'static str,
     pub duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
@@ -43,7 +48,7 @@ pub enum LeaseError {
     Settings(String),
     #[error(
         "cannot set up the Lease {namespace}/{name}: {source}. The controller needs get, create, \
-         patch, list and watch on coordination.k8s.io leases in its own namespace"
+         patch, list and watch on coordination.k8s.io leases in that namespace"
     )]
     Setup {
         namespace: String,
@@ -69,6 +74,7 @@ pub struct Elector {
     identity: String,
     /// The last Lease operation failed: the manager is rebuilt before anything else.
     broken: bool,
+    field_manager: &'static str,
 }
 
 /// The bound of every Lease request: the renewal grace (the leader renews when that much of the
@@ -135,13 +141,14 @@ async fn build(
     identity: &str,
     duration: u64,
     grace: u64,
+    field_manager: &str,
 ) -> Result<LeaseManager, LeaseError> {
     LeaseManagerBuilder::new(client.clone(), name)
         .with_namespace(namespace)
         .with_identity(identity)
         .with_duration(duration)
         .with_grace(grace)
-        .with_field_manager(format!("kube-reloader-lease-{identity}"))
+        .with_field_manager(format!("{field_manager}-lease-{identity}"))
         .build()
         .await
         .map_err(|source| LeaseError::Setup {
@@ -163,7 +170,16 @@ impl Elector {
     ) -> Result<Self, LeaseError> {
         let (duration, grace) = config.seconds().map_err(LeaseError::Settings)?;
         let identity = identity();
-        let manager = build(&client, namespace, &config.name, &identity, duration, grace).await?;
+        let manager = build(
+            &client,
+            namespace,
+            &config.name,
+            &identity,
+            duration,
+            grace,
+            config.field_manager,
+        )
+        .await?;
         tracing::info!(target: "kube_reloader::lease", lease = %config.name, namespace, identity = %identity, "leader election on; waiting for the Lease");
         Ok(Self {
             manager,
@@ -175,6 +191,7 @@ impl Elector {
             duration,
             grace,
             retry: config.retry_period,
+            field_manager: config.field_manager,
             identity,
             broken: false,
         })
@@ -240,6 +257,7 @@ impl Elector {
             &self.identity,
             self.duration,
             self.grace,
+            self.field_manager,
         )
         .await
     }

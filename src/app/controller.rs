@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::adapters::api::{api_for, discover};
+use crate::adapters::api::{api_for, discover, serves};
 use crate::adapters::client;
 use crate::adapters::key::{self, KeyError, KeySecret};
 use crate::adapters::lease;
@@ -31,9 +31,10 @@ use crate::reconcile::{self, Context, Settings};
 use crate::rules::faults::Cause;
 use crate::rules::references::ConfigKind;
 use crate::state::configs::{self, ConfigObject, ConfigStore, WatchHooks};
+use crate::state::csi::{self, CsiStore, SecretProviderClass, StatusHooks};
 use crate::state::metrics::{KindLabels, Metrics};
 use crate::state::router::{Senders, Trigger, TriggerRouter};
-use crate::state::workload::Workload;
+use crate::state::workload::{Reading, Workload};
 
 /// Page size of the ConfigMap and Secret watches until their first page sizes them
 /// ([`configs::page_size`]): bounds the transient memory of listing large objects.
@@ -92,8 +93,9 @@ struct ControllerParts {
 fn slim_event(
     event: watcher::Event<DynamicObject>,
     kind: WorkloadKind,
+    reading: &Reading,
 ) -> watcher::Event<Workload> {
-    let slim = |o| Workload::from_dynamic(o, kind);
+    let slim = |o| Workload::from_dynamic_with(o, kind, reading);
     match event {
         watcher::Event::Apply(o) => watcher::Event::Apply(slim(o)),
         watcher::Event::Delete(o) => watcher::Event::Delete(slim(o)),
@@ -132,7 +134,10 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
     let store = writer.as_reader();
     ctx.register_store(kind, scope.clone(), resource.clone(), store.clone());
     let stream = watcher(api, config)
-        .map_ok(move |event| slim_event(event, kind))
+        .map_ok({
+            let reading = ctx.settings.reading();
+            move |event| slim_event(event, kind, &reading)
+        })
         .reflect(writer)
         .touched_objects();
     let concurrency = ctx.settings.max_concurrent_reconciles;
@@ -207,6 +212,26 @@ fn run_controller(parts: ControllerParts) -> impl std::future::Future<Output = (
         })
 }
 
+/// Whether the API server serves the Secrets Store CSI driver's status objects; when it does not
+/// (the driver is not installed), says so. Looked up at start only, as Reloader does.
+async fn csi_served(client: &Client) -> bool {
+    let group_version = format!("{}/{}", csi::GROUP, csi::VERSION);
+    match serves(client, &group_version, "secretproviderclasspodstatuses").await {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::warn!(target: "kube_reloader::controller", api_version = %group_version,
+                "--enable-csi-integration is on, but this API server does not serve {group_version} secretproviderclasspodstatuses (the Secrets Store CSI driver is not installed): not watching them. Install the driver, then restart kube-reloader.");
+            false
+        }
+        Err(e) => {
+            // Watched all the same: the watches report what goes wrong, and retry.
+            tracing::warn!(target: "kube_reloader::controller", error = %e,
+                "looking up whether the API server serves {group_version} failed; watching the CSI driver's objects all the same");
+            true
+        }
+    }
+}
+
 /// How often a kind whose API is not served is looked up again, if it is (see [`when_unserved`]).
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(20);
 
@@ -243,14 +268,14 @@ fn spawn_config_watch<K: ConfigObject>(
     if let Some(s) = selector {
         config = config.fields(&s);
     }
-    if let Some(labels) = &ctx.settings.scope.resource_label_selector {
+    if let Some(labels) = ctx.settings.scope.config_labels(K::KIND) {
         config = config.labels(labels);
     }
     let api = api_for::<K>(client, scope);
     let (store, key, compat) = (
         Arc::clone(&ctx.configs),
         ctx.key.clone(),
-        ctx.settings.policy.reloader_compat,
+        ctx.settings.policy.reloader().copied(),
     );
     let ctx = Arc::clone(ctx);
     let scope = scope.clone();
@@ -270,6 +295,43 @@ fn spawn_config_watch<K: ConfigObject>(
     });
 }
 
+/// Watches the Secrets Store CSI driver's status objects within one scope, the owners of their
+/// Pods looked up as they come. Never with `--resource-label-selector`: the objects are the
+/// driver's, and carry no labels of their users.
+fn spawn_status_watch(
+    client: &Client,
+    scope: &Option<String>,
+    watch: &watcher::Config,
+    ctx: &Arc<Context>,
+) {
+    let mut config = watch.clone().page_size(STATUS_PAGE_SIZE);
+    if let Some(s) = ctx
+        .settings
+        .scope
+        .config_fields(ConfigKind::SecretProviderClass)
+    {
+        config = config.fields(&s);
+    }
+    let api = api_for::<csi::SecretProviderClassPodStatus>(client, scope);
+    let owners = csi::Owners::new(client.clone(), ctx.settings.scope.kinds.clone());
+    let (ctx, scope) = (Arc::clone(ctx), scope.clone());
+    tokio::spawn(async move {
+        let hooks = StatusHooks {
+            changed: |keys| ctx.router.changed(keys, &ctx.index),
+            failed: |cause| {
+                ctx.metrics
+                    .watch_restart("SecretProviderClassPodStatus", cause)
+            },
+            synced: || ctx.configs.mark_stream_synced(),
+        };
+        let store = Arc::clone(&ctx.csi);
+        csi::watch(api, config, scope, store, owners, hooks).await
+    });
+}
+
+/// Status objects are small (a few hundred bytes as JSON): listed this many at a time.
+const STATUS_PAGE_SIZE: u32 = 500;
+
 /// The controller's configuration, built once by the command line: each part a type of the layer
 /// that uses it.
 pub struct Config {
@@ -279,6 +341,8 @@ pub struct Config {
     pub alerts: Option<alerts::Config>,
     /// How long the client waits on the API server.
     pub timeouts: client::Timeouts,
+    /// `--initial-list`: how watches read what exists.
+    pub initial_list: client::InitialList,
     /// Leader election, with `--leader-elect`.
     pub lease: Option<lease::Config>,
     /// `--debounce`.
@@ -297,6 +361,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         settings,
         alerts: alert_config,
         timeouts,
+        initial_list,
         lease: lease_config,
         debounce,
         metrics_addr,
@@ -319,9 +384,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let connector = client::Connector::new(kube_config);
     let client = connector.client(timeouts).map_err(RunError::Client)?;
     // Every watch is asked to end before the client would take it for dead.
-    let watch = watcher::Config::default().timeout(timeouts.watch_server_seconds());
+    let watch = initial_list.watch_config(timeouts);
     let controller_ns = key_secret.namespace.clone();
-    let store = Arc::new(ConfigStore::new(scopes.len() * config_kinds.len()));
+    // With the CSI integration, one more stream per scope: the driver's status objects.
+    let streams = config_kinds.len() + usize::from(watched.csi());
+    let store = Arc::new(ConfigStore::new(scopes.len() * streams));
     let metrics = Arc::new(Metrics::default());
     // Ready once every ConfigMap/Secret watch has listed, and, while leading, every workload watch.
     let health = Arc::new(Health::new(Arc::clone(&store)));
@@ -338,13 +405,20 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     });
     // Read after the listener is up: while the API server cannot be reached, the key is retried,
     // and the probes must say "alive, not ready" meanwhile, or the kubelet would restart the Pod.
-    let key = key::load_or_create(client.clone(), &controller_ns, &key_secret.name).await?;
+    let key = key::load_or_create(
+        client.clone(),
+        &controller_ns,
+        &key_secret.name,
+        settings.field_manager,
+    )
+    .await?;
     tracing::info!(target: "kube_reloader::controller",
         namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
         ignored = ?watched.ignored_namespaces,
         controller_namespace = %controller_ns,
         key_id = key.id(),
         reloader_compat = settings.policy.reloader_compat,
+        csi = watched.csi(),
         auto_reload_all = settings.policy.auto_reload_all,
         watched = ?config_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         namespace_selector = watched.namespace_selector.as_deref().unwrap_or(""),
@@ -375,7 +449,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Arc::clone(&router),
         Arc::clone(&metrics),
     );
-    let ctx = Arc::new(ctx.with_alerts(alerts));
+    let ctx = Arc::new(
+        ctx.with_alerts(alerts)
+            .with_csi(Arc::new(CsiStore::default())),
+    );
     tokio::spawn(update_gauges(Arc::clone(&ctx)));
     if watched.namespace_selector.is_some() {
         let (ctx, client, watch) = (Arc::clone(&ctx), client.clone(), watch.clone());
@@ -387,7 +464,19 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         });
     }
 
+    let csi = watched.csi() && csi_served(&client).await;
+    if watched.csi() && !csi {
+        // Nothing to wait for: the SecretProviderClass and status streams count as listed.
+        for _ in 0..scopes.len() * 2 {
+            ctx.configs.mark_stream_synced();
+        }
+    }
     for scope in &scopes {
+        if csi {
+            let fields = watched.config_fields(ConfigKind::SecretProviderClass);
+            spawn_config_watch::<SecretProviderClass>(&client, scope, fields, &watch, &ctx);
+            spawn_status_watch(&client, scope, &watch, &ctx);
+        }
         if config_kinds.contains(&ConfigKind::ConfigMap) {
             let cm_selector = watched.config_fields(ConfigKind::ConfigMap);
             spawn_config_watch::<ConfigMap>(&client, scope, cm_selector, &watch, &ctx);
@@ -436,10 +525,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let lease_client = connector.client(lease_timeouts).map_err(RunError::Client)?;
     let lease_metrics = Arc::clone(&metrics);
     let failed = move |cause| lease_metrics.watch_restart("Lease", cause);
-    let mut lease =
-        lease::Elector::start(lease_client, &controller_ns, &lease_config, watch, failed)
-            .await
-            .map_err(RunError::Lease)?;
+    let mut lease = lease::Elector::start(
+        lease_client,
+        &lease_config.namespace,
+        &lease_config,
+        watch,
+        failed,
+    )
+    .await
+    .map_err(RunError::Lease)?;
     let mut workers: Option<Workers> = None;
     loop {
         tokio::select! {
@@ -667,14 +761,20 @@ async fn update_gauges(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
-            let n = ctx.configs.count(kind) as i64;
+        let set = |kind: &'static str, n: usize| {
+            let labels = KindLabels { kind };
             ctx.metrics
                 .watched_objects
-                .get_or_create(&KindLabels {
-                    kind: kind.as_str(),
-                })
-                .set(n);
+                .get_or_create(&labels)
+                .set(n as i64);
+        };
+        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+            set(kind.as_str(), ctx.configs.count(kind));
+        }
+        if ctx.settings.scope.csi() {
+            let spc = ConfigKind::SecretProviderClass;
+            set(spc.as_str(), ctx.configs.count(spc));
+            set("SecretProviderClassPodStatus", ctx.csi.len());
         }
         ctx.metrics.tracked_workloads.set(ctx.index.len() as i64);
     }

@@ -5,18 +5,29 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-/// The two kinds of object whose content is tracked.
+/// The kinds of object whose content is tracked: ConfigMaps and Secrets, and (with
+/// `--enable-csi-integration`) the SecretProviderClasses of the Secrets Store CSI driver, whose
+/// content is the object versions a workload's own pods report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfigKind {
     ConfigMap,
     Secret,
+    SecretProviderClass,
 }
 
 impl ConfigKind {
+    /// Every kind, in order.
+    pub const ALL: [ConfigKind; 3] = [
+        ConfigKind::ConfigMap,
+        ConfigKind::Secret,
+        ConfigKind::SecretProviderClass,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ConfigKind::ConfigMap => "ConfigMap",
             ConfigKind::Secret => "Secret",
+            ConfigKind::SecretProviderClass => "SecretProviderClass",
         }
     }
 }

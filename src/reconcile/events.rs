@@ -13,7 +13,6 @@ use crate::model::kinds::WorkloadRef;
 use crate::rules::digest::{ABSENT, WorkloadDigest};
 use crate::rules::optin::ConfigView;
 use crate::rules::references::ConfigKind;
-use crate::state::configs::NamespaceView;
 use crate::state::metrics::Outcome;
 use crate::state::workload::Workload;
 
@@ -54,7 +53,7 @@ pub(super) fn warn_invalid_flags(
     obj: &Workload,
     wref: &WorkloadRef,
     used: &BTreeSet<(ConfigKind, String)>,
-    view: &NamespaceView<'_>,
+    view: &dyn ConfigView,
 ) {
     let newly_invalid: Vec<(&(ConfigKind, String), &'static str)> = used
         .iter()
@@ -78,6 +77,45 @@ pub(super) fn warn_invalid_flags(
 
 /// Publishes an Event about `obj` in the background.
 pub(super) fn publish(ctx: &Context, obj: &Workload, type_: EventType, reason: &str, note: String) {
+    let regarding = ObjectReference {
+        api_version: Some(obj.kind.api_version()),
+        kind: Some(obj.kind.as_str().to_string()),
+        name: obj.metadata.name.clone(),
+        namespace: obj.metadata.namespace.clone(),
+        uid: obj.metadata.uid.clone(),
+        ..ObjectReference::default()
+    };
+    publish_about(ctx, regarding, type_, reason, note);
+}
+
+/// Publishes an Event about a ConfigMap or Secret in the background.
+pub(super) fn publish_config(
+    ctx: &Context,
+    namespace: &str,
+    config: &str,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let (kind, name) = config.split_once('/').unwrap_or(("ConfigMap", config));
+    let regarding = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some(kind.into()),
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        ..ObjectReference::default()
+    };
+    publish_about(ctx, regarding, type_, reason, note);
+}
+
+/// Publishes an Event about `regarding` in the background.
+fn publish_about(
+    ctx: &Context,
+    regarding: ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_string(),
@@ -90,22 +128,14 @@ pub(super) fn publish(ctx: &Context, obj: &Workload, type_: EventType, reason: &
         .to_string(),
         secondary: None,
     };
-    let regarding = ObjectReference {
-        api_version: Some(obj.kind.api_version()),
-        kind: Some(obj.kind.as_str().to_string()),
-        name: obj.metadata.name.clone(),
-        namespace: obj.metadata.namespace.clone(),
-        uid: obj.metadata.uid.clone(),
-        ..ObjectReference::default()
-    };
     let (recorder, slots) = (ctx.recorder.clone(), Arc::clone(&ctx.event_slots));
-    let (kind, reason) = (obj.kind, reason.to_string());
+    let reason = reason.to_string();
     tokio::spawn(async move {
         let Ok(_slot) = slots.acquire_owned().await else {
             return;
         };
         if let Err(e) = recorder.publish(&event, &regarding).await {
-            tracing::warn!(target: "kube_reloader::reconcile", %kind, namespace = regarding.namespace.unwrap_or_default(), name = regarding.name.unwrap_or_default(),
+            tracing::warn!(target: "kube_reloader::reconcile", kind = regarding.kind.unwrap_or_default(), namespace = regarding.namespace.unwrap_or_default(), name = regarding.name.unwrap_or_default(),
                 error = %e, "could not publish Event {reason} (the controller needs create and patch on events.k8s.io events)");
         }
     });

@@ -14,13 +14,15 @@ use crate::locked;
 use crate::model::kinds::WorkloadRef;
 use crate::rules::decision::{Action as Decided, Record, WaitReason};
 use crate::rules::digest::{Recorded, WorkloadDigest};
+use crate::rules::rollout::{ChangeId, mark};
 use crate::rules::template::Restart;
 use crate::state::metrics::Outcome;
 use crate::state::workload::Workload;
 
-use crate::model::annotations::{FIELD_MANAGER, written};
+use crate::model::annotations::written;
 
 use super::events::publish;
+use super::progressive;
 use super::{Context, Error};
 
 /// What a reconcile found out about one workload, for executing its decision.
@@ -35,6 +37,8 @@ pub(super) struct Found<'a> {
     pub(super) opened: Option<Instant>,
     /// How many objects it tracks.
     pub(super) tracked: usize,
+    /// The config changes a rollout now rolls progressively (none: all at once).
+    pub(super) progressive: Vec<ChangeId>,
 }
 
 /// Carries out a decision: the writes, Events, metrics and log lines it stands for.
@@ -61,12 +65,7 @@ pub(super) async fn execute(
         publish(ctx, obj, EventType::Normal, "ReloadNotNeeded", note);
     };
     // What the last rollout wrote, written again with every baseline (see `write`).
-    let marks = Marks {
-        template: obj
-            .template_annotation(written::CONFIG_HASH)
-            .map(String::from),
-        restart_at: obj.restart_at.clone(),
-    };
+    let marks = Marks::kept(obj);
     let reloaded_at = obj.annotations().get(written::RELOADED_AT).cloned();
     let base = Baseline {
         digest: current,
@@ -98,10 +97,15 @@ pub(super) async fn execute(
             let what = match why {
                 WaitReason::Cooldown => "waiting for --min-rollout-interval since the last rollout",
                 WaitReason::RateLimit => "global rollout rate limit (--max-rollouts-per-second)",
+                WaitReason::Wave => "progressive rollout: an earlier wave has not completed",
             };
             tracing::debug!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, wait = ?delay,
                 "change pending: {what}");
             Ok(Action::requeue(delay))
+        }
+        Decided::Halted(halt) => {
+            ctx.router.close(wref, opened);
+            progressive::hold(ctx, obj, wref, halt).await
         }
         Decided::Simulate { roll } => {
             simulate(ctx, wref, base);
@@ -127,9 +131,10 @@ pub(super) async fn execute(
             ctx.router.close(wref, opened);
             let outcome = match &why {
                 Record::FirstSight => Outcome::baseline,
-                Record::KeyRotated | Record::Backfill | Record::Untracked { .. } => {
-                    Outcome::rebaseline
-                }
+                Record::KeyRotated
+                | Record::Backfill
+                | Record::Untracked { .. }
+                | Record::Reported { .. } => Outcome::rebaseline,
                 Record::Template => Outcome::template_changed,
                 Record::Covered { .. } => Outcome::covered,
                 Record::Restored { .. } => Outcome::restored,
@@ -147,6 +152,11 @@ pub(super) async fn execute(
                     tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace,
                     name = %wref.name, removed = %removed.join(", "),
                     "recorded a new baseline: objects no longer tracked need no rollout (nothing rolled)")
+                }
+                Record::Reported { changed } => {
+                    tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace,
+                    name = %wref.name, changed = %changed.join(", "),
+                    "recorded a new baseline: the versions its pods report to the CSI driver came or went with pods starting or stopping, no rotation (nothing rolled)")
                 }
                 Record::Template => log(
                     "recorded the pod template's change (someone else's rollout; configs unchanged, nothing rolled)",
@@ -181,7 +191,7 @@ pub(super) async fn execute(
             let what = changed_text(&changed);
             let now = Timestamp::from_second(Timestamp::now().as_second())
                 .unwrap_or_else(|_| Timestamp::now());
-            let marks = match found.restart {
+            let mut marks = match found.restart {
                 Restart::Template => Marks {
                     template: Some(current.hash_annotation()),
                     ..marks
@@ -191,13 +201,23 @@ pub(super) async fn execute(
                     ..marks
                 },
             };
+            if !found.progressive.is_empty() {
+                // A progressive rollout: marked with the changes it rolls, so that the other
+                // workloads of each know; a failure or a hold of an earlier change is over.
+                marks.progress = BTreeMap::from([(written::ROLLOUT, mark(&found.progressive))]);
+            }
             if write(ctx, obj, wref, base, marks, Some(now.to_string())).await? == Written::Stale {
                 return Ok(decide_again(wref));
             }
             ctx.router.close(wref, opened);
             ctx.metrics
                 .rollout(wref.kind, &wref.namespace, Outcome::rolled);
-            tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what, "rolled out");
+            if found.progressive.is_empty() {
+                tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what, "rolled out");
+            } else {
+                tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, changed = %what,
+                    progressive = %mark(&found.progressive), "rolled out (progressive rollout: its wave has started)");
+            }
             if let Some(alerts) = &ctx.alerts {
                 alerts.rolled(wref, &changed, now);
             }
@@ -250,6 +270,50 @@ struct Marks {
     template: Option<String>,
     /// Argo Rollouts' `spec.restartAt`.
     restart_at: Option<String>,
+    /// The progressive rollout's annotations on the workload's metadata (`rollout`,
+    /// `rollout-failed`, `held`) that it has.
+    progress: BTreeMap<&'static str, String>,
+}
+
+impl Marks {
+    /// The marks on the workload as it is.
+    fn kept(obj: &Workload) -> Self {
+        let progress = written::PROGRESSIVE.into_iter().filter_map(|key| {
+            let value = obj.annotations().get(key)?;
+            Some((key, value.clone()))
+        });
+        Marks {
+            template: obj
+                .template_annotation(written::CONFIG_HASH)
+                .map(String::from),
+            restart_at: obj.restart_at.clone(),
+            progress: progress.collect(),
+        }
+    }
+}
+
+/// Writes one of the progressive rollout's annotations (`rollout-failed`, `held`) into a
+/// workload, keeping its baseline and everything else kube-reloader wrote there as it is.
+pub(super) async fn annotate(
+    ctx: &Context,
+    obj: &Workload,
+    wref: &WorkloadRef,
+    key: &'static str,
+    value: String,
+) -> Result<Written, Error> {
+    let kept = [
+        written::CONFIG_HASH,
+        written::TRACKED,
+        written::TEMPLATE_HASH,
+        written::RELOADED_AT,
+    ];
+    let meta = kept
+        .into_iter()
+        .filter_map(|k| Some((k, obj.annotations().get(k)?.clone())))
+        .collect();
+    let mut marks = Marks::kept(obj);
+    marks.progress.insert(key, value);
+    apply(ctx, obj, wref, meta, marks).await
 }
 
 /// Sets `value` at `path` in `v`, making the objects on the way.
@@ -275,9 +339,6 @@ async fn write(
     marks: Marks,
     reloaded_at: Option<String>,
 ) -> Result<Written, Error> {
-    let Some(resource) = ctx.api_resource(wref.kind) else {
-        return Err(Error::NotServed(wref.clone()));
-    };
     let mut meta = BTreeMap::from([
         (written::CONFIG_HASH, base.digest.hash_annotation()),
         (written::TRACKED, base.digest.parts_annotation()),
@@ -285,6 +346,31 @@ async fn write(
     ]);
     if let Some(at) = reloaded_at {
         meta.insert(written::RELOADED_AT, at);
+    }
+    apply(ctx, obj, wref, meta, marks).await
+}
+
+/// Writes these annotations of the workload's metadata and `marks`: every field kube-reloader
+/// owns (see [`write`]). The progressive rollout's annotations it does not name are removed.
+async fn apply(
+    ctx: &Context,
+    obj: &Workload,
+    wref: &WorkloadRef,
+    mut meta: BTreeMap<&'static str, String>,
+    marks: Marks,
+) -> Result<Written, Error> {
+    let Some(resource) = ctx.api_resource(wref.kind) else {
+        return Err(Error::NotServed(wref.clone()));
+    };
+    meta.extend(marks.progress);
+    let mut meta = json!(meta);
+    if !wref.kind.spec().apply {
+        // A merge patch removes what it sets to null (an apply, what it leaves out).
+        for key in written::PROGRESSIVE {
+            if obj.annotations().contains_key(key) && meta.get(key).is_none() {
+                meta[key] = serde_json::Value::Null;
+            }
+        }
     }
     let mut patch = json!({
         "apiVersion": resource.api_version,
@@ -319,12 +405,12 @@ async fn write(
         Api::namespaced_with(ctx.client.clone(), &wref.namespace, &resource);
     let (params, patch) = if wref.kind.spec().apply {
         (
-            PatchParams::apply(FIELD_MANAGER).force(),
+            PatchParams::apply(ctx.settings.field_manager).force(),
             Patch::Apply(patch),
         )
     } else {
         let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
+            field_manager: Some(ctx.settings.field_manager.to_string()),
             ..PatchParams::default()
         };
         (params, Patch::Merge(patch))
@@ -347,7 +433,7 @@ async fn write(
 
 /// The outcome of a write that did not fail.
 #[derive(Debug, PartialEq, Eq)]
-enum Written {
+pub(super) enum Written {
     Done,
     /// The workload changed since the copy the decision was made on: nothing was written.
     Stale,

@@ -19,23 +19,26 @@ use crate::alerts::Alerts;
 use crate::locked;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::rules::assess::{self, Assessment, Subject};
-use crate::rules::decision::{Action as Decided, Inputs, decide};
+use crate::rules::decision::{Action as Decided, Change, Inputs, Wave, decide};
 use crate::rules::digest::{Recorded, SecretKey};
 use crate::rules::optin::{self};
 use crate::rules::ratelimit::TokenBucket;
 use crate::rules::references::ConfigKind;
+use crate::rules::rollout::Progressive;
 use crate::rules::scope::WatchScope;
 use crate::state::configs::{ConfigObject, ConfigStore};
+use crate::state::csi::{CsiStore, WorkloadView};
 use crate::state::index::Index;
 use crate::state::metrics::{KindLabels, Metrics};
 use crate::state::namespaces::{Changed, NamespaceFilter};
 use crate::state::router::TriggerRouter;
-use crate::state::workload::Workload;
+use crate::state::workload::{Reading, Workload};
 
 pub use crate::model::annotations::{FIELD_MANAGER, REPORTER, written};
 
 mod events;
 mod execute;
+mod progressive;
 
 pub use events::error_policy;
 use events::{EVENTS_AT_ONCE, publish, warn_invalid_flags, warn_missing};
@@ -58,6 +61,20 @@ pub struct Settings {
     /// The global token bucket of rollouts: its rate per second and burst.
     pub max_rollouts_per_second: f64,
     pub rollout_burst: u32,
+    /// The field manager of every write (`--field-manager`).
+    pub field_manager: &'static str,
+    /// Progressive rollouts: `--progressive`, the waves, `--rollout-timeout`.
+    pub progressive: Progressive,
+}
+
+impl Settings {
+    /// How workloads are read into their slim copies.
+    pub fn reading(&self) -> Reading {
+        Reading {
+            names: self.policy.names,
+            field_manager: self.field_manager,
+        }
+    }
 }
 
 /// A running controller's workload cache: its kind, scope, where it is served, and the cache.
@@ -67,6 +84,9 @@ type Cache = (WorkloadKind, Option<String>, ApiResource, Store<Workload>);
 pub struct Context {
     pub client: Client,
     pub configs: Arc<ConfigStore>,
+    /// What the Secrets Store CSI driver's pods report (empty without
+    /// `--enable-csi-integration`).
+    pub csi: Arc<CsiStore>,
     pub index: Index,
     pub key: SecretKey,
     pub recorder: Recorder,
@@ -125,6 +145,7 @@ impl Context {
         Self {
             client,
             configs,
+            csi: Arc::default(),
             index: Index::default(),
             key,
             recorder,
@@ -148,6 +169,12 @@ impl Context {
 }
 
 impl Context {
+    /// Reads what the CSI driver's pods report from this store.
+    pub fn with_csi(mut self, csi: Arc<CsiStore>) -> Self {
+        self.csi = csi;
+        self
+    }
+
     /// Sends an alert for every rollout to this queue.
     pub fn with_alerts(mut self, alerts: Option<Alerts>) -> Self {
         self.alerts = alerts;
@@ -466,7 +493,13 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
     } else {
         None
     };
-    let view = ctx.configs.view(&wref.namespace);
+    let view = WorkloadView {
+        configs: &ctx.configs,
+        csi: &ctx.csi,
+        namespace: &wref.namespace,
+        kind: wref.kind,
+        name: &wref.name,
+    };
     let assessed = match assess::assess(&subject, &view, &settings, simulated) {
         Assessment::OptedIn(assessed) => assessed,
         // Not opted in, or auto only by --auto-reload-all with nothing to track: no baseline to
@@ -508,7 +541,13 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         .get(written::RELOADED_AT)
         .and_then(|t| t.parse::<Timestamp>().ok())
         .map(SystemTime::from);
+    // A change of a config that rolls progressively: where this workload's rollout would stand.
+    let (wave, progressive_ids) = match &change {
+        Change::Roll { changed } => progressive::wave(ctx, obj.as_ref(), &wref, changed),
+        _ => (Wave::Free, Vec::new()),
+    };
     let inputs = Inputs {
+        wave,
         change,
         unconfirmed,
         window,
@@ -523,16 +562,24 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
     warn_missing(ctx, obj.as_ref(), &wref, &current, &unconfirmed);
+    let up_to_date = action == Decided::UpToDate;
     let found = Found {
         obj: obj.as_ref(),
-        wref,
+        wref: wref.clone(),
         restart,
         current,
         template: template_now,
         opened,
         tracked: tracked.len(),
+        progressive: progressive_ids,
     };
-    execute(ctx, &found, action).await
+    let done = execute(ctx, &found, action).await?;
+    if up_to_date
+        && let Some(watching) = progressive::watch(ctx, obj.as_ref(), &wref, restart).await?
+    {
+        return Ok(watching);
+    }
+    Ok(done)
 }
 
 /// Forgets what a workload that is not (or no longer) opted in had indexed or pending.
@@ -545,8 +592,8 @@ fn leave_alone(ctx: &Context, wref: &WorkloadRef) -> Action {
 /// Gives the workload its own debounce window if it asks for one (`kube-reloader.io/debounce`,
 /// Reloader's pause-period). An invalid one is reported once, and `--debounce` used instead.
 fn set_debounce(ctx: &Context, obj: &Workload, wref: &WorkloadRef) {
-    let compat = ctx.settings.policy.reloader_compat;
-    let (length, invalid) = match optin::debounce(obj.annotations(), compat) {
+    let (length, invalid) = match optin::debounce(obj.annotations(), ctx.settings.policy.reloader())
+    {
         Ok(length) => (length, None),
         Err(invalid) => (None, Some(invalid)),
     };

@@ -202,11 +202,13 @@ mod tests {
         ignored: false,
         matched: false,
         invalid: None,
+        progressive: None,
     };
     const IGNORED: ConfigFlags = ConfigFlags {
         ignored: true,
         matched: false,
         invalid: None,
+        progressive: None,
     };
 
     /// A pod template that reads ConfigMap `app` as a volume and Secret `creds` in env.

@@ -8,8 +8,10 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::rules::csi;
 use crate::rules::digest::{ABSENT, Recorded, WorkloadDigest};
 use crate::rules::ratelimit::{TokenBucket, cooldown};
+use crate::rules::rollout::{Halt, WAVE_POLL};
 
 /// What changed since the baseline a workload records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,12 @@ pub enum Change {
     /// `--resources-to-ignore` turned on): the running pods need nothing new, so the baseline is
     /// recorded without a rollout.
     Untracked { removed: Vec<String> },
+    /// The only difference is in the versions a workload's pods report to the Secrets Store CSI
+    /// driver, and none is a rotation: pods that started report versions of objects the baseline
+    /// had none of, or pods that went away took theirs along (see [`crate::rules::csi`]). The
+    /// pods running read what they report: record it, roll nothing. `changed` names the
+    /// SecretProviderClasses.
+    Reported { changed: Vec<String> },
     /// The configs differ from a baseline someone else wrote: a `kubectl rollout undo` of a
     /// Deployment restores an older baseline together with the older pod template it was
     /// recorded with (so the template digests agree), and the pods the undo starts read the
@@ -96,12 +104,24 @@ pub fn classify(recorded: Option<&Recorded>, current: &WorkloadDigest, template:
         }
     }
     if template_changed {
+        let changed = csi::object_names(changed);
         return Change::Covered { changed };
     }
     let (removed, changed): (Vec<String>, Vec<String>) = changed
         .into_iter()
         .partition(|name| !current.parts.contains_key(name));
-    if changed.is_empty() && !removed.is_empty() {
+    let (arrived, changed): (Vec<String>, Vec<String>) = changed
+        .into_iter()
+        .partition(|name| csi::arrived(name, &recorded.parts));
+    if changed.is_empty() && !(removed.is_empty() && arrived.is_empty()) {
+        if removed.iter().all(|n| csi::is_version(n)) {
+            let mut reported = arrived;
+            reported.extend(removed);
+            return Change::Reported {
+                changed: csi::object_names(reported),
+            };
+        }
+        // Objects no longer tracked (any versions that arrived are recorded along).
         return Change::Untracked { removed };
     }
     let deleted = |name: &String| {
@@ -111,7 +131,9 @@ pub fn classify(recorded: Option<&Recorded>, current: &WorkloadDigest, template:
     if !changed.is_empty() && changed.iter().all(deleted) {
         return Change::Hold { deleted: changed };
     }
-    Change::Roll { changed }
+    Change::Roll {
+        changed: csi::object_names(changed),
+    }
 }
 
 /// Tracked objects that the store shows as absent while the baseline does not record them so:
@@ -149,6 +171,21 @@ pub enum WaitReason {
     Cooldown,
     /// The global token bucket (`--max-rollouts-per-second`).
     RateLimit,
+    /// A progressive rollout's earlier waves have not completed.
+    Wave,
+}
+
+/// Where a rollout would stand in the progressive rollout of its change
+/// ([`crate::rules::rollout::gate`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Wave {
+    /// Not progressive, or its wave has started.
+    #[default]
+    Free,
+    /// An earlier wave has not completed.
+    Waiting,
+    /// A rollout of the change failed: held.
+    Held(Halt),
 }
 
 /// Why a baseline is recorded without a rollout.
@@ -157,6 +194,7 @@ pub enum Record {
     FirstSight,
     Backfill,
     Untracked { removed: Vec<String> },
+    Reported { changed: Vec<String> },
     Template,
     KeyRotated,
     Covered { changed: Vec<String> },
@@ -181,6 +219,8 @@ pub enum Action {
     Record(Record),
     /// Write the new baseline and the digest into the pod template: a rollout.
     Roll { changed: Vec<String> },
+    /// A progressive rollout of the change failed elsewhere: record the hold, roll nothing.
+    Halted(Halt),
     /// `--dry-run`: report what would be done (`roll` names what changed, `None` for a
     /// baseline) and remember the baseline in memory; write nothing.
     Simulate { roll: Option<Vec<String>> },
@@ -198,6 +238,8 @@ pub struct Inputs {
     pub now: SystemTime,
     pub min_rollout_interval: Duration,
     pub dry_run: bool,
+    /// Where a rollout would stand in a progressive rollout of its change.
+    pub wave: Wave,
 }
 
 /// The one decision: what to do about `inputs`. A token is taken from `bucket` only when the
@@ -216,6 +258,7 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
         now: wall_now,
         min_rollout_interval,
         dry_run,
+        wave,
     } = inputs;
     let (then, windowed) = match change {
         Change::None => return Action::UpToDate,
@@ -224,6 +267,8 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
         Change::Backfill => (Then::Record(Record::Backfill), false),
         Change::KeyRotated => (Then::Record(Record::KeyRotated), false),
         Change::Untracked { removed } => (Then::Record(Record::Untracked { removed }), false),
+        // Pods come and go in steps: the window gathers a rollout's (or a scale's) worth.
+        Change::Reported { changed } => (Then::Record(Record::Reported { changed }), true),
         // A delivery may change the template before or after its configs: wait for the window
         // to see the whole of it.
         Change::Template => (Then::Record(Record::Template), true),
@@ -250,6 +295,13 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
         Then::Record(record) => return Action::Record(record),
         Then::Roll(changed) => changed,
     };
+    // Held: recorded at once, whatever the cooldown (it rolls nothing).
+    if let Wave::Held(halt) = wave {
+        if dry_run {
+            return Action::Simulate { roll: None };
+        }
+        return Action::Halted(halt);
+    }
     if let Some(delay) = cooldown(last_rollout, wall_now, min_rollout_interval) {
         return Action::Wait {
             delay,
@@ -259,6 +311,13 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
     if dry_run {
         return Action::Simulate {
             roll: Some(changed),
+        };
+    }
+    // Before the bucket: waiting for a wave takes no token.
+    if wave == Wave::Waiting {
+        return Action::Wait {
+            delay: WAVE_POLL,
+            why: WaitReason::Wave,
         };
     }
     match bucket.try_take(now) {
@@ -308,6 +367,75 @@ mod tests {
         Change::Roll {
             changed: names.iter().map(|n| n.to_string()).collect(),
         }
+    }
+
+    /// A workload with ConfigMap `app` and the versions its pods report for class `vault`.
+    fn reporting(versions: &[(&str, &str)]) -> WorkloadDigest {
+        let pairs: Vec<_> = versions.iter().map(|(i, v)| csi::pair(i, v)).collect();
+        let mut entries = vec![entry(ConfigKind::ConfigMap, "app", Some(1))];
+        entries.extend(csi::entries("vault", &pairs));
+        WorkloadDigest::new(entries, "k1")
+    }
+
+    /// A rotation seen by three pods in turn, the rollout it causes, the new pods reporting and
+    /// the old ones going: one rollout, whatever the order.
+    #[test]
+    fn a_rotation_reported_pod_by_pod_rolls_once() {
+        let class = || vec!["SecretProviderClass/vault".to_string()];
+        let c = |r: &Recorded, now: &WorkloadDigest| classify(Some(r), now, T1);
+        // First sight, before any pod reported: a baseline; then the first pods report.
+        let none = reporting(&[]);
+        let v1 = reporting(&[("db", "1"), ("api", "1")]);
+        assert_eq!(classify(None, &none, T1), Change::FirstSight);
+        assert_eq!(
+            c(&record(&none), &v1),
+            Change::Reported { changed: class() }
+        );
+        // The same versions reported again (by more pods): nothing.
+        assert_eq!(c(&record(&v1), &v1), Change::None);
+        // One pod of three sees the rotation: the union holds both versions of `db`.
+        let rotating = reporting(&[("db", "1"), ("db", "2"), ("api", "1")]);
+        assert_eq!(
+            c(&record(&v1), &rotating),
+            Change::Roll { changed: class() }
+        );
+        // All three, at the decision: the same rollout.
+        let rotated = reporting(&[("db", "2"), ("api", "1")]);
+        assert_eq!(c(&record(&v1), &rotated), Change::Roll { changed: class() });
+        // Rolled with both versions recorded: the other pods seeing it, the new pods reporting
+        // it, change nothing; the old pods going away take version 1 along, and roll nothing.
+        let after = record(&rotating);
+        assert_eq!(c(&after, &rotating), Change::None);
+        assert_eq!(c(&after, &rotated), Change::Reported { changed: class() });
+        // Every pod gone (scaled to zero), then back: nothing rolls either way.
+        assert_eq!(
+            c(&record(&rotated), &none),
+            Change::Reported { changed: class() }
+        );
+        assert_eq!(
+            c(&record(&none), &rotated),
+            Change::Reported { changed: class() }
+        );
+        // A new object in the class: an arrival, not a rotation.
+        let more = reporting(&[("db", "2"), ("api", "1"), ("new", "1")]);
+        assert_eq!(
+            c(&record(&rotated), &more),
+            Change::Reported { changed: class() }
+        );
+        // A rotation beside a ConfigMap change: both named.
+        let mut both = vec![entry(ConfigKind::ConfigMap, "app", Some(2))];
+        both.extend(csi::entries("vault", &[csi::pair("db", "3")]));
+        let both = WorkloadDigest::new(both, "k1");
+        assert_eq!(
+            c(&record(&rotated), &both),
+            roll(&["ConfigMap/app", "SecretProviderClass/vault"])
+        );
+        // Pods going away while a ConfigMap is no longer tracked: recorded, nothing rolled.
+        let untracked = WorkloadDigest::new(vec![], "k1");
+        assert!(matches!(
+            c(&record(&rotated), &untracked),
+            Change::Untracked { .. }
+        ));
     }
 
     #[test]
@@ -485,6 +613,7 @@ mod tests {
         since_rollout: Option<u64>,
         dry_run: bool,
         tokens: bool,
+        wave: Wave,
         want: Action,
     }
 
@@ -497,8 +626,15 @@ mod tests {
             since_rollout: None,
             dry_run: false,
             tokens: true,
+            wave: Wave::Free,
             want,
         }
+    }
+
+    fn halt() -> Halt {
+        "ConfigMap/app@aaa; Deployment/web-0: its new pods crash-loop"
+            .parse()
+            .expect("a halt")
     }
 
     fn changed(names: &[&str]) -> Vec<String> {
@@ -718,6 +854,71 @@ mod tests {
                     }),
                 )
             },
+            Case {
+                wave: Wave::Waiting,
+                ..case(
+                    "progressive: an earlier wave not complete: wait, no token taken",
+                    cm(),
+                    Passed,
+                    Action::Wait {
+                        delay: WAVE_POLL,
+                        why: WaitReason::Wave,
+                    },
+                )
+            },
+            Case {
+                wave: Wave::Waiting,
+                tokens: false,
+                ..case(
+                    "progressive: waiting for a wave goes before the rate limit",
+                    cm(),
+                    Passed,
+                    Action::Wait {
+                        delay: WAVE_POLL,
+                        why: WaitReason::Wave,
+                    },
+                )
+            },
+            Case {
+                wave: Wave::Waiting,
+                ..case(
+                    "progressive: the debounce window first",
+                    cm(),
+                    Open,
+                    Action::Debounce { open: false },
+                )
+            },
+            Case {
+                wave: Wave::Held(halt()),
+                since_rollout: Some(3),
+                ..case(
+                    "progressive: held, recorded whatever the cooldown",
+                    cm(),
+                    Passed,
+                    Action::Halted(halt()),
+                )
+            },
+            Case {
+                wave: Wave::Held(halt()),
+                dry_run: true,
+                ..case(
+                    "progressive: held in a dry run: nothing would roll",
+                    cm(),
+                    Passed,
+                    Action::Simulate { roll: None },
+                )
+            },
+            Case {
+                wave: Wave::Held(halt()),
+                ..case(
+                    "progressive: a hold concerns rollouts only",
+                    covered(),
+                    Passed,
+                    Action::Record(Record::Covered {
+                        changed: changed(&["ConfigMap/app"]),
+                    }),
+                )
+            },
         ];
         let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         for c in cases {
@@ -734,6 +935,7 @@ mod tests {
                 now: epoch,
                 min_rollout_interval: Duration::from_secs(10),
                 dry_run: c.dry_run,
+                wave: c.wave,
             };
             assert_eq!(decide(inputs, &mut bucket, start), c.want, "{}", c.name);
         }

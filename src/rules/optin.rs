@@ -1,4 +1,4 @@
-//! Opt-in: which ConfigMaps and Secrets a workload asked to be rolled for, parsed from its
+//! Opt-in: which ConfigMaps, Secrets and SecretProviderClasses a workload asked to be rolled for, parsed from its
 //! annotations (ours and, unless turned off, stakater Reloader's). See docs/annotations.md.
 
 use std::collections::BTreeMap;
@@ -51,6 +51,10 @@ pub struct OptIn {
     pub search_configmaps: bool,
     /// The same for Secrets.
     pub search_secrets: bool,
+    /// Track every SecretProviderClass the pod template's CSI volumes name.
+    pub auto_secret_provider_classes: bool,
+    /// Search mode for SecretProviderClasses.
+    pub search_secret_provider_classes: bool,
     /// Track objects with these names, referenced or not, with all their keys.
     pub named: Vec<(ConfigKind, NamePattern)>,
     /// Never track these (Reloader's exclude lists).
@@ -63,10 +67,9 @@ pub struct OptIn {
 impl OptIn {
     /// Whether anything can be tracked at all.
     pub fn is_empty(&self) -> bool {
-        !self.auto_configmaps
-            && !self.auto_secrets
-            && !self.search_configmaps
-            && !self.search_secrets
+        ConfigKind::ALL
+            .iter()
+            .all(|k| !self.auto(*k) && !self.search(*k))
             && self.named.is_empty()
     }
 
@@ -74,6 +77,15 @@ impl OptIn {
         match kind {
             ConfigKind::ConfigMap => self.auto_configmaps,
             ConfigKind::Secret => self.auto_secrets,
+            ConfigKind::SecretProviderClass => self.auto_secret_provider_classes,
+        }
+    }
+
+    fn auto_mut(&mut self, kind: ConfigKind) -> &mut bool {
+        match kind {
+            ConfigKind::ConfigMap => &mut self.auto_configmaps,
+            ConfigKind::Secret => &mut self.auto_secrets,
+            ConfigKind::SecretProviderClass => &mut self.auto_secret_provider_classes,
         }
     }
 
@@ -82,6 +94,15 @@ impl OptIn {
         match kind {
             ConfigKind::ConfigMap => self.search_configmaps,
             ConfigKind::Secret => self.search_secrets,
+            ConfigKind::SecretProviderClass => self.search_secret_provider_classes,
+        }
+    }
+
+    fn search_mut(&mut self, kind: ConfigKind) -> &mut bool {
+        match kind {
+            ConfigKind::ConfigMap => &mut self.search_configmaps,
+            ConfigKind::Secret => &mut self.search_secrets,
+            ConfigKind::SecretProviderClass => &mut self.search_secret_provider_classes,
         }
     }
 
@@ -92,15 +113,15 @@ impl OptIn {
 
 /// The workload's own debounce window: ours, `kube-reloader.io/debounce`, or Reloader's
 /// `deployment.reloader.stakater.com/pause-period` (read from the workload's metadata only, as
-/// Reloader reads it, and on every kind). A duration like `30s`, `5m` or `1m30s`.
+/// Reloader reads it, and on every kind), under the names of `reloader` when Reloader's
+/// annotations are honoured. A duration like `30s`, `5m` or `1m30s`.
 pub fn debounce(
     metadata: &Annotations,
-    reloader_compat: bool,
+    reloader: Option<&reloader::Names>,
 ) -> Result<Option<std::time::Duration>, InvalidAnnotation> {
-    let key = if metadata.contains_key(ours::DEBOUNCE) || !reloader_compat {
-        ours::DEBOUNCE
-    } else {
-        reloader::PAUSE_PERIOD
+    let key = match reloader {
+        Some(names) if !metadata.contains_key(ours::DEBOUNCE) => names.pause_period,
+        _ => ours::DEBOUNCE,
     };
     let Some(value) = metadata.get(key) else {
         return Ok(None);
@@ -188,8 +209,29 @@ pub struct Policy {
     /// `--auto-reload-all`: a workload that sets no auto annotation itself (whatever the value,
     /// "false" included) counts as `auto: "true"`.
     pub auto_reload_all: bool,
-    /// `--resources-to-ignore`: kinds of objects never tracked.
+    /// `--resources-to-ignore`: kinds of objects never tracked (SecretProviderClasses too,
+    /// unless `--enable-csi-integration`).
     pub ignored: Vec<ConfigKind>,
+    /// The names Reloader's annotations are read under (Reloader's `--*-annotation` flags).
+    pub names: reloader::Names,
+}
+
+impl Policy {
+    /// Reloader's annotation names, when they are honoured.
+    pub fn reloader(&self) -> Option<&reloader::Names> {
+        self.reloader_compat.then_some(&self.names)
+    }
+
+    /// The kinds whose annotations are read: a kind ignored is not even parsed, but for
+    /// ConfigMaps and Secrets, whose annotations have always been checked.
+    fn parsed_kinds(&self) -> Vec<ConfigKind> {
+        let spc = ConfigKind::SecretProviderClass;
+        let mut kinds = vec![ConfigKind::ConfigMap, ConfigKind::Secret];
+        if !self.ignored.contains(&spc) {
+            kinds.push(spc);
+        }
+        kinds
+    }
 }
 
 /// The opt-in of a workload from its metadata and pod-template annotations, with Reloader's
@@ -212,12 +254,13 @@ pub fn parse_with(
     template: &Annotations,
     policy: &Policy,
 ) -> Result<Option<OptIn>, InvalidAnnotation> {
-    let mut opt = annotated(metadata, template, policy.reloader_compat)?;
+    let kinds = policy.parsed_kinds();
+    let mut opt = annotated(metadata, template, policy.reloader(), &kinds)?;
     if policy.auto_reload_all {
-        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+        for kind in kinds {
             let mut keys = vec![ours::AUTO];
-            if policy.reloader_compat {
-                let [auto, typed_auto, ..] = reloader::workload_level(kind);
+            if let Some(names) = policy.reloader() {
+                let [auto, typed_auto, ..] = names.workload_level(kind);
                 keys.extend([auto, typed_auto]);
             }
             let sets_its_own = keys
@@ -225,24 +268,13 @@ pub fn parse_with(
                 .any(|k| metadata.contains_key(*k) || template.contains_key(*k));
             if !sets_its_own && !opt.auto(kind) {
                 opt.implicit = true;
-                match kind {
-                    ConfigKind::ConfigMap => opt.auto_configmaps = true,
-                    ConfigKind::Secret => opt.auto_secrets = true,
-                }
+                *opt.auto_mut(kind) = true;
             }
         }
     }
     for kind in &policy.ignored {
-        match kind {
-            ConfigKind::ConfigMap => {
-                opt.auto_configmaps = false;
-                opt.search_configmaps = false;
-            }
-            ConfigKind::Secret => {
-                opt.auto_secrets = false;
-                opt.search_secrets = false;
-            }
-        }
+        *opt.auto_mut(*kind) = false;
+        *opt.search_mut(*kind) = false;
         opt.named.retain(|(k, _)| k != kind);
         opt.excluded.retain(|(k, _)| k != kind);
     }
@@ -253,54 +285,53 @@ pub fn parse_with(
 fn annotated(
     metadata: &Annotations,
     template: &Annotations,
-    reloader_compat: bool,
+    reloader: Option<&reloader::Names>,
+    kinds: &[ConfigKind],
 ) -> Result<OptIn, InvalidAnnotation> {
     let mut opt = OptIn::default();
 
     if parse_bool(metadata, ours::AUTO)? == Some(true) {
-        opt.auto_configmaps = true;
-        opt.auto_secrets = true;
+        for kind in kinds {
+            *opt.auto_mut(*kind) = true;
+        }
     }
     for (key, kind) in [
         (ours::CONFIGMAPS, ConfigKind::ConfigMap),
         (ours::SECRETS, ConfigKind::Secret),
+        (
+            ours::SECRET_PROVIDER_CLASSES,
+            ConfigKind::SecretProviderClass,
+        ),
     ] {
+        if !kinds.contains(&kind) {
+            continue;
+        }
         for p in parse_list(metadata, key, false)? {
             opt.named.push((kind, p));
         }
     }
 
-    if reloader_compat {
-        use reloader::*;
-        for kind in [ConfigKind::ConfigMap, ConfigKind::Secret] {
+    if let Some(names) = reloader {
+        for &kind in kinds {
             // Decided for each kind, as Reloader decides it for each changed object.
-            let keys = workload_level(kind);
+            let keys = names.workload_level(kind);
             let on_metadata = keys.iter().any(|k| metadata.contains_key(*k));
             let a = if on_metadata { metadata } else { template };
             let [auto, typed_auto, reload, search] = keys;
             let auto = parse_bool(a, auto)? == Some(true);
             if parse_bool(a, typed_auto)? == Some(true) || auto {
-                match kind {
-                    ConfigKind::ConfigMap => opt.auto_configmaps = true,
-                    ConfigKind::Secret => opt.auto_secrets = true,
-                }
+                *opt.auto_mut(kind) = true;
             }
             if parse_bool(a, search)? == Some(true) {
-                match kind {
-                    ConfigKind::ConfigMap => opt.search_configmaps = true,
-                    ConfigKind::Secret => opt.search_secrets = true,
-                }
+                *opt.search_mut(kind) = true;
             }
             for p in parse_list(a, reload, true)? {
                 opt.named.push((kind, p));
             }
         }
         // The exclude lists are read from the workload's metadata only, as Reloader does.
-        for (key, kind) in [
-            (CONFIGMAPS_EXCLUDE, ConfigKind::ConfigMap),
-            (SECRETS_EXCLUDE, ConfigKind::Secret),
-        ] {
-            for p in parse_list(metadata, key, false)? {
+        for &kind in kinds {
+            for p in parse_list(metadata, names.exclude(kind), false)? {
                 if let NamePattern::Exact(name) = p {
                     opt.excluded.push((kind, name));
                 }
@@ -321,16 +352,21 @@ pub struct ConfigFlags {
     /// The first of those annotations whose value is neither "true" nor "false": it counts as
     /// not set, and workloads using the object get a Warning saying so.
     pub invalid: Option<&'static str>,
+    /// `kube-reloader.io/progressive`: its changes roll in waves ("true") or at once ("false");
+    /// `None` leaves it to `--progressive`.
+    pub progressive: Option<bool>,
 }
 
 impl ConfigFlags {
-    /// Reads the flags from an object's annotations.
-    pub fn from_annotations(annotations: &Annotations, reloader_compat: bool) -> Self {
+    /// Reads the flags from an object's annotations, Reloader's under the names of `reloader`
+    /// when they are honoured.
+    pub fn from_annotations(annotations: &Annotations, reloader: Option<&reloader::Names>) -> Self {
         let is_true = |k: &str| annotations.get(k).map(String::as_str) == Some("true");
         let read = [
             Some(ours::IGNORE),
-            reloader_compat.then_some(reloader::IGNORE),
-            reloader_compat.then_some(reloader::MATCH),
+            Some(ours::PROGRESSIVE),
+            reloader.map(|n| n.ignore),
+            reloader.map(|n| n.match_),
         ];
         let invalid = read.into_iter().flatten().find(|k| {
             annotations
@@ -338,9 +374,14 @@ impl ConfigFlags {
                 .is_some_and(|v| v != "true" && v != "false")
         });
         Self {
-            ignored: is_true(ours::IGNORE) || (reloader_compat && is_true(reloader::IGNORE)),
-            matched: reloader_compat && is_true(reloader::MATCH),
+            ignored: is_true(ours::IGNORE) || reloader.is_some_and(|n| is_true(n.ignore)),
+            matched: reloader.is_some_and(|n| is_true(n.match_)),
             invalid,
+            progressive: match annotations.get(ours::PROGRESSIVE).map(String::as_str) {
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                _ => None,
+            },
         }
     }
 }
@@ -646,6 +687,171 @@ mod tests {
         }
     }
 
+    /// SecretProviderClasses follow the rules of ConfigMaps and Secrets: auto, typed auto, named
+    /// lists (ours exact, Reloader's patterns), exclude, ignore, search.
+    #[test]
+    fn secret_provider_classes_opt_in_as_configmaps_and_secrets_do() {
+        use ConfigKind::SecretProviderClass as SPC;
+        let refs = refs(&[
+            (CM, "app", Keys::All),
+            (SPC, "vault", Keys::All),
+            (SPC, "aws", Keys::All),
+        ]);
+        let ignored = ConfigFlags {
+            ignored: true,
+            ..Default::default()
+        };
+        let matched = ConfigFlags {
+            matched: true,
+            ..Default::default()
+        };
+        let view = View::default()
+            .with(SPC, "vault", ConfigFlags::default())
+            .with(SPC, "aws", matched)
+            .with(SPC, "vault-extra", ConfigFlags::default())
+            .with(SPC, "quiet", ignored);
+        let run = |meta: &[(&str, &str)], tmpl: &[(&str, &str)]| {
+            let opt = parse(&ann(meta), &ann(tmpl), true).expect("valid");
+            opt.map(|o| names(&tracked(&o, &refs, &view)))
+        };
+        let want = |w: &[&str]| Some(w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let all = [
+            "ConfigMap/app",
+            "SecretProviderClass/aws",
+            "SecretProviderClass/vault",
+        ];
+        assert_eq!(run(&[(ours::AUTO, "true")], &[]), want(&all));
+        assert_eq!(run(&[(reloader::AUTO, "true")], &[]), want(&all));
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_AUTO, "true")], &[]),
+            want(&["SecretProviderClass/aws", "SecretProviderClass/vault"])
+        );
+        // Read from the pod template when the workload's metadata says nothing of them.
+        assert_eq!(
+            run(&[], &[(reloader::SECRETPROVIDERCLASS_AUTO, "true")]),
+            want(&["SecretProviderClass/aws", "SecretProviderClass/vault"])
+        );
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_RELOAD, "vault.*")], &[]),
+            want(&[
+                "SecretProviderClass/vault",
+                "SecretProviderClass/vault-extra"
+            ])
+        );
+        assert_eq!(
+            run(&[(ours::SECRET_PROVIDER_CLASSES, "vault, quiet")], &[]),
+            want(&["SecretProviderClass/vault"]),
+            "an ignored class is never tracked, even named"
+        );
+        assert_eq!(
+            run(
+                &[
+                    (reloader::AUTO, "true"),
+                    (reloader::SECRETPROVIDERCLASSES_EXCLUDE, "vault")
+                ],
+                &[]
+            ),
+            want(&["ConfigMap/app", "SecretProviderClass/aws"])
+        );
+        assert_eq!(
+            run(&[(reloader::SEARCH, "true")], &[]),
+            want(&["SecretProviderClass/aws"])
+        );
+        let bad = parse(
+            &ann(&[(reloader::SECRETPROVIDERCLASS_AUTO, "yes")]),
+            &ann(&[]),
+            true,
+        );
+        assert_eq!(
+            bad.expect_err("invalid").annotation,
+            reloader::SECRETPROVIDERCLASS_AUTO
+        );
+        // Without --enable-csi-integration they are not read at all, malformed or not.
+        let off = Policy {
+            reloader_compat: true,
+            ignored: vec![SPC],
+            ..Policy::default()
+        };
+        let meta = ann(&[
+            (reloader::SECRETPROVIDERCLASS_AUTO, "yes"),
+            (ours::AUTO, "true"),
+        ]);
+        let opt = parse_with(&meta, &ann(&[]), &off)
+            .expect("valid")
+            .expect("opted in");
+        assert_eq!(names(&tracked(&opt, &refs, &view)), ["ConfigMap/app"]);
+        let only = ann(&[(ours::SECRET_PROVIDER_CLASSES, "vault")]);
+        assert!(parse_with(&only, &ann(&[]), &off).expect("valid").is_none());
+    }
+
+    /// Reloader's `--secretproviderclass-*-annotation` flags rename the SecretProviderClass
+    /// annotations as the others: read under the new names (on the metadata, or the pod template
+    /// as Reloader falls back to), and Reloader's own names no longer opt in nor exclude.
+    #[test]
+    fn renamed_secret_provider_class_annotations_are_read_under_their_new_names() {
+        use ConfigKind::SecretProviderClass as SPC;
+        let refs = refs(&[(SPC, "vault", Keys::All), (SPC, "aws", Keys::All)]);
+        let view = View::default()
+            .with(SPC, "vault", ConfigFlags::default())
+            .with(SPC, "aws", ConfigFlags::default())
+            .with(SPC, "gcp", ConfigFlags::default());
+        let policy = Policy {
+            reloader_compat: true,
+            names: reloader::Names {
+                secretproviderclass_auto: "example.com/spc-auto",
+                secretproviderclass_reload: "example.com/spc",
+                secretproviderclasses_exclude: "example.com/skip-spc",
+                ..reloader::Names::STAKATER
+            },
+            ..Policy::default()
+        };
+        let run = |meta: &[(&str, &str)], tmpl: &[(&str, &str)]| {
+            parse_with(&ann(meta), &ann(tmpl), &policy)
+                .expect("valid")
+                .map(|o| names(&tracked(&o, &refs, &view)))
+        };
+        let want = |w: &[&str]| Some(w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let both = ["SecretProviderClass/aws", "SecretProviderClass/vault"];
+        assert_eq!(run(&[("example.com/spc-auto", "true")], &[]), want(&both));
+        assert_eq!(run(&[], &[("example.com/spc-auto", "true")]), want(&both));
+        assert_eq!(
+            run(&[("example.com/spc", "gcp")], &[]),
+            want(&["SecretProviderClass/gcp"])
+        );
+        assert_eq!(
+            run(
+                &[
+                    ("example.com/spc-auto", "true"),
+                    ("example.com/skip-spc", "vault")
+                ],
+                &[]
+            ),
+            want(&["SecretProviderClass/aws"])
+        );
+        // Reloader's own names are plain annotations now.
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_AUTO, "true")], &[]),
+            None
+        );
+        assert_eq!(
+            run(&[(reloader::SECRETPROVIDERCLASS_RELOAD, "gcp")], &[]),
+            None
+        );
+        assert_eq!(
+            run(
+                &[
+                    ("example.com/spc-auto", "true"),
+                    (reloader::SECRETPROVIDERCLASSES_EXCLUDE, "vault")
+                ],
+                &[]
+            ),
+            want(&both)
+        );
+        let err = parse_with(&ann(&[("example.com/spc-auto", "yes")]), &ann(&[]), &policy)
+            .expect_err("invalid");
+        assert_eq!(err.annotation, "example.com/spc-auto");
+    }
+
     #[test]
     fn search_tracks_matched_referenced_objects() {
         let matched = ConfigFlags {
@@ -722,7 +928,7 @@ mod tests {
             ),
         ];
         for (what, annotations, compat, invalid, ignored) in cases {
-            let flags = ConfigFlags::from_annotations(&ann(annotations), *compat);
+            let flags = ConfigFlags::from_annotations(&ann(annotations), compat_names(*compat));
             assert_eq!(flags.invalid, *invalid, "{what}");
             assert_eq!(flags.ignored, *ignored, "{what}");
         }
@@ -787,9 +993,11 @@ mod tests {
         // Not even a malformed one is looked at.
         let meta = ann(&[(reloader::AUTO, "maybe")]);
         assert!(parse(&meta, &ann(&[]), false).unwrap().is_none());
-        let flags = ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), false);
+        let flags =
+            ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), compat_names(false));
         assert!(!flags.ignored);
-        let flags = ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), true);
+        let flags =
+            ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), compat_names(true));
         assert!(flags.ignored);
     }
 
@@ -856,10 +1064,76 @@ mod tests {
         );
     }
 
+    /// Reloader's names when its annotations are honoured.
+    fn compat_names(compat: bool) -> Option<&'static reloader::Names> {
+        compat.then_some(&reloader::Names::STAKATER)
+    }
+
+    /// Reloader's `--*-annotation` flags rename what is read; the default names are then plain
+    /// annotations.
+    #[test]
+    fn renamed_reloader_annotations_are_read_under_their_new_names() {
+        let renamed = reloader::Names {
+            auto: "example.com/auto",
+            configmaps_exclude: "example.com/skip-configmaps",
+            secret_reload: "example.com/secrets",
+            ignore: "example.com/ignore",
+            pause_period: "example.com/pause",
+            ..reloader::Names::STAKATER
+        };
+        let policy = Policy {
+            reloader_compat: true,
+            names: renamed,
+            ..Policy::default()
+        };
+        let run = |m: &[(&str, &str)]| {
+            parse_with(&ann(m), &ann(&[]), &policy)
+                .unwrap()
+                .map(|o| names(&tracked(&o, &sample_refs(), &View::default())))
+        };
+        assert_eq!(run(&[(reloader::AUTO, "true")]), None);
+        assert_eq!(
+            run(&[
+                ("example.com/auto", "true"),
+                ("example.com/skip-configmaps", "app")
+            ]),
+            Some(vec!["Secret/db".to_string()])
+        );
+        // Reloader's own exclude name is no longer one.
+        assert_eq!(
+            run(&[
+                ("example.com/auto", "true"),
+                (reloader::CONFIGMAPS_EXCLUDE, "app")
+            ]),
+            Some(vec!["ConfigMap/app".to_string(), "Secret/db".to_string()])
+        );
+        assert_eq!(
+            run(&[("example.com/secrets", "other")]),
+            Some(vec!["Secret/other".to_string()])
+        );
+        let err = parse_with(&ann(&[("example.com/auto", "1")]), &ann(&[]), &policy)
+            .expect_err("invalid");
+        assert_eq!(err.annotation, "example.com/auto");
+        let flags =
+            ConfigFlags::from_annotations(&ann(&[(reloader::IGNORE, "true")]), policy.reloader());
+        assert!(!flags.ignored);
+        let flags = ConfigFlags::from_annotations(
+            &ann(&[("example.com/ignore", "true")]),
+            policy.reloader(),
+        );
+        assert!(flags.ignored);
+        let pause = debounce(&ann(&[("example.com/pause", "1m")]), policy.reloader());
+        assert_eq!(pause, Ok(Some(std::time::Duration::from_secs(60))));
+        assert_eq!(
+            debounce(&ann(&[(reloader::PAUSE_PERIOD, "1m")]), policy.reloader()),
+            Ok(None)
+        );
+    }
+
     #[test]
     fn a_workload_may_set_its_own_debounce_window() {
         use std::time::Duration;
-        let d = |pairs: &[(&str, &str)], compat: bool| debounce(&ann(pairs), compat);
+        let d = |pairs: &[(&str, &str)], compat: bool| debounce(&ann(pairs), compat_names(compat));
         assert_eq!(d(&[], true), Ok(None));
         assert_eq!(
             d(&[(ours::DEBOUNCE, "30s")], true),

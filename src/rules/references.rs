@@ -1,8 +1,11 @@
-//! The ConfigMaps and Secrets a pod template references, and which of their keys it reads.
+//! The ConfigMaps, Secrets and SecretProviderClasses a pod template references, and which keys
+//! of them it reads.
 //!
 //! Sites: `volumes[].configMap|secret`, `volumes[].projected.sources[].configMap|secret`,
 //! `env[].valueFrom.configMapKeyRef|secretKeyRef` and `envFrom[].configMapRef|secretRef`, in
-//! `containers` and `initContainers`. `imagePullSecrets` are deliberately not tracked: a changed pull
+//! `containers` and `initContainers`; and the Secrets Store CSI driver's volumes
+//! (`volumes[].csi`, driver [`CSI_DRIVER`], `volumeAttributes.secretProviderClass`), whose
+//! SecretProviderClass is read whole. `imagePullSecrets` are deliberately not tracked: a changed pull
 //! secret does not change what a running container sees.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,6 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{Container, KeyToPath, PodSpec};
 
 pub use crate::model::kinds::ConfigKind;
+
+/// The Secrets Store CSI driver's name, in a CSI volume's `driver`.
+pub const CSI_DRIVER: &str = "secrets-store.csi.k8s.io";
+/// The volume attribute naming the SecretProviderClass a CSI volume mounts.
+pub const CSI_SPC_ATTRIBUTE: &str = "secretProviderClass";
 
 /// Which keys of an object a workload reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +125,12 @@ pub fn references(spec: &PodSpec) -> References {
             let name = s.secret_name.as_deref().unwrap_or_default();
             let keys = Keys::from_items(s.items.as_ref());
             add(&mut refs, ConfigKind::Secret, name, keys, site());
+        }
+        if let Some(csi) = v.csi.as_ref().filter(|c| c.driver == CSI_DRIVER) {
+            let attributes = csi.volume_attributes.as_ref();
+            let spc = attributes.and_then(|a| a.get(CSI_SPC_ATTRIBUTE));
+            let (kind, name) = (ConfigKind::SecretProviderClass, spc.map(String::as_str));
+            add(&mut refs, kind, name.unwrap_or_default(), Keys::All, site());
         }
         let sources = v.projected.as_ref().and_then(|p| p.sources.as_ref());
         for src in sources.into_iter().flatten() {
@@ -235,6 +249,29 @@ mod tests {
         })));
         assert_eq!(keys_of(&refs, ConfigKind::ConfigMap, "c"), Some(Keys::All));
         assert_eq!(refs.values().next().map(|u| u.sites.len()), Some(2));
+    }
+
+    #[test]
+    fn secrets_store_csi_volumes_name_their_secret_provider_class() {
+        let refs = references(&spec(json!({
+            "volumes": [
+                {"name": "vault", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true,
+                    "volumeAttributes": {"secretProviderClass": "vault-db"}}},
+                {"name": "again", "csi": {"driver": "secrets-store.csi.k8s.io",
+                    "volumeAttributes": {"secretProviderClass": "vault-db"}}},
+                // Another CSI driver, and the driver's volume without a class: nothing.
+                {"name": "other", "csi": {"driver": "ebs.csi.aws.com",
+                    "volumeAttributes": {"secretProviderClass": "not-this"}}},
+                {"name": "bare", "csi": {"driver": "secrets-store.csi.k8s.io"}},
+                {"name": "same-name", "secret": {"secretName": "vault-db"}}
+            ],
+            "containers": [{"name": "app"}]
+        })));
+        let spc = (ConfigKind::SecretProviderClass, "vault-db".to_string());
+        assert_eq!(refs[&spc].keys, Keys::All);
+        assert_eq!(refs[&spc].sites, ["volume vault", "volume again"]);
+        assert_eq!(refs.len(), 2, "{refs:?}");
+        assert!(refs.contains_key(&(ConfigKind::Secret, "vault-db".to_string())));
     }
 
     #[test]

@@ -44,9 +44,12 @@ pub struct WatchScope {
     pub ignored_namespaces: Vec<String>,
     /// `--namespace-selector`: the namespaces whose workloads are reconciled.
     pub namespace_selector: Option<String>,
-    /// `--resource-label-selector`: the ConfigMaps and Secrets watched.
+    /// `--resource-label-selector`: the ConfigMaps and Secrets watched. Never applied to the
+    /// Secrets Store CSI driver's objects: the status objects are the driver's, and carry no
+    /// labels of their users (applying it would stop every CSI reload without a word).
     pub resource_label_selector: Option<String>,
-    /// `--resources-to-ignore`: the kinds of config object not watched.
+    /// `--resources-to-ignore`: the kinds of config object not watched; SecretProviderClasses
+    /// among them unless `--enable-csi-integration`.
     pub ignored_kinds: Vec<ConfigKind>,
     /// Secret types the Secret watch leaves out ([`SKIPPED_SECRET_TYPES`] unless
     /// `--watch-all-secret-types`).
@@ -65,16 +68,35 @@ impl WatchScope {
 
     /// The kinds of config object watched.
     pub fn config_kinds(&self) -> Vec<ConfigKind> {
-        [ConfigKind::ConfigMap, ConfigKind::Secret]
+        ConfigKind::ALL
             .into_iter()
             .filter(|k| !self.ignored_kinds.contains(k))
             .collect()
     }
 
+    /// `--enable-csi-integration`: SecretProviderClasses, and the status objects the Secrets
+    /// Store CSI driver writes for each pod, are watched.
+    pub fn csi(&self) -> bool {
+        !self
+            .ignored_kinds
+            .contains(&ConfigKind::SecretProviderClass)
+    }
+
+    /// The label selector of the watch of `kind`: `--resource-label-selector` for ConfigMaps and
+    /// Secrets, none for SecretProviderClasses (see [`Self::resource_label_selector`]).
+    pub fn config_labels(&self, kind: ConfigKind) -> Option<&str> {
+        match kind {
+            ConfigKind::SecretProviderClass => None,
+            _ => self.resource_label_selector.as_deref(),
+        }
+    }
+
     /// The field selector of the watch of `kind`: ignored namespaces, and skipped Secret types.
     pub fn config_fields(&self, kind: ConfigKind) -> Option<String> {
         match kind {
-            ConfigKind::ConfigMap => field_selector(&self.ignored_namespaces, &[]),
+            ConfigKind::ConfigMap | ConfigKind::SecretProviderClass => {
+                field_selector(&self.ignored_namespaces, &[])
+            }
             ConfigKind::Secret => {
                 field_selector(&self.ignored_namespaces, self.skipped_secret_types)
             }
@@ -85,7 +107,7 @@ impl WatchScope {
     /// the namespaces (the one read is watched).
     pub fn object_fields(&self, kind: ConfigKind) -> Option<String> {
         match kind {
-            ConfigKind::ConfigMap => None,
+            ConfigKind::ConfigMap | ConfigKind::SecretProviderClass => None,
             ConfigKind::Secret => field_selector(&[], self.skipped_secret_types),
         }
     }

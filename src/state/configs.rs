@@ -14,20 +14,48 @@ use kube::runtime::{WatchStreamExt, watcher as make_watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
+use crate::model::annotations::ours::RELEASE_HOLD;
 use crate::rules::assess::ConfigDigests;
-use crate::rules::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest};
+use crate::rules::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest, hex};
 use crate::rules::faults::Cause;
-use crate::rules::optin::{ConfigFlags, ConfigView, Tracked};
-use crate::rules::references::ConfigKind;
+use crate::rules::optin::{ConfigFlags, ConfigView, Tracked, reloader};
+use crate::rules::references::{ConfigKind, Keys};
+use crate::rules::rollout::{ChangeId, releases};
 
 /// (namespace, kind, name) of a ConfigMap or Secret.
 pub type ConfigKey = (String, ConfigKind, String);
+
+/// What a progressive rollout reads of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutInfo {
+    /// A short digest of its whole content: a change of it, whichever workload reads which keys.
+    pub digest: String,
+    /// Its `kube-reloader.io/progressive` annotation.
+    pub progressive: Option<bool>,
+    /// Its `kube-reloader.io/release-hold` annotation.
+    pub release: Option<String>,
+}
+
+/// A change of a config, as a progressive rollout reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    pub id: ChangeId,
+    /// Its `kube-reloader.io/progressive` annotation.
+    pub progressive: Option<bool>,
+    /// Released by hand (`kube-reloader.io/release-hold` names it).
+    pub released: bool,
+}
+
+/// Hex characters of [`RolloutInfo::digest`].
+const CHANGE_DIGEST_LEN: usize = 10;
 
 /// All that is kept of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigSummary {
     pub digest: ContentDigest,
     pub flags: ConfigFlags,
+    /// `kube-reloader.io/release-hold`: the change whose halted rollout is to go on.
+    pub release: Option<Box<str>>,
 }
 
 /// A watched kind of config object.
@@ -216,15 +244,63 @@ impl ConfigStore {
         tracked: &[Tracked],
         key_id: &str,
     ) -> WorkloadDigest {
-        let entries = tracked
+        WorkloadDigest::new(self.entries(namespace, tracked), key_id)
+    }
+
+    /// The digest entries of the tracked ConfigMaps and Secrets of a workload in `namespace`.
+    /// SecretProviderClasses have none here: what a workload digests of one is what its own pods
+    /// report ([`crate::state::csi::WorkloadView`]).
+    pub fn entries(&self, namespace: &str, tracked: &[Tracked]) -> Vec<Entry> {
+        tracked
             .iter()
+            .filter(|t| t.kind != ConfigKind::SecretProviderClass)
             .map(|t| Entry {
                 kind: t.kind,
                 name: t.name.clone(),
                 digest: self.with(namespace, t.kind, &t.name, |s| s.digest.select(&t.keys)),
             })
-            .collect();
-        WorkloadDigest::new(entries, key_id)
+            .collect()
+    }
+
+    /// What a progressive rollout reads of one object, `None` when it does not exist.
+    pub fn rollout_info(
+        &self,
+        namespace: &str,
+        kind: ConfigKind,
+        name: &str,
+    ) -> Option<RolloutInfo> {
+        self.with(namespace, kind, name, |s| RolloutInfo {
+            digest: hex(&s.digest.select(&Keys::All))[..CHANGE_DIGEST_LEN].to_string(),
+            progressive: s.flags.progressive,
+            release: s.release.as_deref().map(String::from),
+        })
+    }
+
+    /// The changes among `changed` (`Kind/name`, objects of `namespace`) that exist, with what
+    /// a progressive rollout reads of their configs. Only ConfigMaps and Secrets: a
+    /// SecretProviderClass rotation is what each workload's own pods report to the CSI driver,
+    /// no one change the workloads of a wave share, so it is rolled at once, never in waves.
+    pub fn changes(&self, namespace: &str, changed: &[String]) -> Vec<ConfigChange> {
+        let known = changed.iter().filter_map(|config| {
+            let kind = match config.split_once('/')? {
+                ("ConfigMap", _) => ConfigKind::ConfigMap,
+                ("Secret", _) => ConfigKind::Secret,
+                ("SecretProviderClass", _) => return None,
+                _ => return None,
+            };
+            let name = config.split_once('/')?.1;
+            let info = self.rollout_info(namespace, kind, name)?;
+            let id = ChangeId {
+                config: config.clone(),
+                digest: info.digest,
+            };
+            Some(ConfigChange {
+                released: releases(info.release.as_deref(), &id),
+                progressive: info.progressive,
+                id,
+            })
+        });
+        known.collect()
     }
 
     /// Puts a listed object in (for one-shot uses such as `explain`, outside any watch).
@@ -273,12 +349,13 @@ impl ConfigDigests for NamespaceView<'_> {
 pub fn summarize<K: ConfigObject>(
     obj: &K,
     key: &SecretKey,
-    reloader_compat: bool,
+    reloader: Option<&reloader::Names>,
 ) -> ConfigSummary {
     let secret_key = (K::KIND == ConfigKind::Secret).then_some(key);
     ConfigSummary {
         digest: ContentDigest::new(secret_key, obj.entries()),
-        flags: ConfigFlags::from_annotations(obj.annotations(), reloader_compat),
+        flags: ConfigFlags::from_annotations(obj.annotations(), reloader),
+        release: obj.annotations().get(RELEASE_HOLD).map(|v| v.trim().into()),
     }
 }
 
@@ -338,12 +415,17 @@ pub async fn watch<K: ConfigObject>(
     scope: Option<String>,
     store: std::sync::Arc<ConfigStore>,
     key: SecretKey,
-    reloader_compat: bool,
+    reloader: Option<reloader::Names>,
     hooks: WatchHooks<impl Fn(Vec<ConfigKey>), impl Fn(), impl Fn(Cause)>,
 ) {
-    let page = sample_page_size(&api, &config).await;
-    tracing::debug!(target: "kube_reloader::configs", kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
-    let config = config.page_size(page);
+    // A streaming list has no pages to size.
+    let config = if config.initial_list_strategy == watcher::InitialListStrategy::ListWatch {
+        let page = sample_page_size(&api, &config).await;
+        tracing::debug!(target: "kube_reloader::configs", kind = %K::KIND, scope = scope.as_deref().unwrap_or("*"), page, "listing in pages of this many objects");
+        config.page_size(page)
+    } else {
+        config
+    };
     let mut stream = make_watcher(api, config).default_backoff().boxed();
     let mut listing: Option<BTreeMap<ConfigKey, ConfigSummary>> = None;
     let mut synced_once = false;
@@ -352,7 +434,7 @@ pub async fn watch<K: ConfigObject>(
             Ok(Event::Init) => listing = Some(BTreeMap::new()),
             Ok(Event::InitApply(obj)) => {
                 if let Some(l) = listing.as_mut() {
-                    l.insert(key_of(&obj), summarize(&obj, &key, reloader_compat));
+                    l.insert(key_of(&obj), summarize(&obj, &key, reloader.as_ref()));
                 }
             }
             Ok(Event::InitDone) => {
@@ -367,7 +449,7 @@ pub async fn watch<K: ConfigObject>(
                 (hooks.listed)();
             }
             Ok(Event::Apply(obj)) => {
-                let summary = summarize(&obj, &key, reloader_compat);
+                let summary = summarize(&obj, &key, reloader.as_ref());
                 store.upsert(key_of(&obj), summary, &hooks.changed);
             }
             Ok(Event::Delete(obj)) => {
@@ -403,6 +485,7 @@ mod tests {
         ConfigSummary {
             digest: ContentDigest::new(None, [("k", v.as_bytes())]),
             flags: ConfigFlags::default(),
+            release: None,
         }
     }
 
@@ -459,6 +542,31 @@ mod tests {
         );
         assert_eq!(store.view("a").names(ConfigKind::ConfigMap), ["x", "y"]);
         assert_eq!(store.view("a").names(ConfigKind::Secret), ["s"]);
+    }
+
+    /// A progressive rollout reads ConfigMaps and Secrets; a SecretProviderClass rotation rolls
+    /// at once, whatever the class's own annotation says.
+    #[test]
+    fn progressive_changes_are_of_configmaps_and_secrets_only() {
+        let store = ConfigStore::new(0);
+        let progressive = |v: &str| ConfigSummary {
+            flags: ConfigFlags {
+                progressive: Some(true),
+                ..ConfigFlags::default()
+            },
+            ..summary(v)
+        };
+        store.upsert(key("a", "app"), progressive("1"), |_| {});
+        let spc = ("a".into(), ConfigKind::SecretProviderClass, "vault".into());
+        store.upsert(spc, progressive("1"), |_| {});
+        let changed = [
+            "ConfigMap/app".to_string(),
+            "SecretProviderClass/vault".into(),
+        ];
+        let changes = store.changes("a", &changed);
+        let configs: Vec<&str> = changes.iter().map(|c| c.id.config.as_str()).collect();
+        assert_eq!(configs, ["ConfigMap/app"]);
+        assert_eq!(changes[0].progressive, Some(true));
     }
 
     #[test]

@@ -63,6 +63,11 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -85,6 +90,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub absence_checks: Family<ResultLabels, Counter>,
     pub alerts: Family<ResultLabels, Counter>,
+    pub rollouts_halted: Family<NamespaceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -151,8 +157,15 @@ impl Default for Metrics {
             "Rollout alerts to --alert-webhook-url, by what became of them (sent, failed, dropped)",
             alerts.clone(),
         );
+        let rollouts_halted = Family::<NamespaceLabels, Counter>::default();
+        registry.register(
+            "rollouts_halted",
+            "Progressive rollouts of a config change halted because a workload's rollout of it failed, by namespace",
+            rollouts_halted.clone(),
+        );
         Self {
             registry,
+            rollouts_halted,
             rollouts,
             reconcile_duration,
             reconcile_errors,
@@ -197,6 +210,14 @@ impl Metrics {
         self.alerts.get_or_create(&ResultLabels { result }).inc();
     }
 
+    /// Counts a progressive rollout halted in `namespace`.
+    pub fn halted(&self, namespace: &str) {
+        let namespace = namespace.to_string();
+        self.rollouts_halted
+            .get_or_create(&NamespaceLabels { namespace })
+            .inc();
+    }
+
     /// Makes the alert series exist at 0 once alerts are on, so that `increase()` sees the first
     /// failure.
     pub fn alerts_on(&self) {
@@ -235,6 +256,7 @@ mod tests {
         m.watch_restart("Secret", Cause::Stalled(45));
         m.alerts_on();
         m.alert("failed");
+        m.halted("shop");
         m.reconcile_duration
             .get_or_create(&KindLabels { kind: "Deployment" })
             .observe(0.01);
@@ -245,6 +267,7 @@ mod tests {
             "kube_reloader_watch_restarts_total{kind=\"Secret\",cause=\"stalled\"} 1",
             "kube_reloader_alerts_total{result=\"failed\"} 1",
             "kube_reloader_alerts_total{result=\"dropped\"} 0",
+            "kube_reloader_rollouts_halted_total{namespace=\"shop\"} 1",
             "kube_reloader_reconcile_duration_seconds_bucket",
             "kube_reloader_tracked_workloads",
             "kube_reloader_last_sync_timestamp_seconds",

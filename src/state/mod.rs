@@ -3,6 +3,7 @@
 //! knows nothing of the reconcile or the wiring above.
 
 pub mod configs;
+pub mod csi;
 pub mod index;
 pub mod metrics;
 pub mod namespaces;

@@ -9,9 +9,11 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::core::DynamicResourceScope;
 use serde::Deserialize;
 
+use crate::model::annotations::reloader::Names;
 use crate::model::annotations::{FIELD_MANAGER, written::CONFIG_HASH};
 use crate::model::kinds::WorkloadKind;
 use crate::rules::digest;
+use crate::rules::rollout::Status;
 use crate::rules::template::Template;
 
 /// Where a workload's pod template lives when it is not its own: Argo Rollouts'
@@ -44,12 +46,36 @@ pub struct Workload {
     /// apply (whose next write makes the field kube-reloader's again; a merge patch of the same
     /// value would not).
     pub baseline_by_others: bool,
+    /// What the rules read of its status, to tell when a rollout completed or failed.
+    pub status: Status,
+    /// `spec.selector.matchLabels` as a label selector (`a=b,c=d`), to find its pods.
+    pub selector: Option<String>,
 }
 
 impl Workload {
-    /// The slim copy of a watched object of `kind`. A pod template that does not parse counts as
-    /// none (a workload without one is never rolled).
+    /// The slim copy of a watched object of `kind`, read the default way
+    /// ([`Workload::from_dynamic_with`]).
     pub fn from_dynamic(obj: DynamicObject, kind: WorkloadKind) -> Self {
+        Self::from_dynamic_with(obj, kind, &Reading::default())
+    }
+
+    /// The slim copy of a watched object of `kind`, keeping Reloader's annotations under the
+    /// names `reading` gives besides those of the usual prefixes, and telling kube-reloader's
+    /// writes by its field manager. A pod template that does not parse counts as none (a
+    /// workload without one is never rolled).
+    pub fn from_dynamic_with(obj: DynamicObject, kind: WorkloadKind, reading: &Reading) -> Self {
+        let status = Status::of(kind, &obj.data, obj.metadata.generation);
+        let selector = obj
+            .data
+            .pointer("/spec/selector/matchLabels")
+            .and_then(serde_json::Value::as_object)
+            .filter(|labels| !labels.is_empty())
+            .map(|labels| {
+                let pairs = labels
+                    .iter()
+                    .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)));
+                pairs.collect::<Vec<_>>().join(",")
+            });
         let DynamicObject {
             metadata, mut data, ..
         } = obj;
@@ -73,15 +99,17 @@ impl Workload {
             ),
             _ => (None, None),
         };
-        let baseline_by_others =
-            kind.spec().apply && digest::written_by_others(&metadata, CONFIG_HASH, FIELD_MANAGER);
+        let baseline_by_others = kind.spec().apply
+            && digest::written_by_others(&metadata, CONFIG_HASH, reading.field_manager);
         Workload {
             kind,
-            metadata: slim(metadata),
+            metadata: slim(metadata, &reading.names),
             template,
             template_ref,
             restart_at,
             baseline_by_others,
+            status,
+            selector,
         }
     }
 
@@ -91,12 +119,30 @@ impl Workload {
     }
 }
 
+/// How a workload is read into its slim copy: the names of Reloader's annotations to keep (its
+/// `--*-annotation` flags), and the field manager kube-reloader writes with (`--field-manager`),
+/// to tell its own writes from others'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub names: Names,
+    pub field_manager: &'static str,
+}
+
+impl Default for Reading {
+    fn default() -> Self {
+        Reading {
+            names: Names::STAKATER,
+            field_manager: FIELD_MANAGER,
+        }
+    }
+}
+
 /// The metadata the rules read: identity, version, and the annotations that are ours or stakater
 /// Reloader's (not kubectl's copy of the whole object, nor Helm's, Argo CD's and others').
-fn slim(meta: ObjectMeta) -> ObjectMeta {
+fn slim(meta: ObjectMeta, names: &Names) -> ObjectMeta {
     let mut annotations = meta.annotations;
     if let Some(a) = annotations.as_mut() {
-        a.retain(|k, _| is_read(k));
+        a.retain(|k, _| is_read(k) || names.on_workloads(k));
     }
     ObjectMeta {
         name: meta.name,
@@ -189,7 +235,20 @@ mod tests {
             "spec": {"selector": {}, "replicas": 3, "template": template},
             "status": {"replicas": 3, "observedGeneration": 2},
         }));
-        let w = Workload::from_dynamic(d, WorkloadKind::DEPLOYMENT);
+        let w = Workload::from_dynamic(d.clone(), WorkloadKind::DEPLOYMENT);
+        // Under Reloader's --*-annotation flags, their names are kept too.
+        let renamed = Names {
+            auto: "meta.helm.sh/release-name",
+            ..Names::STAKATER
+        };
+        let reading = Reading {
+            names: renamed,
+            ..Reading::default()
+        };
+        let kept = Workload::from_dynamic_with(d, WorkloadKind::DEPLOYMENT, &reading);
+        let kept = kept.metadata.annotations.expect("annotations");
+        assert!(kept.contains_key("meta.helm.sh/release-name"), "{kept:?}");
+        assert_eq!(kept.len(), 3, "{kept:?}");
         assert_eq!(w.metadata.managed_fields, None);
         assert_eq!(w.metadata.labels, None);
         let annotations = w.metadata.annotations.as_ref().expect("annotations");
@@ -254,6 +313,17 @@ mod tests {
         };
         assert!(deployment("kubectl-rollout").baseline_by_others);
         assert!(!deployment(FIELD_MANAGER).baseline_by_others);
+        // Under --field-manager, that manager's writes are ours, the default's someone else's.
+        let platform = Reading {
+            field_manager: "platform-reloader",
+            ..Reading::default()
+        };
+        let as_platform = |owner| {
+            let o = object("apps/v1", "Deployment", owner);
+            Workload::from_dynamic_with(o, WorkloadKind::DEPLOYMENT, &platform)
+        };
+        assert!(!as_platform("platform-reloader").baseline_by_others);
+        assert!(as_platform(FIELD_MANAGER).baseline_by_others);
         // A kind written by merge patch: a write of the same value would not take the field
         // back, so who wrote it is not asked.
         let widget = WorkloadKind::parse("example.com/v1/Widget").expect("a kind");

@@ -32,7 +32,7 @@ const POD: &str = "kube-reloader-7c9d5-x2x8q";
 
 /// What the receiver does with each request.
 #[derive(Clone, Copy)]
-enum Answer {
+pub(crate) enum Answer {
     Status(u16),
     /// Read the request, then hold the connection open without a word.
     Hang,
@@ -40,7 +40,7 @@ enum Answer {
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     method: String,
     target: String,
     headers: Vec<(String, String)>,
@@ -55,7 +55,7 @@ impl Received {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "the alert is not JSON ({e}): {}",
@@ -65,14 +65,14 @@ impl Received {
     }
 }
 
-/// An HTTP/1.1 receiver on 127.0.0.1 recording every request.
-struct Receiver {
+/// An HTTP/1.1 receiver on 127.0.0.1 recording every request (progressive.rs uses it too).
+pub(crate) struct Receiver {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    async fn start(answer: Answer) -> Self {
+    pub(crate) async fn start(answer: Answer) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -87,11 +87,11 @@ impl Receiver {
     }
 
     /// The webhook URL: a path and a query carrying the secret token, as real ones do.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hooks/{TOKEN}?token={TOKEN}", self.addr)
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().expect("receiver log").clone()
     }
 
@@ -166,7 +166,7 @@ async fn serve(mut conn: TcpStream, answer: Answer, log: Arc<Mutex<Vec<Received>
 }
 
 /// The value of the sample whose line starts with `series` (name and labels).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find(|l| l.starts_with(series))

@@ -958,6 +958,49 @@ fn scope_values_render_their_flag_and_exactly_their_rbac() {
     );
 }
 
+/// `csi.enabled`: its flag, and exactly the rules the CSI integration uses, cluster-wide or in
+/// each watched namespace; off (the default), none of them and no flag.
+#[test]
+fn csi_enabled_renders_its_flag_and_exactly_its_rbac() {
+    let csi_rules = [
+        json!({"apiGroups": ["secrets-store.csi.x-k8s.io"], "resources": ["secretproviderclasses", "secretproviderclasspodstatuses"], "verbs": ["list", "watch"]}),
+        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}),
+        json!({"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]}),
+    ];
+    let with_csi = |mut rules: Value| {
+        let list = rules.as_array_mut().expect("rules");
+        let events = list.pop().expect("the events rule last");
+        list.extend(csi_rules.iter().cloned());
+        list.push(events);
+        rules
+    };
+    for off in ["", "csi: {enabled: false}"] {
+        let r = chart::render("r", "ns", off).expect("render");
+        assert_eq!(r.args(), ["--leader-elect"], "{off}");
+        let rules = &r.get("ClusterRole", "r-kube-reloader")["rules"];
+        assert_eq!(rules, &scope_rules(&BOTH, false), "{off}");
+        assert!(!rules.to_string().contains("secrets-store"), "{off}");
+    }
+    let r = chart::render("r", "ns", "csi: {enabled: true}").expect("render");
+    assert_eq!(r.args(), ["--leader-elect", "--enable-csi-integration"]);
+    assert_eq!(
+        r.get("ClusterRole", "r-kube-reloader")["rules"],
+        with_csi(scope_rules(&BOTH, false))
+    );
+    let r = chart::render("r", "ns", "csi: {enabled: true}\nwatchNamespaces: [a]").expect("render");
+    let role = r
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "a")
+        .expect("a Role in a");
+    assert_eq!(role["rules"], with_csi(scope_rules(&BOTH, false)));
+    // The binary takes the flag as the chart means it.
+    use clap::Parser;
+    let args = std::iter::once("kube-reloader".to_string()).chain(r.args());
+    let parsed = kube_reloader::cli::Args::try_parse_from(args).expect("the binary's args");
+    assert!(parsed.enable_csi_integration && parsed.scope().csi());
+}
+
 /// All of them together: the binary takes the Deployment's arguments and reads each as the
 /// values meant it.
 #[test]

@@ -272,3 +272,30 @@ async fn the_server_streams_initial_lists_with_a_closing_bookmark() {
         "{text}"
     );
 }
+
+/// `--initial-list streaming`: the controller reads what exists through streaming lists, records
+/// its baselines from them (no rollout at first sight), rolls a change once, and a restart that
+/// streams again writes nothing.
+#[tokio::test]
+async fn the_controller_reads_through_streaming_lists() {
+    let ns = TestNs::new("env-streaming").await;
+    workloads::opted_in_with_configmap(&ns, "web").await;
+    let args = ["--initial-list", "streaming"];
+    let mut reloader = crate::support::reloader::Reloader::start(&ns, &args);
+    let recorded = workloads::baseline(&ns, Kind::Deployment, "web").await;
+    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 0);
+
+    crate::support::objects::configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
+    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
+    reloader.wait_up_to_date("web", 1).await;
+    reloader.terminate();
+
+    let restarted = crate::support::reloader::Reloader::start(&ns, &args);
+    restarted.wait_up_to_date("web", 1).await;
+    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 1);
+    assert_ne!(
+        workloads::baseline(&ns, Kind::Deployment, "web").await,
+        recorded,
+        "the change was recorded"
+    );
+}

@@ -2,7 +2,9 @@
 //! controller doing its whole job as the ServiceAccount they create, with exactly their RBAC and
 //! the arguments of their Deployment: every kind they turn on (Deployments, StatefulSets,
 //! DaemonSets, CronJobs, Argo Rollouts, and the chart's `workloadKinds`) is baselined and rolled,
-//! no request is refused, and every permission granted is used.
+//! no request is refused, and every permission granted is used. With the chart's `csi.enabled`,
+//! the same with the Secrets Store CSI driver's objects: a rotation its pods report rolls their
+//! Deployment, and the integration's grants (the driver's kinds, pods, replicasets) are all used.
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::support::chart;
+use crate::support::csi::{self, TestPod};
 use crate::support::kinds::{self, HASH, History, TestKind};
 use crate::support::objects::{self, configmap};
 use crate::support::reloader::Reloader;
@@ -131,6 +134,15 @@ async fn chart_install_with_a_workload_kind_works_with_exactly_its_rbac() {
 }
 
 #[tokio::test]
+async fn chart_install_with_csi_works_with_exactly_its_rbac() {
+    works_with_exactly_its_rbac(Install::Chart {
+        values: "csi: {enabled: true}",
+        workload_kinds: vec![],
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn namespaced_manifests_work_in_their_namespaces_and_never_touch_others() {
     works_in_its_namespaces_only(Install::Manifests("manifests/namespaced")).await;
 }
@@ -150,10 +162,18 @@ async fn works_with_exactly_its_rbac(install: Install) {
     let cp = control_plane_with_service_account_token();
     let (objects, args) = install.apply(&cp);
     apply_test_crds(&cp).await;
+    let with_csi = args.contains(&"--enable-csi-integration".to_string());
+    if with_csi {
+        csi::install_crds(&cp);
+    }
 
     let app = TestNs::on(&cp, "app").await;
     every_kind_opted_in(&app).await;
     let more = MoreKinds::opted_in(&app, install.more_kinds()).await;
+    let vaulted = match with_csi {
+        true => vaulted_pods(&app).await,
+        false => Vec::new(),
+    };
 
     // Outside the cluster, but as the ServiceAccount, with the Deployment's arguments.
     let sa = cp.kubeconfig_with_token(SA_TOKEN, "sa");
@@ -162,6 +182,14 @@ async fn works_with_exactly_its_rbac(install: Install) {
         workloads::baseline(&app, kind, "web").await;
     }
     more.baselines().await;
+    if with_csi {
+        // First sight rolled nothing; a rotation its two pods report rolls it once.
+        workloads::baseline(&app, Kind::Deployment, "vaulted").await;
+        for pod in &vaulted {
+            csi::report(&app, pod, "vault", &[("db", "2")]).await;
+        }
+        workloads::wait_rollouts(&app, Kind::Deployment, "vaulted", 1).await;
+    }
     configmap(&app, "cfg", &[("k", "2")], json!({})).await;
     for kind in Kind::ALL {
         workloads::wait_rollouts(&app, kind, "web", 1).await;
@@ -182,6 +210,24 @@ async fn works_with_exactly_its_rbac(install: Install) {
     let role = ["clusterrole", "kube-reloader"];
     fails_loudly_without_patch(&cp, &app, &role, &reloader, &more).await;
     every_grant_is_used(&cp, &objects, reloader).await;
+}
+
+/// SecretProviderClass `vault` and Deployment `vaulted` (opted in, two Pending pods mounting it
+/// through the driver), its pods' status objects written as the driver writes them on a mount.
+async fn vaulted_pods(ns: &TestNs) -> Vec<TestPod> {
+    csi::secret_provider_class(ns, "vault", json!({})).await;
+    let d = csi::deployment(
+        "vaulted",
+        json!({"kube-reloader.io/auto": "true"}),
+        "vault",
+        2,
+    );
+    workloads::create(ns, Kind::Deployment, d).await;
+    let (pods, _) = csi::pods_of(ns, "vaulted", 2, &[]).await;
+    for pod in &pods {
+        csi::report(ns, pod, "vault", &[("db", "1")]).await;
+    }
+    pods
 }
 
 /// A Deployment, a StatefulSet and a DaemonSet named `web`, opted in, using ConfigMap `cfg`.

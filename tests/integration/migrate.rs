@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::support::kinds;
 use crate::support::objects::{self, configmap, secret};
 use crate::support::reloader::Reloader;
 use crate::support::workloads::{self, Kind};
@@ -472,4 +473,190 @@ async fn migrating_from_reloader_with_a_dry_run_first_restarts_nothing() {
     let notes = objects::events(&ns, "web", "Reloaded").await;
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(notes[0].contains("ConfigMap/app-config"), "{notes:?}");
+}
+
+/// Reloader's `last-reloaded-from` in its v1 format (`type`, `containerRefs`, `observedAt` in
+/// Unix seconds, a SHA-1) or its v2 branch's (`kind`, `containers`, `reloadedAt` in RFC 3339, and
+/// a hash of another length, as its SHA-512/256 branch would write).
+fn last_reloaded_from(format: &str, ns: &TestNs, cm: &str, round: u64) -> String {
+    match format {
+        "v1" => json!({"type": "CONFIGMAP", "name": cm, "namespace": ns.name,
+            "hash": format!("{round:040x}"), "containerRefs": ["app"],
+            "observedAt": 1_700_000_000 + round}),
+        _ => json!({"kind": "configmap", "name": cm, "namespace": ns.name,
+            "hash": format!("{round:064x}"), "containers": ["app"],
+            "reloadedAt": format!("2023-11-14T22:13:{:02}Z", 20 + round)}),
+    }
+    .to_string()
+}
+
+/// Reloader (annotations strategy) rolling Deployment `name`: its annotation on the pod template,
+/// with its field manager.
+async fn reloader_rolls_with_annotation(ns: &TestNs, name: &str, from: &str) {
+    let patch = json!({"spec": {"template": {"metadata": {"annotations": {
+        LAST_RELOADED_FROM: from
+    }}}}});
+    let pp = PatchParams {
+        field_manager: Some("Reloader".into()),
+        ..PatchParams::default()
+    };
+    ns.api::<Deployment>()
+        .patch(name, &pp, &Patch::Strategic(&patch))
+        .await
+        .expect("Reloader's patch");
+}
+
+/// A workload Reloader's v2 rolled (its `last-reloaded-from` in the v2 format) goes through the
+/// guide's three steps exactly as one Reloader v1 rolled: the same inventory, the same dry run
+/// beside Reloader, the same switch with no rollout.
+#[tokio::test]
+async fn a_workload_rolled_by_reloader_v2_migrates_as_one_rolled_by_v1() {
+    let ns = TestNs::new("migrate-v2").await;
+    const FORMATS: [&str; 2] = ["v1", "v2"];
+    for format in FORMATS {
+        let cm = format!("cfg-{format}");
+        configmap(&ns, &cm, &[("k", "1")], json!({})).await;
+        let lists = json!({"configmap.reloader.stakater.com/reload": cm});
+        let mut d = workloads::manifest(
+            Kind::Deployment,
+            format,
+            lists,
+            workloads::env_from_configmap(&cm),
+        );
+        d["spec"]["template"]["metadata"]["annotations"] =
+            json!({LAST_RELOADED_FROM: last_reloaded_from(format, &ns, &cm, 0)});
+        workloads::create(&ns, Kind::Deployment, d).await;
+    }
+    for format in FORMATS {
+        workloads::settled_revision(&ns, Kind::Deployment, format).await;
+    }
+
+    // (a) The inventory: both listed alike, Reloader's last rollout read from either format.
+    let inv = inventory(&ns, &[]);
+    let state = |name: &str, state: &str| {
+        (
+            "Deployment".to_string(),
+            name.to_string(),
+            state.to_string(),
+        )
+    };
+    assert_eq!(
+        states(&inv),
+        [state("v1", "no-baseline"), state("v2", "no-baseline")],
+        "{inv:#}"
+    );
+    for (i, format) in FORMATS.iter().enumerate() {
+        let w = &inv["workloads"][i];
+        let from = &w["reloader_last_reloaded_from"]["Ok"];
+        assert_eq!(from["format"], *format, "{w:#}");
+        assert_eq!(from["kind"], "ConfigMap", "{w:#}");
+        assert_eq!(from["name"], format!("cfg-{format}"), "{w:#}");
+        assert_eq!(from["containers"], json!(["app"]), "{w:#}");
+        assert!(
+            from["at"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2023-11-14T22:13:20")),
+            "{w:#}"
+        );
+        assert_eq!(
+            w["opt_in"]["Ok"],
+            json!([format!(
+                "configmap.reloader.stakater.com/reload=cfg-{format}"
+            )]),
+            "what Reloader wrote is not an opt-in: {w:#}"
+        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-reloader"));
+        cmd.args(["explain", &format!("deploy/{format}"), "-n", &ns.name])
+            .env("KUBECONFIG", &ns.kubeconfig);
+        let out = cmd.output().expect("run explain");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = format!(
+            "Reloader:      last rolled it for ConfigMap/cfg-{format}, at 2023-11-14T22:13:20Z \
+             (its last-reloaded-from, {format} format)"
+        );
+        assert!(text.contains(&line), "{text}");
+    }
+
+    // (b) The dry run beside Reloader: a change, Reloader's rollout for it in each format inside
+    // the window, and a WouldReload Event on each all the same.
+    let before: Vec<u64> = rollouts_of(&ns, &FORMATS).await;
+    let mut dry = Reloader::start(&ns, &["--dry-run", "--debounce=5s"]);
+    for format in FORMATS {
+        dry.wait_count(
+            &[
+                "dry run: would record the baseline",
+                &format!("name={format}"),
+            ],
+            1,
+        )
+        .await;
+    }
+    for format in FORMATS {
+        let cm = format!("cfg-{format}");
+        configmap(&ns, &cm, &[("k", "2")], json!({})).await;
+        reloader_rolls_with_annotation(&ns, format, &last_reloaded_from(format, &ns, &cm, 1)).await;
+    }
+    for format in FORMATS {
+        let notes = kinds::wait_events(&ns, "Deployment", format, "WouldReload").await;
+        assert!(
+            notes
+                .iter()
+                .all(|n| n.contains(&format!("ConfigMap/cfg-{format}"))),
+            "{format}: {notes:?}"
+        );
+    }
+    let after_dry = rollouts_of(&ns, &FORMATS).await;
+    assert_eq!(
+        after_dry,
+        before.iter().map(|n| n + 1).collect::<Vec<_>>(),
+        "only Reloader's rollouts, one each"
+    );
+    for format in FORMATS {
+        let hash = workloads::annotation(&ns, Kind::Deployment, format, HASH, false).await;
+        assert_eq!(hash, None, "the dry run wrote to {format}");
+    }
+    let status = dry.terminate();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", dry.logs());
+
+    // (c) The switch: a baseline on each and no rollout, then one rollout for a change.
+    let live = Reloader::start(&ns, &[]);
+    for format in FORMATS {
+        workloads::baseline(&ns, Kind::Deployment, format).await;
+        live.wait_up_to_date(format, 1).await;
+    }
+    assert_eq!(
+        rollouts_of(&ns, &FORMATS).await,
+        after_dry,
+        "the baselines rolled"
+    );
+    for format in FORMATS {
+        configmap(&ns, &format!("cfg-{format}"), &[("k", "3")], json!({})).await;
+    }
+    for (i, format) in FORMATS.iter().enumerate() {
+        workloads::wait_rollouts(&ns, Kind::Deployment, format, after_dry[i] + 1).await;
+        live.wait_up_to_date(format, 2).await;
+    }
+    assert_eq!(
+        rollouts_of(&ns, &FORMATS).await,
+        after_dry.iter().map(|n| n + 1).collect::<Vec<_>>()
+    );
+    // Reloader's annotation stays as it was, inert, beside kube-reloader's.
+    for format in FORMATS {
+        let from = workloads::annotation(&ns, Kind::Deployment, format, LAST_RELOADED_FROM, true)
+            .await
+            .expect("Reloader's annotation");
+        assert_eq!(
+            from,
+            last_reloaded_from(format, &ns, &format!("cfg-{format}"), 1)
+        );
+    }
+}
+
+/// The rollouts so far of each of these Deployments.
+async fn rollouts_of(ns: &TestNs, names: &[&str]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for name in names {
+        out.push(workloads::rollouts(ns, Kind::Deployment, name).await);
+    }
+    out
 }

@@ -45,6 +45,7 @@ kinds: [Deployment, StatefulSet, CronJob]
 workloadKinds: [apps.kruise.io/v1alpha1/CloneSet, {kind: "example.com/v1/Mouse=spec.pod", resource: mice}, batch/v1beta1/CronJob=spec.jobTemplate.spec.template]
 reloaderCompat: false
 autoReloadAll: true
+csi: {enabled: true}
 keySecretName: digest-key
 log: {level: debug, format: json}
 metricsPort: 8080

@@ -105,6 +105,9 @@ binary's default, so the defaults give the same arguments as manifests/.
 {{- if $v.autoReloadAll }}
 {{- $args = append $args "--auto-reload-all" }}
 {{- end }}
+{{- if $v.csi.enabled }}
+{{- $args = append $args "--enable-csi-integration" }}
+{{- end }}
 {{- if ne $v.keySecretName "kube-reloader-key" }}
 {{- $args = append $args (printf "--key-secret=%s" $v.keySecretName) }}
 {{- end }}
@@ -240,6 +243,21 @@ none. Fails on what the binary would refuse (when the schema is skipped): anothe
 - apiGroups: {{ list . | toJson }}
   resources: {{ get $resources . | toJson | replace "," ", " }}
   verbs: [list, watch, patch]
+{{- end }}
+{{- if .Values.csi.enabled }}
+# csi.enabled: the Secrets Store CSI driver's SecretProviderClasses (their ignore and match
+# annotations, their names) and the status objects it writes per pod.
+- apiGroups: [secrets-store.csi.x-k8s.io]
+  resources: [secretproviderclasses, secretproviderclasspodstatuses]
+  verbs: [list, watch]
+# A status object names only its Pod: the workload is found through the Pod's ownerReferences,
+# then its ReplicaSet's (a metadata read of each, once).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get]
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [get]
 {{- end }}
 - apiGroups: [events.k8s.io]
   resources: [events]

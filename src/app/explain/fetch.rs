@@ -9,15 +9,20 @@ use kube::{Client, ResourceExt};
 use thiserror::Error;
 
 use crate::adapters::api::discover;
+use crate::adapters::api::serves;
 use crate::model::kinds::WorkloadKind;
 use crate::reconcile::REPORTER;
 use crate::rules::digest::SecretKey;
+use crate::rules::optin::reloader;
 use crate::rules::references::ConfigKind;
 use crate::state::configs::{ConfigObject, ConfigStore, summarize};
-use crate::state::workload::Workload;
+use crate::state::csi::{
+    self, CsiStore, Owners, Reported, SecretProviderClass, SecretProviderClassPodStatus,
+};
+use crate::state::workload::{Reading, Workload};
 
 use super::render::{render_inventory, render_text};
-use super::{Config, Found, Watched, explain, inventory};
+use super::{Config, Configs, Found, Watched, explain, inventory};
 
 #[derive(Debug, Error)]
 pub enum ExplainError {
@@ -87,7 +92,7 @@ async fn list_into<K: ConfigObject>(
     lp: ListParams,
     store: &ConfigStore,
     key: &SecretKey,
-    compat: bool,
+    compat: Option<&reloader::Names>,
 ) -> Result<(), ExplainError> {
     let api: Api<K> = api_in(client, namespace);
     let mut lp = lp.limit(100);
@@ -125,7 +130,7 @@ async fn load_configs(
         .clone()
         .unwrap_or_else(|| SecretKey::new(vec![0; SecretKey::MIN_LEN]));
     let store = ConfigStore::new(0);
-    let compat = config.policy.reloader_compat;
+    let compat = config.policy.reloader();
     let mut lp = ListParams::default();
     if let Some(labels) = &config.scope.resource_label_selector {
         lp = lp.labels(labels);
@@ -141,6 +146,64 @@ async fn load_configs(
         list_into::<Secret>(client, namespace, lp, &store, &digest_key, compat).await?;
     }
     Ok((store, key))
+}
+
+/// With `--enable-csi-integration`, the SecretProviderClasses of `namespace` (of all, for `None`)
+/// into `store`, and what the pods there report to the Secrets Store CSI driver, each status
+/// object's Pod read to find its workload, as the controller does. Nothing when the driver's API
+/// is not served. A Pod the caller may not read counts for no workload.
+async fn load_csi(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &Config,
+    store: &ConfigStore,
+) -> Result<CsiStore, ExplainError> {
+    let reported = CsiStore::new();
+    let group_version = format!("{}/{}", csi::GROUP, csi::VERSION);
+    let read = |what: &str| {
+        let what = format!("{what} in {}", scope_text(namespace));
+        move |source| ExplainError::Read { what, source }
+    };
+    if !config.scope.csi()
+        || !serves(client, &group_version, "secretproviderclasspodstatuses")
+            .await
+            .map_err(read("the API of the Secrets Store CSI driver"))?
+    {
+        return Ok(reported);
+    }
+    // As the controller: no --resource-label-selector on the driver's kinds.
+    let (key, compat) = (
+        SecretKey::new(vec![0; SecretKey::MIN_LEN]),
+        config.policy.reloader(),
+    );
+    list_into::<SecretProviderClass>(
+        client,
+        namespace,
+        ListParams::default(),
+        store,
+        &key,
+        compat,
+    )
+    .await?;
+    let api: Api<SecretProviderClassPodStatus> = api_in(client, namespace);
+    let owners = Owners::new(client.clone(), config.scope.kinds.clone());
+    let mut lp = ListParams::default().limit(500);
+    loop {
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(read("SecretProviderClassPodStatuses"))?;
+        for obj in &list.items {
+            let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+            let mut r = Reported::of(obj);
+            owners.resolve(&reported, &key, &mut r).await;
+            reported.upsert(key, r, |_| {});
+        }
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => return Ok(reported),
+        }
+    }
 }
 
 /// kube-reloader's latest Event about a workload, as `Reason: note`. Read with the caller's own
@@ -182,6 +245,7 @@ async fn fetch(
     kind: WorkloadKind,
     ns: &str,
     name: &str,
+    reading: &Reading,
 ) -> Result<Workload, ExplainError> {
     let read = |source| ExplainError::Read {
         what: format!("{kind} {name}"),
@@ -193,7 +257,7 @@ async fn fetch(
         .ok_or_else(|| ExplainError::NotServed(kind.describe()))?;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
     let obj = api.get(name).await.map_err(read)?;
-    Ok(Workload::from_dynamic(obj, kind))
+    Ok(Workload::from_dynamic_with(obj, kind, reading))
 }
 
 /// Runs `explain` against the cluster and returns the rendered output.
@@ -209,16 +273,28 @@ pub async fn run(
         .map(str::to_string)
         .unwrap_or_else(|| client.default_namespace().to_string());
     let (store, key) = load_configs(&client, Some(&namespace), config).await?;
+    let csi = load_csi(&client, Some(&namespace), config, &store).await?;
+    let configs = Configs {
+        store: &store,
+        csi: &csi,
+    };
 
     let ns = namespace.as_str();
-    let obj = fetch(&client, kind, ns, &name).await?;
+    let obj = fetch(&client, kind, ns, &name, &config.reading()).await?;
     let source = match &obj.template_ref {
-        Some(r) if obj.kind.spec().argo && r.kind == "Deployment" => {
-            Some(fetch(&client, WorkloadKind::DEPLOYMENT, ns, &r.name).await?)
-        }
+        Some(r) if obj.kind.spec().argo && r.kind == "Deployment" => Some(
+            fetch(
+                &client,
+                WorkloadKind::DEPLOYMENT,
+                ns,
+                &r.name,
+                &config.reading(),
+            )
+            .await?,
+        ),
         _ => None,
     };
-    let mut e = explain(&obj, source.as_ref(), &store, key.as_ref(), &config.policy);
+    let mut e = explain(&obj, source.as_ref(), configs, key.as_ref(), &config.policy);
     e.last_event = last_event(client, ns, kind, &name).await;
     if json {
         Ok(serde_json::to_string_pretty(&e).unwrap_or_default() + "\n")
@@ -234,6 +310,7 @@ async fn list_workloads(
     resource: &kube::api::ApiResource,
     kind: WorkloadKind,
     namespace: Option<&str>,
+    reading: &Reading,
 ) -> Result<Vec<Workload>, ExplainError> {
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
@@ -249,7 +326,7 @@ async fn list_workloads(
         out.extend(
             list.items
                 .into_iter()
-                .map(|o| Workload::from_dynamic(o, kind)),
+                .map(|o| Workload::from_dynamic_with(o, kind, reading)),
         );
         match list.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
@@ -276,6 +353,7 @@ pub async fn run_all(
     });
     let scope = namespace.as_deref();
     let (store, key) = load_configs(&client, scope, config).await?;
+    let csi = load_csi(&client, scope, config, &store).await?;
 
     let mut listed = Vec::new();
     let mut not_served = Vec::new();
@@ -288,7 +366,9 @@ pub async fn run_all(
             })?;
         match resource {
             Some(resource) => {
-                listed.extend(list_workloads(&client, &resource, kind, scope).await?);
+                listed.extend(
+                    list_workloads(&client, &resource, kind, scope, &config.reading()).await?,
+                );
             }
             None => not_served.push(format!("{}/{}", kind.api_version(), kind)),
         }
@@ -307,15 +387,21 @@ pub async fn run_all(
                 let ns = obj.namespace().unwrap_or_default();
                 match deployments.get(&(ns.clone(), r.name.clone())) {
                     Some(d) => Ok(Some((*d).clone())),
-                    None => fetch(&client, WorkloadKind::DEPLOYMENT, &ns, &r.name)
-                        .await
-                        .map(Some)
-                        .map_err(|e| {
-                            format!(
-                                "the Deployment {} its spec.workloadRef names cannot be read: {e}",
-                                r.name
-                            )
-                        }),
+                    None => fetch(
+                        &client,
+                        WorkloadKind::DEPLOYMENT,
+                        &ns,
+                        &r.name,
+                        &config.reading(),
+                    )
+                    .await
+                    .map(Some)
+                    .map_err(|e| {
+                        format!(
+                            "the Deployment {} its spec.workloadRef names cannot be read: {e}",
+                            r.name
+                        )
+                    }),
                 }
             }
             _ => Ok(None),
@@ -342,10 +428,14 @@ pub async fn run_all(
         ignored: config.scope.ignored_namespaces.clone(),
         matching,
     };
+    let configs = Configs {
+        store: &store,
+        csi: &csi,
+    };
     let inv = inventory(
         namespace,
         &found,
-        &store,
+        configs,
         key.as_ref(),
         &config.policy,
         &watched,

@@ -15,9 +15,12 @@ use crate::rules::decision::Change;
 use crate::rules::digest::SecretKey;
 use crate::rules::optin::{self, ConfigView, Policy};
 use crate::rules::references::{ConfigKind, Keys};
+use crate::rules::reloaded_from::{self, LastReloadedFrom};
+use crate::rules::rollout::{ChangeId, Halt, hold_of, what_to_do};
 use crate::rules::scope::WatchScope;
 use crate::rules::template::{self, Restart};
 use crate::state::configs::ConfigStore;
+use crate::state::csi::{self, CsiStore, WorkloadView};
 use crate::state::workload::Workload;
 
 mod fetch;
@@ -33,6 +36,36 @@ pub struct Config {
     pub scope: WatchScope,
     pub policy: Policy,
     pub key: KeySecret,
+    /// The controller's field manager (`--field-manager`), to tell its writes from others'.
+    pub field_manager: &'static str,
+}
+
+impl Config {
+    /// How workloads are read into their slim copies, as the controller reads them.
+    pub fn reading(&self) -> crate::state::workload::Reading {
+        crate::state::workload::Reading {
+            names: self.policy.names,
+            field_manager: self.field_manager,
+        }
+    }
+}
+
+/// The objects explain reads a workload against: the ConfigMaps, Secrets and
+/// SecretProviderClasses, and what pods report to the Secrets Store CSI driver (nothing without
+/// `--enable-csi-integration`).
+#[derive(Clone, Copy)]
+pub struct Configs<'a> {
+    pub store: &'a ConfigStore,
+    pub csi: &'a CsiStore,
+}
+
+impl<'a> From<&'a ConfigStore> for Configs<'a> {
+    fn from(store: &'a ConfigStore) -> Self {
+        Configs {
+            store,
+            csi: &csi::NONE,
+        }
+    }
 }
 
 /// Where a workload stands, in a word; [`Explanation::status`] says it in a sentence.
@@ -57,6 +90,9 @@ pub enum State {
     Held,
     /// Configs changed: the controller rolls it.
     RolloutPending,
+    /// A progressive rollout of a change it has to roll failed elsewhere: held until the config
+    /// changes again or the hold is released.
+    Halted,
 }
 
 impl State {
@@ -72,6 +108,7 @@ impl State {
             State::Covered => "no rollout needed",
             State::Held => "holding",
             State::RolloutPending => "rollout pending",
+            State::Halted => "held: progressive rollout halted",
         }
     }
 }
@@ -125,6 +162,11 @@ pub struct Explanation {
     /// last and why (a rollout, a change a template change covered, a missing object). `None`
     /// when there is none, or the Events could not be read.
     pub last_event: Option<String>,
+    /// stakater Reloader's last rollout of the workload, as its `last-reloaded-from` pod-template
+    /// annotation records it (either of Reloader's formats), or why it cannot be read; left out
+    /// when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reloader_last_reloaded_from: Option<Result<LastReloadedFrom, String>>,
 }
 
 impl Serialize for ConfigKind {
@@ -150,8 +192,9 @@ fn keys_text(k: &Keys) -> String {
 const FROM_TEMPLATE: &str = " (pod template)";
 
 /// Whether an annotation says how a workload opts in or is rolled: ours but those kube-reloader
-/// writes, and Reloader's (when honoured) but those Reloader writes.
-fn is_opt_in(key: &str, reloader_compat: bool) -> bool {
+/// writes, and Reloader's (when honoured, under the names they are read by) but those Reloader
+/// writes.
+fn is_opt_in(key: &str, reloader: Option<&optin::reloader::Names>) -> bool {
     let ours_written = [
         written::CONFIG_HASH,
         written::TRACKED,
@@ -161,9 +204,12 @@ fn is_opt_in(key: &str, reloader_compat: bool) -> bool {
     if key.starts_with("kube-reloader.io/") {
         return !ours_written.contains(&key);
     }
-    reloader_compat
-        && key.contains("reloader.stakater.com/")
-        && !optin::reloader::WRITTEN.contains(&key)
+    reloader.is_some_and(|names| {
+        names.on_workloads(key)
+            || (key.contains("reloader.stakater.com/")
+                && !optin::reloader::WRITTEN.contains(&key)
+                && key != names.paused_at)
+    })
 }
 
 /// The explanation of one workload against the objects in `store`. `key` is the installation's
@@ -171,14 +217,15 @@ fn is_opt_in(key: &str, reloader_compat: bool) -> bool {
 /// `source` is the Deployment holding its pod template, for an Argo Rollout with a
 /// `spec.workloadRef`. `policy` is the command line's say on opt-in (`--reloader-compat`,
 /// `--auto-reload-all`, `--resources-to-ignore`).
-pub fn explain(
+pub fn explain<'a>(
     obj: &Workload,
     source: Option<&Workload>,
-    store: &ConfigStore,
+    configs: impl Into<Configs<'a>>,
     key: Option<&SecretKey>,
     policy: &Policy,
 ) -> Explanation {
-    let reloader_compat = policy.reloader_compat;
+    let Configs { store, csi } = configs.into();
+    let reloader_names = policy.reloader();
     let namespace = obj.namespace().unwrap_or_default();
     let template = match source {
         Some(deployment) => deployment.template.as_ref(),
@@ -218,6 +265,9 @@ pub fn explain(
         changed: Vec::new(),
         status: String::new(),
         last_event: None,
+        reloader_last_reloaded_from: template::template_annotations(template)
+            .get(optin::reloader::LAST_RELOADED_FROM)
+            .map(|v| reloaded_from::parse(v)),
     };
     let not_opted_in = "not opted in: add kube-reloader.io/auto: \"true\" (or a Reloader annotation) to the workload's metadata";
     let key_id = key.map(SecretKey::id).unwrap_or("unknown");
@@ -226,7 +276,14 @@ pub fn explain(
         key_id,
         dry_run: false,
     };
-    let view = store.view(&namespace);
+    let name = obj.name_any();
+    let view = WorkloadView {
+        configs: store,
+        csi,
+        namespace: &namespace,
+        kind: obj.kind,
+        name: &name,
+    };
     let assessed = match assess::assess(&subject, &view, &settings, None) {
         Assessment::Invalid(e) => {
             out.opt_in = Err(e.to_string());
@@ -254,13 +311,13 @@ pub fn explain(
     let template_annotations = template::template_annotations(template);
     let mut opt_in_keys: Vec<String> = annotations
         .iter()
-        .filter(|(k, _)| is_opt_in(k, reloader_compat))
+        .filter(|(k, _)| is_opt_in(k, reloader_names))
         .map(|(k, v)| format!("{k}={v}"))
         .chain(
             template_annotations
                 .iter()
                 .filter(|(k, _)| {
-                    !k.starts_with("kube-reloader.io/") && is_opt_in(k, reloader_compat)
+                    !k.starts_with("kube-reloader.io/") && is_opt_in(k, reloader_names)
                 })
                 .map(|(k, v)| format!("{k}={v}{FROM_TEMPLATE}")),
         )
@@ -361,6 +418,22 @@ pub fn explain(
                 removed.join(", ")
             ),
         ),
+        // Without --enable-csi-integration explain reads no versions, and those the baseline
+        // records look gone.
+        Change::Reported { changed } if policy.ignored.contains(&ConfigKind::SecretProviderClass) => (
+            State::UpToDate,
+            format!(
+                "up to date as far as ConfigMaps and Secrets go; its baseline records versions its pods report to the Secrets Store CSI driver for {}, which explain reads only with --enable-csi-integration",
+                changed.join(", ")
+            ),
+        ),
+        Change::Reported { changed } => (
+            State::UpToDate,
+            format!(
+                "up to date; the versions its pods report for {} came or went with pods starting or stopping (no rotation): the controller records them, without a rollout",
+                changed.join(", ")
+            ),
+        ),
         Change::Template => (
             State::UpToDate,
             "up to date; the pod template changed since the baseline (someone else's rollout): the controller records it, without a rollout of its own".into(),
@@ -391,19 +464,61 @@ pub fn explain(
             out.changed = deleted;
             (State::Held, status)
         }
-        Change::Roll { changed } => {
-            out.rollout_pending = true;
-            let status = format!(
-                "rollout pending: {} changed since the baseline (the controller rolls it after the debounce window and --min-rollout-interval; if this persists, check the controller's log and the workload's Events)",
-                changed_text(&changed)
-            );
-            out.changed = changed;
-            (State::RolloutPending, status)
-        }
+        Change::Roll { changed } => match halt(obj, store, &namespace, &changed) {
+            Some(halt) => {
+                let status = format!(
+                    "held: {} changed, but the progressive rollout of that change ({}) failed at {}: {}. The controller does not roll this workload. {}",
+                    changed_text(&changed),
+                    halt.change,
+                    halt.failed,
+                    halt.reason,
+                    what_to_do(&halt.change)
+                );
+                out.changed = changed;
+                (State::Halted, status)
+            }
+            None => {
+                out.rollout_pending = true;
+                let status = format!(
+                    "rollout pending: {} changed since the baseline (the controller rolls it after the debounce window and --min-rollout-interval, and in its wave when the config rolls progressively; if this persists, check the controller's log and the workload's Events)",
+                    changed_text(&changed)
+                );
+                out.changed = changed;
+                (State::RolloutPending, status)
+            }
+        },
     };
     out.state = state;
     out.status = status;
+    // The workload whose own rollout failed and halted a change still current: said as well.
+    let failed = annotations.get(written::ROLLOUT_FAILED);
+    if let Some(f) = failed.and_then(|f| f.parse::<Halt>().ok())
+        && store
+            .changes(&namespace, std::slice::from_ref(&f.change.config))
+            .iter()
+            .any(|c| c.id == f.change && !c.released)
+    {
+        out.status.push_str(&format!(
+            ". Its progressive rollout of {} failed ({}), which holds the workloads still to roll it. {}",
+            f.change,
+            f.reason,
+            what_to_do(&f.change)
+        ));
+    }
     out
+}
+
+/// The hold in force on a workload with these `changed` configs to roll.
+fn halt(obj: &Workload, store: &ConfigStore, namespace: &str, changed: &[String]) -> Option<Halt> {
+    let changes = store.changes(namespace, changed);
+    let ids: Vec<ChangeId> = changes.iter().map(|c| c.id.clone()).collect();
+    let released: Vec<ChangeId> = changes
+        .into_iter()
+        .filter(|c| c.released)
+        .map(|c| c.id)
+        .collect();
+    let recorded = obj.annotations().get(written::HELD).map(String::as_str);
+    hold_of(recorded, &ids, &released)
 }
 
 /// The state of a workload whose changed configs someone else's rollout covers: they are listed,
@@ -454,22 +569,23 @@ impl Watched {
 
 /// Explains every workload found (each with [`explain`], against one `store`) and keeps those
 /// that opt in, in namespaces the controller watches.
-pub fn inventory(
+pub fn inventory<'a>(
     namespace: Option<String>,
     found: &[Found],
-    store: &ConfigStore,
+    configs: impl Into<Configs<'a>>,
     key: Option<&SecretKey>,
     policy: &Policy,
     watched: &Watched,
     not_served: Vec<String>,
 ) -> Inventory {
+    let configs = configs.into();
     let mut workloads = Vec::new();
     let (mut not_opted_in, mut unwatched) = (0, 0);
     for (obj, source) in found {
         let mut e = explain(
             obj,
             source.as_ref().ok().and_then(Option::as_ref),
-            store,
+            configs,
             key,
             policy,
         );
@@ -548,6 +664,96 @@ mod tests {
         Workload::from_dynamic(obj, WorkloadKind::DEPLOYMENT)
     }
 
+    /// A Deployment rolled by Reloader's annotations strategy, with this `last-reloaded-from`.
+    fn rolled_by_reloader(metadata: Value, last_reloaded_from: &str) -> Workload {
+        let obj = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns", "annotations": metadata},
+            "spec": {"selector": {}, "template": {
+                "metadata": {"annotations": {
+                    "reloader.stakater.com/last-reloaded-from": last_reloaded_from}},
+                "spec": {"containers": [{"name": "app",
+                    "envFrom": [{"configMapRef": {"name": "app"}}]}]}}}
+        }))
+        .unwrap();
+        Workload::from_dynamic(obj, WorkloadKind::DEPLOYMENT)
+    }
+
+    #[test]
+    fn reloaders_last_rollout_is_read_in_either_format() {
+        let compat = Policy {
+            reloader_compat: true,
+            ..Policy::default()
+        };
+        let store = ConfigStore::new(0);
+        let auto = json!({"reloader.stakater.com/auto": "true"});
+        let v1 = json!({"type": "CONFIGMAP", "name": "app", "namespace": "ns",
+            "hash": "b1d5781111d84f7b3fe45a0852e59758cd7a87e5", "containerRefs": ["app"],
+            "observedAt": 1_700_000_000});
+        let v2 = json!({"kind": "configmap", "name": "app", "namespace": "ns",
+            "hash": "53048e2681941ef99b2e29b76b4c7dabe4c2d0c634fc6d46e0e2f13107e7af23",
+            "containers": ["app"], "reloadedAt": "2023-11-14T22:13:20Z"});
+        for (doc, format) in [(v1, "v1"), (v2, "v2")] {
+            let w = rolled_by_reloader(auto.clone(), &doc.to_string());
+            let e = explain(&w, None, &store, None, &compat);
+            let from = e.reloader_last_reloaded_from.clone().unwrap().unwrap();
+            assert_eq!(from.object(), "ConfigMap/app");
+            assert_eq!(from.format.as_str(), format);
+            let text = render_text(&e);
+            assert!(
+                text.contains(&format!(
+                    "Reloader:      last rolled it for ConfigMap/app, at 2023-11-14T22:13:20Z (its last-reloaded-from, {format} format)"
+                )),
+                "{text}"
+            );
+            // What Reloader writes is no opt-in, and the same either way.
+            assert_eq!(
+                e.opt_in,
+                Ok(vec!["reloader.stakater.com/auto=true".to_string()])
+            );
+            assert_eq!(e.state, State::NoBaseline);
+        }
+        let w = rolled_by_reloader(auto.clone(), "{\"name\":\"app\"}");
+        let e = explain(&w, None, &store, None, &compat);
+        assert!(render_text(&e).contains("its last-reloaded-from cannot be read: it has neither"));
+        let w = deployment(auto, json!({"containers": []}));
+        let e = explain(&w, None, &store, None, &compat);
+        assert!(e.reloader_last_reloaded_from.is_none());
+        let json = serde_json::to_value(&e).unwrap();
+        assert!(json.get("reloader_last_reloaded_from").is_none());
+    }
+
+    /// Under Reloader's `--*-annotation` flags, the renamed annotations are the opt-in shown.
+    #[test]
+    fn renamed_reloader_annotations_are_shown_as_the_opt_in() {
+        let renamed = Policy {
+            reloader_compat: true,
+            names: optin::reloader::Names {
+                auto: "example.com/auto",
+                paused_at: "example.com/paused-at",
+                ..optin::reloader::Names::STAKATER
+            },
+            ..Policy::default()
+        };
+        let store = ConfigStore::new(0);
+        let obj = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns", "annotations": {
+                "example.com/auto": "true", "example.com/paused-at": "2023-11-14T22:13:20Z"}},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "c", "envFrom": [{"configMapRef": {"name": "app"}}]}]}}}
+        }))
+        .unwrap();
+        let reading = crate::state::workload::Reading {
+            names: renamed.names,
+            ..Default::default()
+        };
+        let w = Workload::from_dynamic_with(obj, WorkloadKind::DEPLOYMENT, &reading);
+        let e = explain(&w, None, &store, None, &renamed);
+        assert_eq!(e.opt_in, Ok(vec!["example.com/auto=true".to_string()]));
+        assert_eq!(e.state, State::NoBaseline);
+    }
+
     #[test]
     fn explains_tracked_missing_ignored_and_pending() {
         let compat = Policy {
@@ -564,7 +770,7 @@ mod tests {
             .unwrap();
             store.insert(
                 ("ns".into(), ConfigKind::ConfigMap, name.into()),
-                summarize(&cm, &key, true),
+                summarize(&cm, &key, Some(&optin::reloader::Names::STAKATER)),
             );
         };
         put("app", serde_json::json!({}), serde_json::json!({"k": "v"}));
@@ -613,6 +819,31 @@ mod tests {
         let text = render_text(&e);
         assert!(text.contains("rollout pending"), "{text}");
         assert!(text.contains("ConfigMap  app"), "{text}");
+
+        // Held: a progressive rollout of this very change failed at another workload.
+        let digest = store
+            .rollout_info("ns", ConfigKind::ConfigMap, "app")
+            .unwrap()
+            .digest;
+        let held = format!("ConfigMap/app@{digest}; Deployment/web-0: its new pods crash-loop");
+        let w = deployment(
+            serde_json::json!({"kube-reloader.io/auto": "true", "kube-reloader.io/config-hash": current,
+                "kube-reloader.io/held": held}),
+            spec.clone(),
+        );
+        let e = explain(&w, None, &store, Some(&key), &compat);
+        assert_eq!(e.state, State::Halted, "{}", e.status);
+        assert!(!e.rollout_pending);
+        for part in [
+            "failed at Deployment/web-0: its new pods crash-loop",
+            "kubectl annotate configmap app kube-reloader.io/release-hold=",
+        ] {
+            assert!(e.status.contains(part), "{part} in {}", e.status);
+        }
+        // The fix (another change) ends the hold: pending again.
+        put("app", serde_json::json!({}), serde_json::json!({"k": "v3"}));
+        let e = explain(&w, None, &store, Some(&key), &compat);
+        assert_eq!(e.state, State::RolloutPending, "{}", e.status);
 
         // Not opted in, and invalid.
         let e = explain(
@@ -707,7 +938,7 @@ mod tests {
             .unwrap();
             store.insert(
                 ("ns".into(), ConfigKind::ConfigMap, name.into()),
-                summarize(&cm, &key, true),
+                summarize(&cm, &key, Some(&optin::reloader::Names::STAKATER)),
             );
         };
         put("app", "1");

@@ -96,6 +96,24 @@ pub fn render_text(e: &Explanation) -> String {
         "Last rollout:  {}",
         e.last_rollout.as_ref().unwrap_or(&none)
     );
+    match &e.reloader_last_reloaded_from {
+        Some(Ok(from)) => {
+            let at = from.at.map(|t| format!(", at {t}")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "Reloader:      last rolled it for {}{at} (its last-reloaded-from, {} format)",
+                from.object(),
+                from.format.as_str()
+            );
+        }
+        Some(Err(why)) => {
+            let _ = writeln!(
+                s,
+                "Reloader:      its last-reloaded-from cannot be read: {why}"
+            );
+        }
+        None => {}
+    }
     let _ = writeln!(s, "Status:        {}", e.status);
     if let Some(event) = &e.last_event {
         let _ = writeln!(s, "Last event:    {event}");
@@ -137,6 +155,7 @@ fn state_text(e: &Explanation) -> String {
             format!("no rollout needed: {about} changed with the pod template")
         }
         (State::Held, _) => format!("holding: {about} deleted"),
+        (State::Halted, _) => format!("held: the progressive rollout of {about} halted"),
         (State::Unknown, _) => e.status.clone(),
         (state, _) => state.label().to_string(),
     }

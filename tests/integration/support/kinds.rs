@@ -11,7 +11,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
-use super::{TestNs, kubectl_command, repo_root, shared, wait_for};
+use super::{ControlPlane, TestNs, kubectl_command, repo_root, shared, wait_for};
 
 /// kube-reloader's baseline on a workload's metadata, and its mark in the pod template.
 pub const HASH: &str = "kube-reloader.io/config-hash";
@@ -186,9 +186,15 @@ pub fn install_crd(manifest: &str, kind: &TestKind) {
         &["apply", "--server-side", "--force-conflicts", "-f", "-"],
         manifest,
     );
-    let crd = format!("crd/{}.{}", kind.plural, kind.group);
+    wait_served(cp, &kind.group, &kind.api_version(), &kind.plural);
+}
+
+/// Waits until the CRD of `plural` in `group` is established on `cp` and the API server serves
+/// it at `api_version`, in discovery too (what kube-reloader looks at). Blocks.
+pub fn wait_served(cp: &ControlPlane, group: &str, api_version: &str, plural: &str) {
+    let crd = format!("crd/{plural}.{group}");
     cp.kubectl(&["wait", "--for=condition=established", "--timeout=60s", &crd]);
-    let path = format!("/apis/{}", kind.api_version());
+    let path = format!("/apis/{api_version}");
     let start = Instant::now();
     loop {
         let out = kubectl_command()
@@ -200,14 +206,13 @@ pub fn install_crd(manifest: &str, kind: &TestKind) {
             && serde_json::from_slice::<Value>(&out.stdout)
                 .ok()
                 .and_then(|v| v["resources"].as_array().cloned())
-                .is_some_and(|r| r.iter().any(|r| r["name"] == kind.plural.as_str()));
+                .is_some_and(|r| r.iter().any(|r| r["name"] == plural));
         if served {
             return;
         }
         assert!(
             start.elapsed() < TIMEOUT,
-            "{path} does not serve {} a minute after its CRD was established",
-            kind.plural
+            "{path} does not serve {plural} a minute after its CRD was established"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

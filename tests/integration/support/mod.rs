@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod chart;
+pub mod csi;
 pub mod helm;
 pub mod kinds;
 pub mod net;

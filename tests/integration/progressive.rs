@@ -45,7 +45,9 @@ fn wave_of(name: &str) -> usize {
 }
 
 /// One replica of busybox that reads `greeting` of the ConfigMap and exits 3 when it is `bad`,
-/// else sleeps. A pod counts as available after 2 s Ready, so one that exits at once never does.
+/// else sleeps. A pod counts as available after 8 s Ready, so one that exits at once never does:
+/// with 2 s, a loaded node's kubelet once reported the exited container's pod Ready long enough
+/// for the canary to count as complete, and the second wave started.
 fn app(name: &str) -> Value {
     let mut annotations = json!({"kube-reloader.io/auto": "true"});
     if name == CANARY {
@@ -56,7 +58,7 @@ fn app(name: &str) -> Value {
         "metadata": {"name": name, "annotations": annotations},
         "spec": {
             "replicas": 1,
-            "minReadySeconds": 2,
+            "minReadySeconds": 8,
             "progressDeadlineSeconds": 20,
             "selector": {"matchLabels": {"app": name}},
             "template": {

@@ -95,17 +95,18 @@ wait_settled() {
 }
 
 # watch_deployment FILE: starts a watch of the Deployment's status (pid in watch_pid) writing
-# one line per event to FILE: "TIME|generation|observed|replicas|updated|ready|available", TIME
-# when the line arrived.
+# one line per event to FILE: "TIME|generation|observed|replicas|updated|ready|available|revision",
+# TIME when the line arrived.
 watch_deployment() {
   kubectl get deployment web -n bench -w -o \
-    'jsonpath={.metadata.generation}|{.status.observedGeneration}|{.status.replicas}|{.status.updatedReplicas}|{.status.readyReplicas}|{.status.availableReplicas}{"\n"}' \
+    'jsonpath={.metadata.generation}|{.status.observedGeneration}|{.status.replicas}|{.status.updatedReplicas}|{.status.readyReplicas}|{.status.availableReplicas}|{.metadata.annotations.deployment\.kubernetes\.io/revision}{"\n"}' \
     > >(while IFS= read -r line; do echo "$EPOCHREALTIME|$line"; done > "$1") &
   watch_pid=$!
 }
 
-# mentions: the lines of kube-reloader's logs (every run's, appended) that name the Deployment.
-mentions() { if [ -f "$work/log" ]; then grep -c "name=web" "$work/log" || true; else echo 0; fi; }
+# mentions: the lines of kube-reloader's logs (every run's, appended) that find the Deployment up
+# to date, its first decision taken (a debounce window it opened at start included).
+mentions() { if [ -f "$work/log" ]; then grep "name=web" "$work/log" | grep -c "up to date" || true; else echo 0; fi; }
 
 start_reloader() {
   touch "$work/log"
@@ -126,8 +127,10 @@ measure() {
     reloader) start_reloader ;;
   esac
   if [ "$mode" != floor ]; then
-    # Once it has looked at the Deployment (the floor rolled it behind its back, with the
-    # config it rolled for: nothing to roll), and its first sight is settled.
+    # Once it has decided on the Deployment and found it up to date (the floor rolled it behind
+    # its back, with the config it rolled for: nothing to roll; that decision waits for a
+    # debounce window), and its first sight is settled. An edit inside that window would be
+    # decided with the floor's template change, as one change made together.
     for _ in $(seq 1 300); do
       [ "$(mentions)" -gt "$lines" ] && break
       sleep 0.1
@@ -136,9 +139,9 @@ measure() {
     wait_settled "$n"
     [ "$(revision)" = "$rev" ] || echo "bench: note: kube-reloader rolled the Deployment when it started ($mode)" >&2
   fi
-  # The rollout's end: a status for a generation after this one, with every pod updated, Ready
-  # and available, and no other (the only write to the Deployment after the edit is the
-  # template's, the floor's or kube-reloader's).
+  # The rollout's end: a status for a generation after this one and a new revision (a new pod
+  # template: an annotation-only write, such as a baseline kube-reloader records late, moves
+  # the generation alone), with every pod updated, Ready and available, and no other.
   before=$(gen)
   rev=$(revision)
   : > "$work/watch"
@@ -148,8 +151,8 @@ measure() {
   edit "$value" "$mode"
   t1=""
   for _ in $(seq 1 6000); do
-    t1=$(awk -F'|' -v b="$before" -v n="$n" \
-      '$2 > b && $2 == $3 && $4 == n && $5 == n && $6 == n && $7 == n { print $1; exit }' "$work/watch")
+    t1=$(awk -F'|' -v b="$before" -v n="$n" -v r="$rev" \
+      '$2 > b && $2 == $3 && $4 == n && $5 == n && $6 == n && $7 == n && $8 > r { print $1; exit }' "$work/watch")
     [ -n "$t1" ] && break
     sleep 0.1
   done

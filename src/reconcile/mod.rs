@@ -18,7 +18,7 @@ use thiserror::Error;
 use crate::alerts::Alerts;
 use crate::locked;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
-use crate::rules::assess::{self, Assessment, Subject};
+use crate::rules::assess::{self, Assessment};
 use crate::rules::decision::{Action as Decided, Change, Inputs, Wave, decide};
 use crate::rules::digest::{Recorded, SecretKey};
 use crate::rules::optin::{self};
@@ -468,17 +468,7 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         Ok(source) => source,
         Err(action) => return Ok(action),
     };
-    let template = match &source {
-        Some(deployment) => deployment.template.as_ref(),
-        None => obj.template.as_ref(),
-    };
-    let subject = Subject {
-        kind: wref.kind,
-        annotations: obj.annotations(),
-        template,
-        template_ref: obj.template_ref.is_some(),
-        baseline_by_others: obj.baseline_by_others,
-    };
+    let subject = obj.subject(source.as_deref());
     let restart = assess::restart(&subject, &ctx.settings.policy);
     let settings = assess::Settings {
         policy: &ctx.settings.policy,

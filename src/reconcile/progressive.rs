@@ -15,7 +15,7 @@ use kube::runtime::events::EventType;
 
 use crate::model::annotations::{ours, written};
 use crate::model::kinds::WorkloadRef;
-use crate::rules::assess::{self, Assessment, Subject};
+use crate::rules::assess::{self, Assessment};
 use crate::rules::decision::{Change, Wave};
 use crate::rules::references::ConfigKind;
 use crate::rules::rollout::{
@@ -183,13 +183,7 @@ fn members(ctx: &Context, me: &WorkloadRef, id: &ChangeId) -> Vec<Member> {
 /// Where a workload stands in change `id`: still to roll it (its baseline differs in that
 /// config), rolled it (its `rollout` mark names it), or not concerned.
 fn standing(ctx: &Context, obj: &Workload, id: &ChangeId) -> Option<Standing> {
-    let subject = Subject {
-        kind: obj.kind,
-        annotations: obj.annotations(),
-        template: obj.template.as_ref(),
-        template_ref: obj.template_ref.is_some(),
-        baseline_by_others: obj.baseline_by_others,
-    };
+    let subject = obj.subject(None);
     let settings = assess::Settings {
         policy: &ctx.settings.policy,
         key_id: ctx.key.id(),

@@ -4,14 +4,15 @@
 use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::DynamicResourceScope;
+use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 
 use crate::model::annotations::reloader::Names;
 use crate::model::annotations::{FIELD_MANAGER, written::CONFIG_HASH};
 use crate::model::kinds::WorkloadKind;
+use crate::rules::assess::Subject;
 use crate::rules::digest;
 use crate::rules::rollout::Status;
 use crate::rules::template::Template;
@@ -53,6 +54,18 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// What the rules assess: this workload, with the pod template of `source` (the Deployment
+    /// an Argo Rollout's `spec.workloadRef` names) when it has one, else its own.
+    pub fn subject<'a>(&'a self, source: Option<&'a Workload>) -> Subject<'a> {
+        Subject {
+            kind: self.kind,
+            annotations: self.annotations(),
+            template: source.unwrap_or(self).template.as_ref(),
+            template_ref: self.template_ref.is_some(),
+            baseline_by_others: self.baseline_by_others,
+        }
+    }
+
     /// The slim copy of a watched object of `kind`, read the default way
     /// ([`Workload::from_dynamic_with`]).
     pub fn from_dynamic(obj: DynamicObject, kind: WorkloadKind) -> Self {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::adapters::key::KeySecret;
 use crate::model::kinds::WorkloadKind;
 use crate::reconcile::{changed_text, written};
-use crate::rules::assess::{self, Assessment, Subject};
+use crate::rules::assess::{self, Assessment};
 use crate::rules::decision::Change;
 use crate::rules::digest::SecretKey;
 use crate::rules::optin::{self, ConfigView, Policy};
@@ -227,18 +227,8 @@ pub fn explain<'a>(
     let Configs { store, csi } = configs.into();
     let reloader_names = policy.reloader();
     let namespace = obj.namespace().unwrap_or_default();
-    let template = match source {
-        Some(deployment) => deployment.template.as_ref(),
-        None => obj.template.as_ref(),
-    };
     let annotations = obj.annotations();
-    let subject = Subject {
-        kind: obj.kind,
-        annotations,
-        template,
-        template_ref: obj.template_ref.is_some(),
-        baseline_by_others: obj.baseline_by_others,
-    };
+    let subject = obj.subject(source);
     let restart = assess::restart(&subject, policy);
     let mut out = Explanation {
         kind: obj.kind,
@@ -265,7 +255,7 @@ pub fn explain<'a>(
         changed: Vec::new(),
         status: String::new(),
         last_event: None,
-        reloader_last_reloaded_from: template::template_annotations(template)
+        reloader_last_reloaded_from: template::template_annotations(subject.template)
             .get(optin::reloader::LAST_RELOADED_FROM)
             .map(|v| reloaded_from::parse(v)),
     };
@@ -308,7 +298,7 @@ pub fn explain<'a>(
     };
     let (opt, refs, tracked) = (&assessed.opt, &assessed.refs, &assessed.tracked);
     // Ours are read from the workload's metadata only; Reloader's also from the pod template.
-    let template_annotations = template::template_annotations(template);
+    let template_annotations = template::template_annotations(subject.template);
     let mut opt_in_keys: Vec<String> = annotations
         .iter()
         .filter(|(k, _)| is_opt_in(k, reloader_names))

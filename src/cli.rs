@@ -950,6 +950,7 @@ mod tests {
             &["--ignored-workload-types=jobs"],
             &["--is-openshift=false"],
             &["--enable-pprof=false"],
+            &["--enable-restart-windows"],
             &["--alert-structured"],
             &["--alert-structured=false"],
             &["--metrics-addr=:9090"],
@@ -995,6 +996,10 @@ mod tests {
                 "apps.openshift.io/v1/DeploymentConfig",
             ),
             ("--enable-pprof", "no pprof"),
+            (
+                "--enable-restart-windows=false",
+                "always honours restart windows",
+            ),
             ("--pprof-addr=:6060", "no pprof"),
             ("--health-addr=:8080", "--metrics-addr"),
             (

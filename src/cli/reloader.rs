@@ -211,6 +211,12 @@ const FIXED: &[Fixed] = &[
         why: "kube-reloader has no built-in OpenShift DeploymentConfig support; roll them as any kind with a pod template: --workload-kind=apps.openshift.io/v1/DeploymentConfig (and grant list, watch and patch on deploymentconfigs)",
     },
     Fixed {
+        flag: "enable-restart-windows",
+        takes: Takes::Bool,
+        accepts: &["true"],
+        why: "kube-reloader always honours restart windows (kube-reloader.io/restart-window, and reloader.stakater.com/restart-window with Reloader's annotations); to roll a windowed workload at once, remove its annotation; leave the flag out",
+    },
+    Fixed {
         flag: "enable-pprof",
         takes: Takes::Bool,
         accepts: &["false"],

@@ -18,6 +18,8 @@ pub mod ours {
     /// On a ConfigMap or Secret: the digest of a change whose halted rollout is to go on anyway
     /// (as a hold names it: `ConfigMap/app@<digest>`, or the digest alone).
     pub const RELEASE_HOLD: &str = "kube-reloader.io/release-hold";
+    /// On a workload's metadata: when it may start a rollout (see `rules::restart_window`).
+    pub const RESTART_WINDOW: &str = "kube-reloader.io/restart-window";
 }
 
 /// stakater Reloader's annotations.
@@ -47,6 +49,9 @@ pub mod reloader {
     /// strategy, and the mark of a Deployment it paused. Neither opts anything in.
     pub const LAST_RELOADED_FROM: &str = "reloader.stakater.com/last-reloaded-from";
     pub const PAUSED_AT: &str = "deployment.reloader.stakater.com/paused-at";
+    /// Restart windows in the JSON form of Reloader's pull request #1214 (not renamed by any
+    /// `--*-annotation` flag).
+    pub const RESTART_WINDOW: &str = "reloader.stakater.com/restart-window";
     pub const WRITTEN: [&str; 2] = [LAST_RELOADED_FROM, PAUSED_AT];
 
     /// The names of Reloader's annotations that its `--*-annotation` flags rename (v1.4.22 has

@@ -98,6 +98,7 @@ pub(super) async fn execute(
                 WaitReason::Cooldown => "waiting for --min-rollout-interval since the last rollout",
                 WaitReason::RateLimit => "global rollout rate limit (--max-rollouts-per-second)",
                 WaitReason::Wave => "progressive rollout: an earlier wave has not completed",
+                WaitReason::RestartWindow => "outside the workload's restart window",
             };
             tracing::debug!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, wait = ?delay,
                 "change pending: {what}");

@@ -19,11 +19,12 @@ use crate::alerts::Alerts;
 use crate::locked;
 use crate::model::kinds::{WorkloadKind, WorkloadRef};
 use crate::rules::assess::{self, Assessment};
-use crate::rules::decision::{Action as Decided, Change, Inputs, Wave, decide};
+use crate::rules::decision::{Action as Decided, Change, Inputs, WaitReason, Wave, decide};
 use crate::rules::digest::{Recorded, SecretKey};
 use crate::rules::optin::{self};
 use crate::rules::ratelimit::TokenBucket;
 use crate::rules::references::ConfigKind;
+use crate::rules::restart_window::{self, Standing};
 use crate::rules::rollout::Progressive;
 use crate::rules::scope::WatchScope;
 use crate::state::configs::{ConfigObject, ConfigStore};
@@ -536,21 +537,24 @@ async fn reconcile_synced(obj: Arc<Workload>, ctx: &Arc<Context>) -> Result<Acti
         Change::Roll { changed } => progressive::wave(ctx, obj.as_ref(), &wref, changed),
         _ => (Wave::Free, Vec::new()),
     };
+    let now = SystemTime::now();
     let inputs = Inputs {
         wave,
         change,
         unconfirmed,
         window,
         last_rollout,
-        now: SystemTime::now(),
+        now,
         min_rollout_interval: ctx.settings.min_rollout_interval,
         dry_run: ctx.settings.dry_run,
+        window_opens: restart_window(ctx, obj.as_ref(), &wref, now),
     };
     let Some((action, unconfirmed)) = decide_confirmed(ctx, &wref, inputs).await? else {
         // The watch has not delivered an object the API server has; when it does, the window
         // decides again.
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
+    deferred(ctx, obj.as_ref(), &wref, &action, now);
     warn_missing(ctx, obj.as_ref(), &wref, &current, &unconfirmed);
     let up_to_date = action == Decided::UpToDate;
     let found = Found {
@@ -599,6 +603,64 @@ fn set_debounce(ctx: &Context, obj: &Workload, wref: &WorkloadRef) {
         );
         publish(ctx, obj, EventType::Warning, "InvalidAnnotation", note);
     }
+}
+
+/// When the workload's restart window opens, if it has one and it is closed now. An invalid one
+/// is reported once, and the workload rolls as if it had none.
+fn restart_window(
+    ctx: &Context,
+    obj: &Workload,
+    wref: &WorkloadRef,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    let reloader = ctx.settings.policy.reloader().is_some();
+    let now = Timestamp::try_from(now).ok()?;
+    let read = restart_window::read(obj.annotations(), reloader, now);
+    let invalid = read.as_ref().err();
+    if ctx.report_once(wref, "invalid restart window".into(), invalid.is_some())
+        && let Some(invalid) = invalid
+    {
+        ctx.metrics.error("invalid_annotation");
+        tracing::warn!(kind = %wref.kind, namespace = %wref.namespace, name = %wref.name,
+            "{invalid}; rolling this workload as if it had no restart window until it is fixed");
+        let note = format!(
+            "{invalid}. kube-reloader rolls this workload as if it had no restart window until it is fixed."
+        );
+        publish(ctx, obj, EventType::Warning, "InvalidAnnotation", note);
+    }
+    match read.ok()?? {
+        (_, Standing::Closed { opens }) => Some(SystemTime::from(opens)),
+        (_, Standing::Open { .. }) => None,
+    }
+}
+
+/// Says once, when a change starts waiting for the workload's restart window, when it will roll
+/// (a log line and a `RolloutDeferred` Event).
+fn deferred(ctx: &Context, obj: &Workload, wref: &WorkloadRef, action: &Decided, now: SystemTime) {
+    let waits = match action {
+        Decided::Wait {
+            delay,
+            why: WaitReason::RestartWindow,
+        } => Some(now + *delay),
+        _ => None,
+    };
+    if !ctx.report_once(wref, "restart window".into(), waits.is_some()) {
+        return;
+    }
+    let Some(opens) = waits.and_then(|t| Timestamp::try_from(t).ok()) else {
+        return;
+    };
+    let opens = opens.round(jiff::Unit::Second).unwrap_or(opens);
+    tracing::info!(target: "kube_reloader::reconcile", kind = %wref.kind, namespace = %wref.namespace, name = %wref.name, opens = %opens,
+        "change pending: outside the workload's restart window; rolling when it opens");
+    let reloader = ctx.settings.policy.reloader().is_some();
+    let (key, value) = restart_window::annotation(obj.annotations(), reloader).unzip();
+    let note = format!(
+        "A change of what it uses waits for its restart window ({}={}), which opens at {opens}; it rolls once then, with the configs as they are at that time.",
+        key.unwrap_or_default(),
+        value.map_or("", String::as_str)
+    );
+    publish(ctx, obj, EventType::Normal, "RolloutDeferred", note);
 }
 
 /// A cache that has not listed yet.

@@ -18,6 +18,7 @@ use crate::model::kinds::WorkloadRef;
 use crate::rules::assess::{self, Assessment};
 use crate::rules::decision::{Change, Wave};
 use crate::rules::references::ConfigKind;
+use crate::rules::restart_window;
 use crate::rules::rollout::{
     self, ChangeId, Gate, Halt, Member, Progress, Standing, WAVE_POLL, hold_of, parse_mark,
     what_to_do,
@@ -197,6 +198,11 @@ fn standing(ctx: &Context, obj: &Workload, id: &ChangeId) -> Option<Standing> {
     if let Change::Roll { changed } = &assessed.change
         && changed.contains(&id.config)
     {
+        let reloader = ctx.settings.policy.reloader().is_some();
+        let window = restart_window::read(obj.annotations(), reloader, Timestamp::now());
+        if let Ok(Some((_, restart_window::Standing::Closed { .. }))) = window {
+            return Some(Standing::Deferred);
+        }
         return Some(Standing::Pending);
     }
     let marked = parse_mark(obj.annotations().get(written::ROLLOUT).map(String::as_str));
@@ -338,7 +344,7 @@ fn halted(ctx: &Context, obj: &Workload, wref: &WorkloadRef, halt: &Halt) {
 }
 
 /// Reconciles now the workloads still to roll change `id`: a wave completed, or a failure holds
-/// them.
+/// them (those waiting for their restart window too: a hold is recorded at once).
 fn wake_pending(ctx: &Context, me: &WorkloadRef, id: &ChangeId) {
     let Some((kind, name)) = config_key(&id.config) else {
         return;
@@ -352,7 +358,12 @@ fn wake_pending(ctx: &Context, me: &WorkloadRef, id: &ChangeId) {
             .cached(peer.kind, &peer.namespace, &peer.name)
             .ok()
             .flatten()
-            .is_some_and(|obj| standing(ctx, &obj, id) == Some(Standing::Pending));
+            .is_some_and(|obj| {
+                matches!(
+                    standing(ctx, &obj, id),
+                    Some(Standing::Pending | Standing::Deferred)
+                )
+            });
         if pending {
             ctx.router.now(&peer);
         }

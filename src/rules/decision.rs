@@ -173,6 +173,8 @@ pub enum WaitReason {
     RateLimit,
     /// A progressive rollout's earlier waves have not completed.
     Wave,
+    /// The workload's restart window is closed (`kube-reloader.io/restart-window`).
+    RestartWindow,
 }
 
 /// Where a rollout would stand in the progressive rollout of its change
@@ -240,6 +242,9 @@ pub struct Inputs {
     pub dry_run: bool,
     /// Where a rollout would stand in a progressive rollout of its change.
     pub wave: Wave,
+    /// When the workload's restart window next opens, if it has one and it is closed
+    /// ([`crate::rules::restart_window`]).
+    pub window_opens: Option<SystemTime>,
 }
 
 /// The one decision: what to do about `inputs`. A token is taken from `bucket` only when the
@@ -259,6 +264,7 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
         min_rollout_interval,
         dry_run,
         wave,
+        window_opens,
     } = inputs;
     let (then, windowed) = match change {
         Change::None => return Action::UpToDate,
@@ -301,6 +307,14 @@ pub fn decide(inputs: Inputs, bucket: &mut TokenBucket, now: Instant) -> Action 
             return Action::Simulate { roll: None };
         }
         return Action::Halted(halt);
+    }
+    // Outside its restart window: wait for the opening, and decide again then (with whatever
+    // the configs hold by that time: one rollout for everything that changed meanwhile).
+    if let Some(opens) = window_opens {
+        return Action::Wait {
+            delay: opens.duration_since(wall_now).unwrap_or_default(),
+            why: WaitReason::RestartWindow,
+        };
     }
     if let Some(delay) = cooldown(last_rollout, wall_now, min_rollout_interval) {
         return Action::Wait {
@@ -614,6 +628,8 @@ mod tests {
         dry_run: bool,
         tokens: bool,
         wave: Wave,
+        /// Seconds until the workload's restart window opens, when it is closed.
+        opens_in: Option<u64>,
         want: Action,
     }
 
@@ -627,6 +643,7 @@ mod tests {
             dry_run: false,
             tokens: true,
             wave: Wave::Free,
+            opens_in: None,
             want,
         }
     }
@@ -919,6 +936,75 @@ mod tests {
                     }),
                 )
             },
+            Case {
+                opens_in: Some(600),
+                ..case(
+                    "restart window closed: wait for its opening",
+                    cm(),
+                    Passed,
+                    Action::Wait {
+                        delay: Duration::from_secs(600),
+                        why: WaitReason::RestartWindow,
+                    },
+                )
+            },
+            Case {
+                opens_in: Some(600),
+                tokens: false,
+                since_rollout: Some(3),
+                ..case(
+                    "restart window closed: before the cooldown and the rate limit",
+                    cm(),
+                    Passed,
+                    Action::Wait {
+                        delay: Duration::from_secs(600),
+                        why: WaitReason::RestartWindow,
+                    },
+                )
+            },
+            Case {
+                opens_in: Some(600),
+                ..case(
+                    "restart window closed: the debounce window first",
+                    cm(),
+                    Open,
+                    Action::Debounce { open: false },
+                )
+            },
+            Case {
+                opens_in: Some(600),
+                ..case(
+                    "restart window closed: baselines are recorded at once",
+                    covered(),
+                    Passed,
+                    Action::Record(Record::Covered {
+                        changed: changed(&["ConfigMap/app"]),
+                    }),
+                )
+            },
+            Case {
+                opens_in: Some(600),
+                wave: Wave::Held(halt()),
+                ..case(
+                    "restart window closed: a hold is recorded at once",
+                    cm(),
+                    Passed,
+                    Action::Halted(halt()),
+                )
+            },
+            Case {
+                opens_in: Some(600),
+                dry_run: true,
+                ..case(
+                    "restart window closed in a dry run: waits as a rollout would",
+                    cm(),
+                    Passed,
+                    Action::Wait {
+                        delay: Duration::from_secs(600),
+                        why: WaitReason::RestartWindow,
+                    },
+                )
+            },
         ];
         let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         for c in cases {
@@ -936,6 +1022,7 @@ mod tests {
                 min_rollout_interval: Duration::from_secs(10),
                 dry_run: c.dry_run,
                 wave: c.wave,
+                window_opens: c.opens_in.map(|s| epoch + Duration::from_secs(s)),
             };
             assert_eq!(decide(inputs, &mut bucket, start), c.want, "{}", c.name);
         }

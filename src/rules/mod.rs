@@ -10,6 +10,7 @@ pub mod optin;
 pub mod ratelimit;
 pub mod references;
 pub mod reloaded_from;
+pub mod restart_window;
 pub mod rollout;
 pub mod scope;
 pub mod template;

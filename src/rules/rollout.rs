@@ -210,6 +210,11 @@ pub enum Progress {
 pub enum Standing {
     /// It has not rolled the change yet.
     Pending,
+    /// It has not rolled the change yet, and its restart window is closed
+    /// ([`crate::rules::restart_window`]): it rolls when the window opens. Until then it takes
+    /// no place in the waves, so that no wave waits for it and the first wave is still a canary
+    /// that rolls now.
+    Deferred,
     /// It rolled the change (its `rollout` mark names it).
     Rolled(Progress),
 }
@@ -258,7 +263,10 @@ pub fn gate(me: &str, members: &[Member], waves: &Waves, released: bool) -> Gate
     {
         return Gate::Hold { failed, reason };
     }
-    let order = ordered(members);
+    let order: Vec<&Member> = ordered(members)
+        .into_iter()
+        .filter(|m| m.standing != Standing::Deferred || m.name == me)
+        .collect();
     let canaries = order.iter().filter(|m| m.canary).count();
     let ends = waves.ends(order.len(), canaries);
     let at = order.iter().position(|m| m.name == me).unwrap_or(0);
@@ -562,6 +570,41 @@ mod tests {
         assert_eq!(
             gate("w9", &two_done, &waves, false),
             Gate::Roll { wave: 3, waves: 3 }
+        );
+    }
+
+    #[test]
+    fn a_workload_outside_its_restart_window_takes_no_place_in_the_waves() {
+        let waves = Waves::default();
+        // The canary (w0) waits for its window: w1 is the canary now, and rolls.
+        let deferred = ten(|i| if i == 0 { Deferred } else { Pending });
+        assert_eq!(
+            gate("w1", &deferred, &waves, false),
+            Gate::Roll { wave: 1, waves: 3 }
+        );
+        assert_eq!(
+            gate("w2", &deferred, &waves, false),
+            Gate::Wait {
+                wave: 2,
+                waves: 3,
+                waiting_for: vec!["w1".into()]
+            }
+        );
+        // Nobody waits for it: the last wave rolls once the others completed.
+        let others_done = ten(|i| match i {
+            0 => Deferred,
+            1 | 2 => Rolled(Complete),
+            _ => Pending,
+        });
+        assert_eq!(
+            gate("w9", &others_done, &waves, false),
+            Gate::Roll { wave: 3, waves: 3 }
+        );
+        // Its window open (pending again) after the others rolled: it rolls, in the first wave.
+        let last = ten(|i| if i == 0 { Pending } else { Rolled(Complete) });
+        assert_eq!(
+            gate("w0", &last, &waves, false),
+            Gate::Roll { wave: 1, waves: 3 }
         );
     }
 

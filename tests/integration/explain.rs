@@ -37,7 +37,7 @@ fn explain_json(ns: &TestNs, target: &str) -> Value {
     explain_json_with(ns, &[], target)
 }
 
-fn explain_json_with(ns: &TestNs, flags: &[&str], target: &str) -> Value {
+pub(crate) fn explain_json_with(ns: &TestNs, flags: &[&str], target: &str) -> Value {
     let (ok, text) = explain_with(ns, flags, target, true);
     assert!(ok, "{text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))

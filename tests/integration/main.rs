@@ -27,3 +27,4 @@ mod start;
 mod steady;
 mod undo;
 mod validate;
+mod windows;

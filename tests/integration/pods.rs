@@ -31,7 +31,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// The app's pods once `replicas` pods of one generation, other than any in `old`, are Ready and
 /// each says it read `value`; how long that took; and every generation seen on the way.
 /// Old pods may still be terminating (see [`old_pods_gone`]).
-async fn new_pods_ready(
+pub(crate) async fn new_pods_ready(
     ns: &TestNs,
     name: &str,
     replicas: usize,

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -16,6 +17,7 @@ use crate::rules::digest::SecretKey;
 use crate::rules::optin::{self, ConfigView, Policy};
 use crate::rules::references::{ConfigKind, Keys};
 use crate::rules::reloaded_from::{self, LastReloadedFrom};
+use crate::rules::restart_window::{self, Standing};
 use crate::rules::rollout::{ChangeId, Halt, hold_of, what_to_do};
 use crate::rules::scope::WatchScope;
 use crate::rules::template::{self, Restart};
@@ -152,6 +154,10 @@ pub struct Explanation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_at: Option<String>,
     pub last_rollout: Option<String>,
+    /// Its restart windows (`kube-reloader.io/restart-window`) and where they stand now, or why
+    /// the annotation is invalid; left out when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_window: Option<String>,
     pub rollout_pending: bool,
     pub state: State,
     /// What differs from the baseline: the changed objects (`rollout-pending`, `covered`), or
@@ -224,7 +230,20 @@ pub fn explain<'a>(
     key: Option<&SecretKey>,
     policy: &Policy,
 ) -> Explanation {
+    explain_at(obj, source, configs, key, policy, Timestamp::now())
+}
+
+/// [`explain`] as of `now` (where its restart window stands).
+pub fn explain_at<'a>(
+    obj: &Workload,
+    source: Option<&Workload>,
+    configs: impl Into<Configs<'a>>,
+    key: Option<&SecretKey>,
+    policy: &Policy,
+    now: Timestamp,
+) -> Explanation {
     let Configs { store, csi } = configs.into();
+    let restart_window = restart_window::read(obj.annotations(), policy.reloader().is_some(), now);
     let reloader_names = policy.reloader();
     let namespace = obj.namespace().unwrap_or_default();
     let annotations = obj.annotations();
@@ -250,6 +269,18 @@ pub fn explain<'a>(
             Restart::Template => None,
         },
         last_rollout: annotations.get(written::RELOADED_AT).cloned(),
+        restart_window: match &restart_window {
+            Ok(None) => None,
+            Ok(Some((window, Standing::Open { closes }))) => {
+                Some(format!("{}: open until {closes}", window.describe()))
+            }
+            Ok(Some((window, Standing::Closed { opens }))) => {
+                Some(format!("{}: closed, opens at {opens}", window.describe()))
+            }
+            Err(invalid) => Some(format!(
+                "{invalid}; the controller rolls it as if it had none (see the InvalidAnnotation Event)"
+            )),
+        },
         rollout_pending: false,
         state: State::NotOptedIn,
         changed: Vec::new(),
@@ -469,10 +500,15 @@ pub fn explain<'a>(
             }
             None => {
                 out.rollout_pending = true;
-                let status = format!(
-                    "rollout pending: {} changed since the baseline (the controller rolls it after the debounce window and --min-rollout-interval, and in its wave when the config rolls progressively; if this persists, check the controller's log and the workload's Events)",
-                    changed_text(&changed)
-                );
+                let what = changed_text(&changed);
+                let status = match &restart_window {
+                    Ok(Some((_, Standing::Closed { opens }))) => format!(
+                        "rollout pending: {what} changed since the baseline; outside its restart window, it rolls once when the window opens, at {opens}, with the configs as they are then"
+                    ),
+                    _ => format!(
+                        "rollout pending: {what} changed since the baseline (the controller rolls it after the debounce window and --min-rollout-interval, and in its wave when the config rolls progressively; if this persists, check the controller's log and the workload's Events)"
+                    ),
+                };
                 out.changed = changed;
                 (State::RolloutPending, status)
             }
@@ -809,6 +845,51 @@ mod tests {
         let text = render_text(&e);
         assert!(text.contains("rollout pending"), "{text}");
         assert!(text.contains("ConfigMap  app"), "{text}");
+
+        // Outside its restart window: pending until the opening, which explain names.
+        let windowed = |window: &str| {
+            deployment(
+                serde_json::json!({"kube-reloader.io/auto": "true", "kube-reloader.io/config-hash": current,
+                    "kube-reloader.io/restart-window": window}),
+                spec.clone(),
+            )
+        };
+        let noon: Timestamp = "2026-12-07T12:00:00Z".parse().unwrap();
+        let w = windowed("Europe/Berlin 0 2 * * * 1h");
+        let e = explain_at(&w, None, &store, Some(&key), &compat, noon);
+        assert!(e.rollout_pending, "{}", e.status);
+        assert!(
+            e.status
+                .contains("outside its restart window, it rolls once when the window opens, at 2026-12-08T01:00:00Z"),
+            "{}",
+            e.status
+        );
+        let text = render_text(&e);
+        assert!(
+            text.contains("Restart window: 0 2 * * * (Europe/Berlin) for 1h: closed, opens at 2026-12-08T01:00:00Z"),
+            "{text}"
+        );
+        // Inside it: pending as any change, the window shown open.
+        let w = windowed("UTC 0 12 * * * 30m");
+        let e = explain_at(&w, None, &store, Some(&key), &compat, noon);
+        assert!(!e.status.contains("restart window"), "{}", e.status);
+        assert_eq!(
+            e.restart_window.as_deref(),
+            Some("0 12 * * * (UTC) for 30m: open until 2026-12-07T12:30:00Z")
+        );
+        // Invalid: said, and the workload rolls as without one.
+        let w = windowed("at night");
+        let e = explain_at(&w, None, &store, Some(&key), &compat, noon);
+        assert!(
+            e.rollout_pending && !e.status.contains("restart window"),
+            "{}",
+            e.status
+        );
+        let said = e.restart_window.unwrap_or_default();
+        assert!(
+            said.contains("is invalid") && said.contains("as if it had none"),
+            "{said}"
+        );
 
         // Held: a progressive rollout of this very change failed at another workload.
         let digest = store

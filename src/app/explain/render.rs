@@ -96,6 +96,9 @@ pub fn render_text(e: &Explanation) -> String {
         "Last rollout:  {}",
         e.last_rollout.as_ref().unwrap_or(&none)
     );
+    if let Some(window) = &e.restart_window {
+        let _ = writeln!(s, "Restart window: {window}");
+    }
     match &e.reloader_last_reloaded_from {
         Some(Ok(from)) => {
             let at = from.at.map(|t| format!(", at {t}")).unwrap_or_default();

@@ -1001,6 +1001,70 @@ fn csi_enabled_renders_its_flag_and_exactly_its_rbac() {
     assert!(parsed.enable_csi_integration && parsed.scope().csi());
 }
 
+/// `progressive`: its flags, and list on pods (the crash-loop check) with `enabled` or
+/// `listPods`, cluster-wide or in each watched namespace; off (the default), neither.
+#[test]
+fn progressive_renders_its_flags_and_exactly_its_rbac() {
+    let pods = json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]});
+    let with_pods = |mut rules: Value| {
+        let list = rules.as_array_mut().expect("rules");
+        let events = list.pop().expect("the events rule last");
+        list.push(pods.clone());
+        list.push(events);
+        rules
+    };
+    for off in ["", "progressive: {enabled: false}"] {
+        let r = chart::render("r", "ns", off).expect("render");
+        assert_eq!(r.args(), ["--leader-elect"], "{off}");
+        let rules = &r.get("ClusterRole", "r-kube-reloader")["rules"];
+        assert_eq!(rules, &scope_rules(&BOTH, false), "{off}");
+    }
+    let values = "progressive: {enabled: true, waves: \"2,50%\", rolloutTimeout: 5m}";
+    let r = chart::render("r", "ns", values).expect("render");
+    assert_eq!(
+        r.args(),
+        [
+            "--leader-elect",
+            "--progressive",
+            "--rollout-waves=2,50%",
+            "--rollout-timeout=5m"
+        ]
+    );
+    assert_eq!(
+        r.get("ClusterRole", "r-kube-reloader")["rules"],
+        with_pods(scope_rules(&BOTH, false))
+    );
+    // The binary takes the flags as the chart means them.
+    use clap::Parser;
+    let args = std::iter::once("kube-reloader".to_string()).chain(r.args());
+    let parsed = kube_reloader::cli::Args::try_parse_from(args).expect("the binary's args");
+    assert!(parsed.progressive);
+    assert_eq!(parsed.rollout_waves, "2,50%".parse().unwrap());
+    assert_eq!(parsed.rollout_timeout, Duration::from_secs(300));
+    // Only some configs progressive: the pods rule without the flag, in each namespace's Role.
+    let r = chart::render(
+        "r",
+        "ns",
+        "progressive: {listPods: true}\nwatchNamespaces: [a]",
+    )
+    .expect("render");
+    assert_eq!(r.args(), ["--leader-elect", "--namespace=a"]);
+    let role = r
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "a")
+        .expect("a Role in a");
+    assert_eq!(role["rules"], with_pods(scope_rules(&BOTH, false)));
+    // Values the binary would refuse are refused by the schema.
+    for bad in [
+        "progressive: {waves: \"1, 10%\"}",
+        "progressive: {rolloutTimeout: 10}",
+        "progressive: {canary: true}",
+    ] {
+        assert!(chart::render("r", "ns", bad).is_err(), "{bad}");
+    }
+}
+
 /// All of them together: the binary takes the Deployment's arguments and reads each as the
 /// values meant it.
 #[test]

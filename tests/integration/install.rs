@@ -142,6 +142,18 @@ async fn chart_install_with_csi_works_with_exactly_its_rbac() {
     .await;
 }
 
+/// `progressive.enabled`: the change rolls (in one wave here, `100%`: the pods of this control
+/// plane never run, so no wave would ever complete) and the rollouts under way are watched,
+/// their pods listed, with exactly the chart's RBAC.
+#[tokio::test]
+async fn chart_install_with_progressive_works_with_exactly_its_rbac() {
+    works_with_exactly_its_rbac(Install::Chart {
+        values: "progressive: {enabled: true, waves: \"100%\"}",
+        workload_kinds: vec![],
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn namespaced_manifests_work_in_their_namespaces_and_never_touch_others() {
     works_in_its_namespaces_only(Install::Manifests("manifests/namespaced")).await;

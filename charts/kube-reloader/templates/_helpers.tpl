@@ -108,6 +108,15 @@ binary's default, so the defaults give the same arguments as manifests/.
 {{- if $v.csi.enabled }}
 {{- $args = append $args "--enable-csi-integration" }}
 {{- end }}
+{{- if $v.progressive.enabled }}
+{{- $args = append $args "--progressive" }}
+{{- end }}
+{{- if ne $v.progressive.waves "1,10%" }}
+{{- $args = append $args (printf "--rollout-waves=%s" $v.progressive.waves) }}
+{{- end }}
+{{- if ne $v.progressive.rolloutTimeout "10m" }}
+{{- $args = append $args (printf "--rollout-timeout=%s" $v.progressive.rolloutTimeout) }}
+{{- end }}
 {{- if ne $v.keySecretName "kube-reloader-key" }}
 {{- $args = append $args (printf "--key-secret=%s" $v.keySecretName) }}
 {{- end }}
@@ -258,6 +267,13 @@ none. Fails on what the binary would refuse (when the schema is skipped): anothe
 - apiGroups: [apps]
   resources: [replicasets]
   verbs: [get]
+{{- end }}
+{{- if or .Values.progressive.enabled .Values.progressive.listPods }}
+# progressive: the pods of a workload whose progressive rollout is under way, by its selector, to
+# see its new pods crash-loop.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 {{- end }}
 - apiGroups: [events.k8s.io]
   resources: [events]

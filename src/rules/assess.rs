@@ -2,11 +2,12 @@
 //! of what it tracks, the baseline it records, and what changed since. The reconcile acts on it;
 //! `explain` renders it. One function for both, so that a rule added here is right in both.
 
+use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::annotations::written;
 use crate::model::kinds::WorkloadKind;
-use crate::rules::decision::{Change, classify, unconfirmed_absent};
+use crate::rules::decision::{Change, classify, unconfirmed_absent, written_after};
 use crate::rules::digest::{Recorded, WorkloadDigest};
 use crate::rules::optin::{self, ConfigView, InvalidAnnotation, OptIn, Policy, Tracked};
 use crate::rules::references::{ConfigKind, References};
@@ -18,6 +19,11 @@ pub trait ConfigDigests: ConfigView {
     /// The digest of the `tracked` objects over the keys each uses; Secrets under the digest key
     /// `key_id` names.
     fn workload_digest(&self, tracked: &[Tracked], key_id: &str) -> WorkloadDigest;
+    /// When the content of a tracked object (`Kind/name`) was last written, as far as its
+    /// managedFields tell ([`crate::rules::digest::last_written`]).
+    fn written(&self, _object: &str) -> Option<Timestamp> {
+        None
+    }
 }
 
 /// What the assessment reads of a workload.
@@ -33,6 +39,9 @@ pub struct Subject<'a> {
     pub template_ref: bool,
     /// Whether its recorded baseline was written by someone other than kube-reloader.
     pub baseline_by_others: bool,
+    /// When its pod template was last written by someone other than kube-reloader, as far as its
+    /// managedFields tell.
+    pub template_written: Option<Timestamp>,
 }
 
 /// How to assess: the command line's say.
@@ -143,6 +152,7 @@ pub fn assess(
         _ => recorded_baseline(subject.annotations, subject.baseline_by_others),
     };
     let change = classify(recorded.as_ref(), &current, &template);
+    let change = written_after(change, subject.template_written, |o| configs.written(o));
     let unconfirmed = unconfirmed_absent(recorded.as_ref(), &current);
     Assessment::OptedIn(Box::new(Assessed {
         opt,
@@ -277,6 +287,7 @@ mod tests {
             template: Some(template),
             template_ref: false,
             baseline_by_others: false,
+            template_written: None,
         };
         let (dry_run, simulated) = simulated.map_or((false, None), |(d, r)| (d, Some(r)));
         let settings = Settings {
@@ -480,6 +491,7 @@ mod tests {
             template: None,
             template_ref,
             baseline_by_others: false,
+            template_written: None,
         };
         let policy = Policy::default();
         let rollout = WorkloadKind::ROLLOUT;

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use jiff::Timestamp;
+
 use crate::rules::csi;
 use crate::rules::digest::{ABSENT, Recorded, WorkloadDigest};
 use crate::rules::ratelimit::{TokenBucket, cooldown};
@@ -134,6 +136,40 @@ pub fn classify(recorded: Option<&Recorded>, current: &WorkloadDigest, template:
     Change::Roll {
         changed: csi::object_names(changed),
     }
+}
+
+/// How many seconds later than the pod template a config must have been written for its change
+/// not to count as part of the template's delivery. managedFields times are whole seconds, one
+/// delivery may write the template first (`kubectl apply -f dir/` in file-name order) and take
+/// up to 1.7 s between two objects on a loaded machine (tests/integration/delivery.rs), and a
+/// pod of the template's rollout takes a second or two to start and read its configs; more than
+/// 2 s later (3 s apart in whole seconds), the pods may have read the old config.
+pub const WRITTEN_APART: i64 = 2;
+
+/// A change the pod template's change covers ([`Change::Covered`]), unless a changed config was
+/// written more than [`WRITTEN_APART`] seconds after the pod template was (`written` gives when,
+/// by `Kind/name`): then the pods of the template's rollout may have started, and read the
+/// config, before that write, and it is rolled ([`Change::Roll`], naming those configs). Without
+/// times (no managedFields) the template's change covers it, as before anything could tell.
+pub fn written_after(
+    change: Change,
+    template_written: Option<Timestamp>,
+    written: impl Fn(&str) -> Option<Timestamp>,
+) -> Change {
+    let (Change::Covered { changed }, Some(template)) = (&change, template_written) else {
+        return change;
+    };
+    let later: Vec<String> = changed
+        .iter()
+        .filter(|name| {
+            written(name).is_some_and(|w| w.as_second() > template.as_second() + WRITTEN_APART)
+        })
+        .cloned()
+        .collect();
+    if later.is_empty() {
+        return change;
+    }
+    Change::Roll { changed: later }
 }
 
 /// Tracked objects that the store shows as absent while the baseline does not record them so:
@@ -509,6 +545,92 @@ mod tests {
         assert_eq!(
             c(&record(&base), &digest(Some(2), None, "k1")),
             roll(&["ConfigMap/app"])
+        );
+    }
+
+    /// A config written well after the pod template (a `kubectl edit` a few seconds after a
+    /// `helm upgrade`, inside a long debounce window, or both while kube-reloader was down) is
+    /// rolled: the template's pods may have read it before. Written with it, or before it, the
+    /// template's rollout covers it.
+    #[test]
+    fn a_config_written_after_the_template_is_not_covered_by_it() {
+        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
+        let covered = || Change::Covered {
+            changed: vec!["ConfigMap/app".into(), "Secret/db".into()],
+        };
+        let written = |app: Option<i64>, db: Option<i64>| {
+            move |name: &str| match name {
+                "ConfigMap/app" => app.map(at),
+                "Secret/db" => db.map(at),
+                _ => None,
+            }
+        };
+        let cases = [
+            (
+                "both written before",
+                Some(0),
+                written(Some(-5), Some(-1)),
+                covered(),
+            ),
+            (
+                "written in the same second",
+                Some(0),
+                written(Some(0), Some(0)),
+                covered(),
+            ),
+            (
+                "across a second's boundary",
+                Some(0),
+                written(Some(1), None),
+                covered(),
+            ),
+            (
+                "two seconds apart",
+                Some(0),
+                written(Some(2), None),
+                covered(),
+            ),
+            (
+                "three seconds later",
+                Some(0),
+                written(Some(3), Some(0)),
+                roll(&["ConfigMap/app"]),
+            ),
+            (
+                "both later",
+                Some(0),
+                written(Some(30), Some(3)),
+                roll(&["ConfigMap/app", "Secret/db"]),
+            ),
+            (
+                "no time for the template",
+                None,
+                written(Some(30), None),
+                covered(),
+            ),
+            (
+                "no time for the configs",
+                Some(0),
+                written(None, None),
+                covered(),
+            ),
+        ];
+        for (name, template, written, want) in cases {
+            assert_eq!(
+                written_after(covered(), template.map(at), written),
+                want,
+                "{name}"
+            );
+        }
+        // Other changes pass as they are.
+        let untouched = roll(&["ConfigMap/app"]);
+        assert_eq!(
+            written_after(untouched.clone(), Some(at(0)), |_| Some(at(60))),
+            untouched
+        );
+        assert_eq!(
+            written_after(Change::Template, Some(at(0)), |_| Some(at(60))),
+            Change::Template
         );
     }
 

@@ -17,6 +17,7 @@ use std::fmt;
 use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
@@ -460,6 +461,31 @@ pub fn written_by_others(meta: &ObjectMeta, annotation: &str, manager: &str) -> 
     present && !ours
 }
 
+/// When the fields under any of `paths` (managedFields' `f:` names: `["f:data"]`,
+/// `["f:spec", "f:template"]`) were last written, by any manager but `except`: the latest `time`
+/// of the managedFields entries of the object itself (not of a subresource) owning something
+/// under one of them. `None` without managedFields, or without times.
+pub fn last_written(meta: &ObjectMeta, paths: &[&[&str]], except: &str) -> Option<Timestamp> {
+    let entries = meta.managed_fields.as_ref()?;
+    entries
+        .iter()
+        .filter(|e| e.manager.as_deref() != Some(except))
+        .filter(|e| e.subresource.as_deref().unwrap_or_default().is_empty())
+        .filter(|e| {
+            e.fields_v1.as_ref().is_some_and(|f| {
+                paths.iter().any(|path| {
+                    let mut at = Some(&f.0);
+                    for field in *path {
+                        at = at.and_then(|v| v.get(*field));
+                    }
+                    at.is_some()
+                })
+            })
+        })
+        .filter_map(|e| e.time.as_ref().map(|t| t.0))
+        .max()
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -475,6 +501,39 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn last_written_is_the_latest_write_of_those_fields_by_others() {
+        let meta: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "web",
+            "managedFields": [
+                {"manager": "helm", "operation": "Update", "time": "2026-12-07T10:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {}}}}},
+                {"manager": "kubectl-rollout", "operation": "Update", "time": "2026-12-07T10:05:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:template": {"f:metadata": {}}}}},
+                {"manager": "kube-reloader", "operation": "Apply", "time": "2026-12-07T10:09:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:template": {"f:metadata": {}}}}},
+                {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+                 "time": "2026-12-07T10:10:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}},
+                {"manager": "hpa", "operation": "Update", "time": "2026-12-07T10:11:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            ],
+        }))
+        .unwrap();
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let template: &[&[&str]] = &[&["f:spec", "f:template"]];
+        assert_eq!(
+            last_written(&meta, template, "kube-reloader"),
+            Some(at("2026-12-07T10:05:00Z"))
+        );
+        // Ours counts when not excepted; the status and replicas never do.
+        assert_eq!(
+            last_written(&meta, template, ""),
+            Some(at("2026-12-07T10:09:00Z"))
+        );
+        assert_eq!(last_written(&meta, &[&["f:data"]], ""), None);
+        assert_eq!(last_written(&ObjectMeta::default(), template, ""), None);
+    }
 
     fn cd(entries: &[(&str, &str)]) -> ContentDigest {
         ContentDigest::new(None, entries.iter().map(|(k, v)| (*k, v.as_bytes())))

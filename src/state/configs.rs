@@ -7,6 +7,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher::{self, Event};
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::model::annotations::ours::RELEASE_HOLD;
 use crate::rules::assess::ConfigDigests;
-use crate::rules::digest::{ContentDigest, Entry, SecretKey, WorkloadDigest, hex};
+use crate::rules::digest::{self, ContentDigest, Entry, SecretKey, WorkloadDigest, hex};
 use crate::rules::faults::Cause;
 use crate::rules::optin::{ConfigFlags, ConfigView, Tracked, reloader};
 use crate::rules::references::{ConfigKind, Keys};
@@ -56,6 +57,8 @@ pub struct ConfigSummary {
     pub flags: ConfigFlags,
     /// `kube-reloader.io/release-hold`: the change whose halted rollout is to go on.
     pub release: Option<Box<str>>,
+    /// When its content was last written, as far as its managedFields tell.
+    pub written: Option<Timestamp>,
 }
 
 /// A watched kind of config object.
@@ -144,6 +147,18 @@ impl ConfigStore {
     }
 
     /// Reads one object's summary in place (no copy of its digests).
+    /// When the content of `object` (`Kind/name`, a ConfigMap or Secret) in `namespace` was
+    /// last written, as far as its managedFields tell.
+    pub fn written(&self, namespace: &str, object: &str) -> Option<Timestamp> {
+        let kind = match object.split_once('/')?.0 {
+            "ConfigMap" => ConfigKind::ConfigMap,
+            "Secret" => ConfigKind::Secret,
+            _ => return None,
+        };
+        let name = object.split_once('/')?.1;
+        self.with(namespace, kind, name, |s| s.written).flatten()
+    }
+
     pub fn with<T>(
         &self,
         namespace: &str,
@@ -343,6 +358,9 @@ impl ConfigDigests for NamespaceView<'_> {
     fn workload_digest(&self, tracked: &[Tracked], key_id: &str) -> WorkloadDigest {
         self.store.workload_digest(self.namespace, tracked, key_id)
     }
+    fn written(&self, object: &str) -> Option<Timestamp> {
+        self.store.written(self.namespace, object)
+    }
 }
 
 /// Digests an object; Secrets under `key`.
@@ -356,8 +374,12 @@ pub fn summarize<K: ConfigObject>(
         digest: ContentDigest::new(secret_key, obj.entries()),
         flags: ConfigFlags::from_annotations(obj.annotations(), reloader),
         release: obj.annotations().get(RELEASE_HOLD).map(|v| v.trim().into()),
+        written: digest::last_written(obj.meta(), CONTENT_FIELDS, ""),
     }
 }
+
+/// The fields of a ConfigMap's or Secret's content, as managedFields name them.
+const CONTENT_FIELDS: &[&[&str]] = &[&["f:data"], &["f:binaryData"], &["f:stringData"]];
 
 fn key_of<K: ConfigObject>(obj: &K) -> ConfigKey {
     (obj.namespace().unwrap_or_default(), K::KIND, obj.name_any())
@@ -486,6 +508,7 @@ mod tests {
             digest: ContentDigest::new(None, [("k", v.as_bytes())]),
             flags: ConfigFlags::default(),
             release: None,
+            written: None,
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::RwLock;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
+use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -336,6 +337,9 @@ impl ConfigDigests for WorkloadView<'_> {
             }
         }
         WorkloadDigest::new(entries, key_id)
+    }
+    fn written(&self, object: &str) -> Option<Timestamp> {
+        self.configs.written(self.namespace, object)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::DynamicResourceScope;
@@ -51,6 +52,9 @@ pub struct Workload {
     pub status: Status,
     /// `spec.selector.matchLabels` as a label selector (`a=b,c=d`), to find its pods.
     pub selector: Option<String>,
+    /// When its pod template was last written by someone other than kube-reloader (its
+    /// managedFields' time, read before they are dropped).
+    pub template_written: Option<Timestamp>,
 }
 
 impl Workload {
@@ -63,6 +67,7 @@ impl Workload {
             template: source.unwrap_or(self).template.as_ref(),
             template_ref: self.template_ref.is_some(),
             baseline_by_others: self.baseline_by_others,
+            template_written: source.unwrap_or(self).template_written,
         }
     }
 
@@ -114,6 +119,15 @@ impl Workload {
         };
         let baseline_by_others = kind.spec().apply
             && digest::written_by_others(&metadata, CONFIG_HASH, reading.field_manager);
+        let template_fields: Vec<String> = kind
+            .spec()
+            .template_path
+            .iter()
+            .map(|field| format!("f:{field}"))
+            .collect();
+        let template_fields: Vec<&str> = template_fields.iter().map(String::as_str).collect();
+        let template_written =
+            digest::last_written(&metadata, &[&template_fields], reading.field_manager);
         Workload {
             kind,
             metadata: slim(metadata, &reading.names),
@@ -123,6 +137,7 @@ impl Workload {
             baseline_by_others,
             status,
             selector,
+            template_written,
         }
     }
 

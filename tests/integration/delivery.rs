@@ -496,3 +496,64 @@ async fn a_template_change_inside_the_debounce_window_after_a_config_change_is_o
     let what = "ConfigMap changed, then the image 1 s later (--debounce=4s)";
     rolled_once_by_kubernetes(&ns, &reloader, (Kind::Deployment, "web"), debounce, what).await;
 }
+
+/// The image bumped, then the config edited 4 s later, both inside one debounce window: the pods
+/// of the bump's rollout may have started, and read the config, before the edit. Two rollouts:
+/// the bump's, and kube-reloader's for the edit.
+#[tokio::test]
+async fn a_config_edited_seconds_after_a_template_change_inside_the_window_is_rolled() {
+    let ns = TestNs::new("template-then-edit").await;
+    let reloader = Reloader::start(&ns, &[&debounce_arg(Duration::from_secs(10))]);
+    apply(&ns, &[&app("info"), &web("registry.invalid/app:1")]).await;
+    deployed(&ns, Kind::Deployment, "web").await;
+
+    apply(&ns, &[&web("registry.invalid/app:2")]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    configmap(&ns, "app-config", &[("LEVEL", "debug")], json!({})).await;
+    let notes = wait_for("a Reloaded Event", TIMEOUT, || async {
+        let notes = events(&ns, "web", "Reloaded").await;
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await;
+    assert!(
+        notes.iter().any(|n| n.contains("ConfigMap/app-config")),
+        "{notes:?}"
+    );
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 2);
+    drop(reloader);
+}
+
+/// The same while kube-reloader was down: the image bumped, the config edited 4 s later; back, it
+/// rolls the edit (the bump's pods may have read the old config). An edit before the bump is
+/// covered by it: one rollout.
+#[tokio::test]
+async fn changes_made_while_down_are_ordered_by_when_they_were_written() {
+    let ns = TestNs::new("down-then-ordered").await;
+    let mut reloader = Reloader::start(&ns, &[]);
+    apply(&ns, &[&app("info"), &web("registry.invalid/app:1")]).await;
+    deployed(&ns, Kind::Deployment, "web").await;
+    reloader.kill();
+
+    apply(&ns, &[&web("registry.invalid/app:2")]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    configmap(&ns, "app-config", &[("LEVEL", "debug")], json!({})).await;
+    let mut second = Reloader::start(&ns, &[]);
+    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 2).await;
+    second.wait_up_to_date("web", 1).await;
+    second.kill();
+
+    // The edit first, then the bump: the bump's pods read the edit.
+    configmap(&ns, "app-config", &[("LEVEL", "warn")], json!({})).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    apply(&ns, &[&web("registry.invalid/app:3")]).await;
+    let reloader = Reloader::start(&ns, &[]);
+    wait_for("the covered change recorded", TIMEOUT, || async {
+        let notes = events(&ns, "web", "ReloadNotNeeded").await;
+        (!notes.is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 3);
+    drop(reloader);
+}

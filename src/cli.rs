@@ -142,6 +142,12 @@ pub struct Args {
     #[arg(long, env = "KUBE_RELOADER_ROLLOUT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub rollout_timeout: Duration,
 
+    /// How long each rollout of a progressive wave must stay complete before the next wave
+    /// starts; its new pods are watched meanwhile, so a value that brings them down only after
+    /// they counted as available still halts the change. 0s: the next wave starts at completion.
+    #[arg(long, env = "KUBE_RELOADER_ROLLOUT_SOAK", default_value = "0s", value_parser = parse_duration)]
+    pub rollout_soak: Duration,
+
     /// Reconciles in flight at once, per workload kind and watched namespace (each holds an API
     /// connection while it writes, so this also bounds the connections kept open after a burst,
     /// such as the first baselines of a large cluster). 16 by default: with 4, rollouts of a burst
@@ -500,6 +506,7 @@ impl Args {
                     default: self.progressive,
                     waves: self.rollout_waves.clone(),
                     timeout: self.rollout_timeout,
+                    soak: self.rollout_soak,
                 },
             },
             alerts,
@@ -1169,13 +1176,16 @@ mod tests {
         assert!(!a.progressive);
         assert_eq!(a.rollout_waves, Waves::default());
         assert_eq!(a.rollout_timeout, Duration::from_secs(600));
+        assert_eq!(a.rollout_soak, Duration::ZERO);
         let p = Args::try_parse_from([
             "kube-reloader",
             "--progressive",
             "--rollout-waves=2,25%,50%",
             "--rollout-timeout=5m",
+            "--rollout-soak=2m",
         ])
         .unwrap();
+        assert_eq!(p.rollout_soak, Duration::from_secs(120));
         assert!(p.progressive && p.rollout_timeout == Duration::from_secs(300));
         assert_eq!(p.rollout_waves, "2,25%,50%".parse().unwrap());
         assert!(Args::try_parse_from(["kube-reloader", "--rollout-waves=0"]).is_err());

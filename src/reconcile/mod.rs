@@ -110,6 +110,9 @@ pub struct Context {
     pending_writes: Mutex<HashMap<WorkloadRef, String>>,
     /// Failed reconciles in a row, per workload: the retry delay grows with them.
     failures: Mutex<HashMap<WorkloadRef, u32>>,
+    /// With `--rollout-soak`: since when each workload's progressive rollout of a change has
+    /// been seen complete.
+    complete_since: Mutex<HashMap<WorkloadRef, (crate::rules::rollout::ChangeId, Instant)>>,
     /// The workloads' debounce windows, and the triggers at their ends.
     pub router: Arc<TriggerRouter>,
     /// Where the API server serves each kind (found by discovery).
@@ -159,6 +162,7 @@ impl Context {
             may_write: std::sync::atomic::AtomicBool::new(false),
             pending_writes: Mutex::default(),
             failures: Mutex::default(),
+            complete_since: Mutex::default(),
             router,
             resources: Mutex::default(),
             alerts: None,
@@ -322,6 +326,7 @@ impl Context {
         self.index.remove(wref);
         locked(&self.warned).retain(|(w, _)| w != wref);
         locked(&self.failures).remove(wref);
+        locked(&self.complete_since).remove(wref);
         locked(&self.pending_writes).remove(wref);
         locked(&self.dry_run_baselines).remove(wref);
         self.router.forget(wref);

@@ -4,7 +4,7 @@
 //! wave, a failure is recorded on the failed workload and told (Events, an alert, a metric), a
 //! hold is recorded on each workload held.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -13,6 +13,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
+use crate::locked;
 use crate::model::annotations::{ours, written};
 use crate::model::kinds::WorkloadRef;
 use crate::rules::assess::{self, Assessment};
@@ -224,12 +225,38 @@ fn progress(ctx: &Context, obj: &Workload, id: &ChangeId) -> Progress {
     let elapsed = rolled
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or_default();
-    rollout::progress(
+    let progress = rollout::progress(
         obj.kind,
         &obj.status,
         elapsed,
         ctx.settings.progressive.timeout,
-    )
+    );
+    let complete_for = complete_for(ctx, obj, id, progress == Progress::Complete);
+    rollout::soaked(progress, complete_for, ctx.settings.progressive.soak)
+}
+
+/// How long a workload's rollout of `id` has been seen complete without a break (`complete`:
+/// whether it is now). Kept in memory: a restarted controller starts the soak again, which only
+/// makes it longer.
+fn complete_for(ctx: &Context, obj: &Workload, id: &ChangeId, complete: bool) -> Option<Duration> {
+    if ctx.settings.progressive.soak.is_zero() {
+        return None;
+    }
+    let wref = super::workload_ref(obj);
+    let mut seen = locked(&ctx.complete_since);
+    if !complete {
+        seen.remove(&wref);
+        return None;
+    }
+    let since = match seen.get(&wref) {
+        Some((change, since)) if change == id => *since,
+        _ => {
+            let now = Instant::now();
+            seen.insert(wref, (id.clone(), now));
+            now
+        }
+    };
+    Some(since.elapsed())
 }
 
 /// Holds a workload: records the hold on it (once) with a `RolloutHalted` Event.
@@ -284,14 +311,14 @@ pub(super) async fn watch(
         return Ok(None); // recorded and told already
     }
     let mut progress = progress(ctx, obj, &id);
-    if progress == Progress::InProgress
+    if matches!(progress, Progress::InProgress | Progress::Soaking)
         && restart == Restart::Template
         && let Some(why) = crash_loop(ctx, obj, wref).await
     {
         progress = Progress::Failed(why);
     }
     match progress {
-        Progress::InProgress => Ok(Some(Action::requeue(WAVE_POLL))),
+        Progress::InProgress | Progress::Soaking => Ok(Some(Action::requeue(WAVE_POLL))),
         Progress::Complete => {
             wake_pending(ctx, wref, &id);
             Ok(None)

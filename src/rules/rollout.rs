@@ -30,6 +30,8 @@ pub struct Progressive {
     pub waves: Waves,
     /// `--rollout-timeout`.
     pub timeout: Duration,
+    /// `--rollout-soak`: how long a wave's rollouts stay complete before the next wave starts.
+    pub soak: Duration,
 }
 
 impl Default for Progressive {
@@ -38,6 +40,7 @@ impl Default for Progressive {
             default: false,
             waves: Waves::default(),
             timeout: Duration::from_secs(600),
+            soak: Duration::ZERO,
         }
     }
 }
@@ -201,8 +204,20 @@ impl Waves {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
     Complete,
+    /// Complete for less than `--rollout-soak`: not counted complete yet, and its new pods are
+    /// still watched (a value that brings them down only after they became available fails it).
+    Soaking,
     InProgress,
     Failed(String),
+}
+
+/// A complete rollout counts as complete once it has been for `soak` (`complete_for`: how long
+/// it has been seen complete without a break); before that it soaks. Anything else stands.
+pub fn soaked(progress: Progress, complete_for: Option<Duration>, soak: Duration) -> Progress {
+    match progress {
+        Progress::Complete if complete_for.unwrap_or_default() < soak => Progress::Soaking,
+        other => other,
+    }
 }
 
 /// Where one workload stands in a change.
@@ -570,6 +585,30 @@ mod tests {
         assert_eq!(
             gate("w9", &two_done, &waves, false),
             Gate::Roll { wave: 3, waves: 3 }
+        );
+    }
+
+    #[test]
+    fn a_soaking_rollout_holds_the_next_wave_until_its_soak_has_passed() {
+        let soak = Duration::from_secs(30);
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(soaked(Complete, secs(10), soak), Soaking);
+        assert_eq!(soaked(Complete, None, soak), Soaking);
+        assert_eq!(soaked(Complete, secs(30), soak), Complete);
+        assert_eq!(soaked(Complete, None, Duration::ZERO), Complete);
+        assert_eq!(soaked(InProgress, secs(60), soak), InProgress);
+        let failed = Failed("crash-loop".into());
+        assert_eq!(soaked(failed.clone(), secs(60), soak), failed);
+        // The next wave waits for a soaking canary as for one in progress.
+        let waves = Waves::default();
+        let soaking = ten(|i| if i == 0 { Rolled(Soaking) } else { Pending });
+        assert_eq!(
+            gate("w1", &soaking, &waves, false),
+            Gate::Wait {
+                wave: 2,
+                waves: 3,
+                waiting_for: vec!["w0".into()]
+            }
         );
     }
 

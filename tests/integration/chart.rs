@@ -1019,7 +1019,8 @@ fn progressive_renders_its_flags_and_exactly_its_rbac() {
         let rules = &r.get("ClusterRole", "r-kube-reloader")["rules"];
         assert_eq!(rules, &scope_rules(&BOTH, false), "{off}");
     }
-    let values = "progressive: {enabled: true, waves: \"2,50%\", rolloutTimeout: 5m}";
+    let values =
+        "progressive: {enabled: true, waves: \"2,50%\", rolloutTimeout: 5m, rolloutSoak: 1m}";
     let r = chart::render("r", "ns", values).expect("render");
     assert_eq!(
         r.args(),
@@ -1027,7 +1028,8 @@ fn progressive_renders_its_flags_and_exactly_its_rbac() {
             "--leader-elect",
             "--progressive",
             "--rollout-waves=2,50%",
-            "--rollout-timeout=5m"
+            "--rollout-timeout=5m",
+            "--rollout-soak=1m"
         ]
     );
     assert_eq!(
@@ -1041,6 +1043,7 @@ fn progressive_renders_its_flags_and_exactly_its_rbac() {
     assert!(parsed.progressive);
     assert_eq!(parsed.rollout_waves, "2,50%".parse().unwrap());
     assert_eq!(parsed.rollout_timeout, Duration::from_secs(300));
+    assert_eq!(parsed.rollout_soak, Duration::from_secs(60));
     // Only some configs progressive: the pods rule without the flag, in each namespace's Role.
     let r = chart::render(
         "r",

@@ -448,3 +448,99 @@ async fn a_hold_released_by_hand_lets_the_change_go_on() {
     );
     drop(reloader);
 }
+
+/// Like [`app`], but its pods start well: with `bad` they run, become available, and exit 12 s
+/// later (a value that breaks only once used), then crash-loop.
+fn late_crasher(name: &str) -> Value {
+    let mut manifest = app(name);
+    manifest["spec"]["minReadySeconds"] = json!(2);
+    manifest["spec"]["template"]["spec"]["containers"][0]["command"] = json!([
+        "/bin/sh",
+        "-c",
+        "echo \"read $GREETING\"; if [ \"$GREETING\" = bad ]; then sleep 12; exit 3; fi; exec sleep 100000"
+    ]);
+    manifest
+}
+
+/// `--rollout-soak`: each wave starts only once the previous one's rollouts have stayed complete
+/// that long; a value whose pods crash after they counted as available halts the change at the
+/// canary, the two others untouched.
+#[tokio::test]
+async fn with_a_soak_a_value_that_breaks_pods_late_stops_at_the_canary() {
+    let ns = TestNs::on(with_node(), "progressive-soak").await;
+    config(&ns, "one", true).await;
+    let names: Vec<String> = (0..3).map(name).collect();
+    for n in &names {
+        workloads::create(&ns, Kind::Deployment, late_crasher(n)).await;
+    }
+    let mut reloader = Reloader::start(&ns, &["--rollout-soak=10s"]);
+    for n in &names {
+        workloads::baseline(&ns, Kind::Deployment, n).await;
+    }
+    wait_for("the three apps running", TIMEOUT, || async {
+        snapshot(&ns).await.values().all(complete).then_some(())
+    })
+    .await;
+
+    // A good change: one wave each (the canary, a tenth, the rest), each 10 s after the
+    // previous one completed.
+    let before = hashes(&ns).await;
+    let start = Instant::now();
+    config(&ns, "two", true).await;
+    let mut rolled: BTreeMap<String, f64> = BTreeMap::new();
+    let mut completed: BTreeMap<String, f64> = BTreeMap::new();
+    while completed.len() < names.len() {
+        let now = start.elapsed().as_secs_f64();
+        for (n, d) in snapshot(&ns).await {
+            if template_hash(&d) != before[&n] {
+                rolled.entry(n.clone()).or_insert(now);
+                if complete(&d) {
+                    completed.entry(n).or_insert(now);
+                }
+            }
+        }
+        assert!(start.elapsed() < TIMEOUT, "{rolled:?} {completed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("progressive: soak 10 s: rolled {rolled:?}, complete {completed:?}");
+    for (earlier, later) in [(&names[0], &names[1]), (&names[1], &names[2])] {
+        let gap = rolled[later] - completed[earlier];
+        assert!(
+            gap >= 9.5,
+            "{later} rolled {gap:.1} s after {earlier} completed, within the 10 s soak"
+        );
+    }
+    let once: BTreeMap<String, u64> = names.iter().map(|n| (n.clone(), 1)).collect();
+    assert_eq!(rollouts_of(&ns, 3).await, once);
+
+    // A value that breaks the pods 12 s after they start, well after they count as available:
+    // the canary completes, soaks, crash-loops inside its soak, and the change halts there.
+    reloader.kill();
+    let reloader = Reloader::start(&ns, &["--rollout-soak=60s"]);
+    for n in &names {
+        reloader.wait_up_to_date(n, 1).await;
+    }
+    let start = Instant::now();
+    config(&ns, "bad", true).await;
+    let failure = wait_for("the canary's failure recorded", TIMEOUT, || async {
+        workloads::annotation(&ns, Kind::Deployment, &names[0], FAILED, false).await
+    })
+    .await;
+    eprintln!(
+        "progressive: soak 60 s: the late failure recorded {:.1} s after the change: {failure}",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(failure.contains("crash-loop"), "{failure}");
+    wait_held(&ns, 2).await;
+    let canary_twice = BTreeMap::from([
+        (names[0].clone(), 2),
+        (names[1].clone(), 1),
+        (names[2].clone(), 1),
+    ]);
+    assert_eq!(
+        rollouts_of(&ns, 3).await,
+        canary_twice,
+        "only the canary rolled the bad value"
+    );
+    drop(reloader);
+}

@@ -117,6 +117,9 @@ binary's default, so the defaults give the same arguments as manifests/.
 {{- if ne $v.progressive.rolloutTimeout "10m" }}
 {{- $args = append $args (printf "--rollout-timeout=%s" $v.progressive.rolloutTimeout) }}
 {{- end }}
+{{- if ne $v.progressive.rolloutSoak "0s" }}
+{{- $args = append $args (printf "--rollout-soak=%s" $v.progressive.rolloutSoak) }}
+{{- end }}
 {{- if ne $v.keySecretName "kube-reloader-key" }}
 {{- $args = append $args (printf "--key-secret=%s" $v.keySecretName) }}
 {{- end }}

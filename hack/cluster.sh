@@ -19,6 +19,7 @@
 # With $KUBE_RELOADER_SECOND_APISERVER set, a second kube-apiserver serves the same etcd on a port
 # of its own, reached through DIR/kubeconfig-2 (pid, log and audit log: kube-apiserver-2.*), as
 # in a control plane of several: a test can freeze one and keep writing through the other.
+# $KUBE_RELOADER_APISERVER_FLAGS adds flags to every kube-apiserver (separated by spaces).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -122,6 +123,10 @@ start_all() {
     apiserver_flags=(--kubelet-client-certificate "$dir/kubelet-client.crt" --kubelet-client-key "$dir/kubelet-client.key"
       --kubelet-certificate-authority "$dir/kubelet-ca.crt" --kubelet-preferred-address-types InternalIP)
   fi
+  # Further flags a test asks for (say --feature-gates=WatchList=false), separated by spaces.
+  local extra_flags
+  read -r -a extra_flags <<< "${KUBE_RELOADER_APISERVER_FLAGS:-}"
+  apiserver_flags+=("${extra_flags[@]}")
   {
     echo "$token,admin,admin,\"system:masters\""
     [ -n "${KUBE_RELOADER_EXTRA_TOKENS:-}" ] && printf '%s\n' "$KUBE_RELOADER_EXTRA_TOKENS"

@@ -250,10 +250,12 @@ pub struct Args {
     pub request_timeout: Duration,
 
     /// How watches read the objects that exist before they watch: `paged` lists (limit and
-    /// continue; every release), or `streaming` (sendInitialEvents, the WatchList feature of the
-    /// API server, on by default since Kubernetes 1.34; the API server answers from its watch
-    /// cache instead of building list pages). docs/performance.md compares them.
-    #[arg(long, env = "KUBE_RELOADER_INITIAL_LIST", value_enum, default_value_t = InitialList::Paged)]
+    /// continue; every release), `streaming` (sendInitialEvents, the WatchList feature of the API
+    /// server, on by default since Kubernetes 1.34; the API server answers from its watch cache
+    /// instead of building list pages, and kube-reloader's memory peaks lower), or `auto`:
+    /// streaming where the API server serves it, paged where it refuses it (asked once at start).
+    /// docs/performance.md compares them.
+    #[arg(long, env = "KUBE_RELOADER_INITIAL_LIST", value_enum, default_value_t = InitialList::Auto)]
     pub initial_list: InitialList,
 
     /// On SIGTERM, how long in-flight reconciles may take to finish before the process exits

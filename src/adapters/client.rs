@@ -30,14 +30,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use http::{HeaderMap, Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use kube::api::{Api, WatchEvent, WatchParams};
 use kube::client::Body;
 use kube::{Client, Config};
 
 use crate::locked;
-use crate::rules::faults::Silence;
+use crate::rules::faults::{Silence, refuses_streaming};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -68,9 +70,12 @@ impl Timeouts {
 /// How a watch reads what exists before it watches (`--initial-list`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum InitialList {
+    /// Streaming where the API server serves it, paged where it refuses it: asked once at start
+    /// ([`InitialList::resolve`]).
+    #[default]
+    Auto,
     /// Paged lists (`limit` and `continue`), then a watch from the list's resourceVersion: every
     /// release serves them.
-    #[default]
     Paged,
     /// One watch that first streams every object (`sendInitialEvents`, the WatchList feature,
     /// on by default since Kubernetes 1.34's API server) and closes the list with a bookmark.
@@ -84,9 +89,59 @@ impl InitialList {
         let config =
             kube::runtime::watcher::Config::default().timeout(timeouts.watch_server_seconds());
         match self {
-            Self::Paged => config,
+            Self::Paged | Self::Auto => config,
             Self::Streaming => config.streaming_lists(),
         }
+    }
+
+    /// `Auto` made `Streaming` or `Paged`: a streaming watch of objects of kind `K` in
+    /// `namespace` (all when `None`) is started, for one name no object has, so that nothing is
+    /// read; the API server's refusal means `Paged`. Any other failure (unreachable, forbidden)
+    /// also means `Paged`, which every release serves; said in the log, as the choice is.
+    pub async fn resolve<K>(self, client: &Client, namespace: Option<&str>) -> InitialList
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        if self != Self::Auto {
+            return self;
+        }
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let params = WatchParams::streaming_lists()
+            .fields("metadata.name=kube-reloader.initial-list-probe")
+            .timeout(10);
+        // Served: its first event (the bookmark that ends the empty list); closed without one:
+        // unknown.
+        let answer: Result<bool, kube::Error> = match api.watch_metadata(&params, "0").await {
+            Ok(events) => match Box::pin(events).try_next().await {
+                Ok(Some(WatchEvent::Error(status))) => Err(kube::Error::Api(status)),
+                Ok(first) => Ok(first.is_some()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let why = match answer {
+            Ok(true) => {
+                tracing::info!(target: "kube_reloader::controller",
+                    "the API server serves streaming lists: watches read what exists through them (--initial-list=auto)");
+                return Self::Streaming;
+            }
+            Err(e) if refuses_streaming(&e) => {
+                tracing::info!(target: "kube_reloader::controller", answer = %e,
+                    "the API server refuses streaming lists (its WatchList feature is off): watches read what exists through paged lists (--initial-list=auto)");
+                return Self::Paged;
+            }
+            Ok(false) => "the probe's watch closed without a bookmark".to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(target: "kube_reloader::controller", error = %why,
+            "could not ask the API server whether it serves streaming lists: watches read what exists through paged lists (--initial-list=auto; set --initial-list=streaming to insist)");
+        Self::Paged
     }
 }
 

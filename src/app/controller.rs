@@ -383,8 +383,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .map_err(|e| RunError::Client(kube::Error::InferConfig(e)))?;
     let connector = client::Connector::new(kube_config);
     let client = connector.client(timeouts).map_err(RunError::Client)?;
-    // Every watch is asked to end before the client would take it for dead.
-    let watch = initial_list.watch_config(timeouts);
     let controller_ns = key_secret.namespace.clone();
     // With the CSI integration, one more stream per scope: the driver's status objects.
     let streams = config_kinds.len() + usize::from(watched.csi());
@@ -412,6 +410,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         settings.field_manager,
     )
     .await?;
+    // Asked of the API server once the key could be read (it answers by then), of the first
+    // scope and kind watched (so that the probe needs no permission beyond theirs).
+    let scope = scopes[0].as_deref();
+    let initial_list = match config_kinds[0] {
+        ConfigKind::Secret => initial_list.resolve::<Secret>(&client, scope).await,
+        _ => initial_list.resolve::<ConfigMap>(&client, scope).await,
+    };
+    // Every watch is asked to end before the client would take it for dead.
+    let watch = initial_list.watch_config(timeouts);
     tracing::info!(target: "kube_reloader::controller",
         namespaces = ?scopes.iter().map(|s| s.as_deref().unwrap_or("*")).collect::<Vec<_>>(),
         ignored = ?watched.ignored_namespaces,

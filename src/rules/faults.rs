@@ -202,6 +202,18 @@ pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Whether an API server's answer refuses a streaming list (a watch with `sendInitialEvents`):
+/// its WatchList feature is off (Kubernetes 1.33's default, or turned off by an admin), and it
+/// says so with a validation error naming the parameter.
+pub fn refuses_streaming(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => {
+            matches!(status.code, 400 | 422) && status.message.contains("sendInitialEvents")
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +221,24 @@ mod tests {
 
     fn api(code: u16) -> kube::Error {
         kube::Error::Api(Box::new(Status::failure("no", "Reason").with_code(code)))
+    }
+
+    #[test]
+    fn a_refused_streaming_list_is_told_from_other_failures() {
+        let refusal = |code: u16, message: &str| {
+            kube::Error::Api(Box::new(
+                Status::failure(message, "Invalid").with_code(code),
+            ))
+        };
+        // What 1.33's API server answers (apimachinery's validation of the watch's options).
+        let off = "ConfigMap \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled";
+        assert!(refuses_streaming(&refusal(422, off)));
+        assert!(refuses_streaming(&refusal(400, off)));
+        assert!(!refuses_streaming(&refusal(403, off)));
+        assert!(!refuses_streaming(&refusal(422, "name: Invalid value")));
+        assert!(!refuses_streaming(&api(503)));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(!refuses_streaming(&kube::Error::Service(Box::new(refused))));
     }
 
     #[test]

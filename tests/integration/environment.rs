@@ -8,7 +8,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::support::workloads::{self, Kind};
-use crate::support::{TestNs, wait_for};
+use crate::support::{ControlPlane, TestNs, wait_for};
 
 async fn apply_template_annotation(ns: &TestNs, kind: Kind, name: &str, value: &str) {
     let patch = json!({
@@ -298,4 +298,36 @@ async fn the_controller_reads_through_streaming_lists() {
         recorded,
         "the change was recorded"
     );
+}
+
+/// `--initial-list auto` (the default) on an API server whose WatchList feature is off (as
+/// Kubernetes 1.33's is by default, or turned off by an admin): the probe's refusal is logged,
+/// the watches read through paged lists, and the controller works as usual; on one that serves
+/// them, it streams.
+#[tokio::test]
+async fn the_default_falls_back_to_paged_lists_where_streaming_is_refused() {
+    let cp = ControlPlane::start_with_apiserver_flags("--feature-gates=WatchList=false")
+        .expect("a control plane with WatchList off");
+    let ns = TestNs::on(&cp, "env-no-watchlist").await;
+    workloads::opted_in_with_configmap(&ns, "web").await;
+    let reloader = crate::support::reloader::Reloader::start(&ns, &[]);
+    reloader
+        .wait_count(&["refuses streaming lists", "paged lists"], 1)
+        .await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
+    crate::support::objects::configmap(&ns, "cfg", &[("k", "2")], json!({})).await;
+    workloads::wait_rollouts(&ns, Kind::Deployment, "web", 1).await;
+    assert_eq!(
+        reloader.count(&["serves streaming lists"]),
+        0,
+        "{}",
+        reloader.logs()
+    );
+    drop(reloader);
+
+    let ns = TestNs::new("env-watchlist").await;
+    workloads::opted_in_with_configmap(&ns, "web").await;
+    let reloader = crate::support::reloader::Reloader::start(&ns, &[]);
+    reloader.wait_count(&["serves streaming lists"], 1).await;
+    workloads::baseline(&ns, Kind::Deployment, "web").await;
 }

@@ -129,6 +129,8 @@ pub struct ControlPlane {
 #[derive(Clone, Copy)]
 enum Extra {
     None,
+    /// Further kube-apiserver flags (`KUBE_RELOADER_APISERVER_FLAGS`).
+    ApiserverFlags(&'static str),
     SecondApiserver,
     Node,
 }
@@ -153,6 +155,12 @@ impl ControlPlane {
         Self::launch("", Extra::SecondApiserver)
     }
 
+    /// Like [`start`](Self::start), its kube-apiserver given these further flags (separated by
+    /// spaces), e.g. `--feature-gates=WatchList=false`.
+    pub fn start_with_apiserver_flags(flags: &'static str) -> Result<Self, String> {
+        Self::launch("", Extra::ApiserverFlags(flags))
+    }
+
     /// Like [`start`](Self::start), with kube-scheduler and a node that runs pods
     /// (`hack/cluster.sh run DIR --node`, see hack/node.sh): returns once the node is Ready.
     pub fn start_with_node() -> Result<Self, String> {
@@ -165,6 +173,9 @@ impl ControlPlane {
         cmd.arg("run").arg(&dir);
         match extra {
             Extra::None => {}
+            Extra::ApiserverFlags(flags) => {
+                cmd.env("KUBE_RELOADER_APISERVER_FLAGS", flags);
+            }
             Extra::SecondApiserver => {
                 cmd.env("KUBE_RELOADER_SECOND_APISERVER", "1");
             }

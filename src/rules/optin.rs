@@ -198,9 +198,6 @@ fn is_object_name(s: &str) -> bool {
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
 }
 
-/// Parses a workload's opt-in. `None` when it did not opt in (or opted out). With
-/// `reloader_compat`, Reloader's annotations count too, read from the pod template's annotations
-/// when none of them sits on the workload's own metadata, as Reloader does.
 /// How workloads' opt-in is read: the command line's say.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -234,8 +231,10 @@ impl Policy {
     }
 }
 
-/// The opt-in of a workload from its metadata and pod-template annotations, with Reloader's
-/// annotations if `reloader_compat`; `None` when it did not opt in.
+/// The opt-in of a workload from its metadata and pod-template annotations; `None` when it did
+/// not opt in (or opted out). With `reloader_compat`, Reloader's annotations count too, read from
+/// the pod template's annotations when none of them sits on the workload's own metadata, as
+/// Reloader does.
 pub fn parse(
     metadata: &Annotations,
     template: &Annotations,

@@ -451,6 +451,22 @@ fn web(image: &str) -> Value {
     workloads::manifest(Kind::Deployment, "web", json!({AUTO: "true"}), spec)
 }
 
+/// Waits for kube-reloader's rollout of `web` for `app-config` (its `Reloaded` Event naming the
+/// ConfigMap), and checks it came on top of the template's: two rollouts, nothing more.
+async fn rolled_for_the_config_too(ns: &TestNs) {
+    let notes = wait_for("a Reloaded Event", TIMEOUT, || async {
+        let notes = events(ns, "web", "Reloaded").await;
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await;
+    assert!(
+        notes.iter().any(|n| n.contains("ConfigMap/app-config")),
+        "{notes:?}"
+    );
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(workloads::rollouts(ns, Kind::Deployment, "web").await, 2);
+}
+
 #[tokio::test]
 async fn an_image_bump_and_a_config_change_twenty_seconds_later_are_two_rollouts() {
     let ns = TestNs::new("bump-then-config").await;
@@ -466,17 +482,7 @@ async fn an_image_bump_and_a_config_change_twenty_seconds_later_are_two_rollouts
     tokio::time::sleep(Duration::from_secs(20).saturating_sub(bumped.elapsed())).await;
     apply(&ns, &[&app("debug")]).await;
 
-    let notes = wait_for("a Reloaded Event", TIMEOUT, || async {
-        let notes = events(&ns, "web", "Reloaded").await;
-        (!notes.is_empty()).then_some(notes)
-    })
-    .await;
-    assert!(
-        notes.iter().any(|n| n.contains("ConfigMap/app-config")),
-        "{notes:?}"
-    );
-    tokio::time::sleep(SETTLE).await;
-    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 2);
+    rolled_for_the_config_too(&ns).await;
     let not_needed = events(&ns, "web", "ReloadNotNeeded").await;
     assert!(not_needed.is_empty(), "{not_needed:?}");
 }
@@ -510,17 +516,7 @@ async fn a_config_edited_seconds_after_a_template_change_inside_the_window_is_ro
     apply(&ns, &[&web("registry.invalid/app:2")]).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     configmap(&ns, "app-config", &[("LEVEL", "debug")], json!({})).await;
-    let notes = wait_for("a Reloaded Event", TIMEOUT, || async {
-        let notes = events(&ns, "web", "Reloaded").await;
-        (!notes.is_empty()).then_some(notes)
-    })
-    .await;
-    assert!(
-        notes.iter().any(|n| n.contains("ConfigMap/app-config")),
-        "{notes:?}"
-    );
-    tokio::time::sleep(SETTLE).await;
-    assert_eq!(workloads::rollouts(&ns, Kind::Deployment, "web").await, 2);
+    rolled_for_the_config_too(&ns).await;
     drop(reloader);
 }
 

@@ -2,38 +2,49 @@
 
 use std::time::Duration;
 
-/// Parses `1500ms`, `2s`, `1m30s`, `1h`, or a bare number of seconds.
+use jiff::SignedDuration;
+
+/// Parses `1500ms`, `2s`, `1m30s`, `1.5h`, `1h 30m`, `5 minutes` (jiff's "friendly" format, which
+/// takes Go's and Reloader's forms), or a bare number of seconds. Negative durations are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"));
     }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err("empty duration".into());
+    let signed: SignedDuration = s.parse().map_err(|_| {
+        format!("{s:?} is not a duration (use ms, s, m or h: 500ms, 30s, 1m30s, 2h)")
+    })?;
+    Duration::try_from(signed).map_err(|_| format!("{s:?} is negative"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forms_flags_and_annotations_take() {
+        let secs = Duration::from_secs_f64;
+        for (s, want) in [
+            ("1500ms", secs(1.5)),
+            ("2s", secs(2.0)),
+            ("1m30s", secs(90.0)),
+            ("1h30m", secs(5400.0)),
+            ("1.5h", secs(5400.0)),
+            ("90m", secs(5400.0)),
+            ("0s", Duration::ZERO),
+            (" 30 ", secs(30.0)),
+            ("2.5", secs(2.5)),
+            ("1h 30m", secs(5400.0)),
+        ] {
+            assert_eq!(parse_duration(s), Ok(want), "{s}");
+        }
+        for s in ["", "soon", "-5s", "5 parsecs", "-1"] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("use ms, s, m or h")
+        );
     }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m or h)"))?;
-        let (num, tail) = rest.split_at(digits);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("{s:?}: {num:?} is not a number"))?;
-        let secs = match unit {
-            "ms" => n / 1000.0,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-        };
-        total += Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
-        rest = next;
-    }
-    Ok(total)
 }
